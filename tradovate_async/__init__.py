@@ -1,0 +1,1 @@
+"""tradovate-async: an asyncio client for the Tradovate (NinjaTrader) API."""

@@ -1,0 +1,144 @@
+"""The HTTP side of authentication: send the token requests, wait out penalties.
+
+Decisions live in ``_auth_core``; this layer moves bytes, sleeps and logs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+
+import anyio
+import httpx
+
+from ._auth_core import (
+    Penalty,
+    PenaltyPolicy,
+    Scrubber,
+    build_login_body,
+    interpret_token_response,
+)
+from ._config import TradovateConfig
+from ._errors import TransportError
+from ._models import AccessToken
+
+__all__ = ["Authenticator", "utc_now"]
+
+logger = logging.getLogger(__name__)
+
+_JSON_HEADERS = {"Accept": "application/json", "Content-Type": "application/json"}
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Authenticator:
+    """Login and renewal over an ``httpx.AsyncClient``.
+
+    The client's own ``auth`` is bypassed: the token request carries no ``Authorization``, the
+    renewal carries the token it renews. No call is ever retried here except
+    for a penalty, which is the server's own instruction to resend; bad credentials, captcha and
+    lockouts raise at once (5 failed logins an hour lock the user out).
+    """
+
+    def __init__(
+        self,
+        config: TradovateConfig,
+        client: httpx.AsyncClient,
+        *,
+        penalty_policy: PenaltyPolicy | None = None,
+        clock: Callable[[], dt.datetime] = utc_now,
+    ) -> None:
+        self.config = config
+        self._client = client
+        self._policy = penalty_policy or PenaltyPolicy()
+        self._clock = clock
+        self.scrub = Scrubber([config.password.reveal(), config.sec.reveal()])
+
+    def __repr__(self) -> str:
+        return f"Authenticator(user={self.config.username!r}, api_url={self.config.api_url!r})"
+
+    def remember_token(self, token: AccessToken) -> None:
+        """Add a token to the values scrubbed from server text."""
+        extra = [token.access_token.reveal()]
+        if token.md_access_token:
+            extra.append(token.md_access_token.reveal())
+        self.scrub = Scrubber([*extra, self.config.password.reveal(), self.config.sec.reveal()])
+
+    def _url(self, path: str) -> str:
+        return f"{self.config.api_url}/{path}"
+
+    async def _send(
+        self, method: str, path: str, *, json_body: object = None, token: AccessToken | None = None
+    ) -> httpx.Response:
+        headers = dict(_JSON_HEADERS)
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token.access_token.reveal()}"
+        try:
+            return await self._client.request(
+                method, self._url(path), json=json_body, headers=headers, auth=None
+            )
+        except httpx.TransportError as exc:
+            raise TransportError(f"{method} /{path} failed: {type(exc).__name__}") from exc
+
+    async def login(self) -> AccessToken:
+        """``POST /auth/accesstokenrequest``, serving penalty tickets as the policy allows."""
+        ticket: str | None = None
+        rounds = 0
+        while True:
+            body = build_login_body(self.config, ticket)
+            logger.debug("requesting an access token for %s", self.config.username)
+            response = await self._send("POST", "auth/accesstokenrequest", json_body=body)
+            outcome = interpret_token_response(
+                "login",
+                response.status_code,
+                response.content,
+                issued_at=self._clock(),
+                scrub=self.scrub,
+            )
+            if isinstance(outcome, AccessToken):
+                self.remember_token(outcome)
+                logger.info(
+                    "logged in as %s; token expires %s",
+                    self.config.username,
+                    outcome.expiration_time.isoformat(),
+                )
+                return outcome
+            wait = self._policy.wait_for(outcome, rounds)
+            rounds += 1
+            logger.warning(
+                "token request penalised (p-ticket): waiting %.1f s before resending "
+                "(round %d of %d)",
+                wait,
+                rounds,
+                self._policy.max_rounds,
+            )
+            await anyio.sleep(wait)
+            ticket = outcome.ticket
+
+    async def renew(self, token: AccessToken) -> AccessToken:
+        """``GET /auth/renewaccesstoken``: a new token on the same server session.
+
+        A penalty here is waited out like a login's; the md token is kept if the answer lacks one.
+        """
+        rounds = 0
+        while True:
+            response = await self._send("GET", "auth/renewaccesstoken", token=token)
+            outcome = interpret_token_response(
+                "renew",
+                response.status_code,
+                response.content,
+                issued_at=self._clock(),
+                scrub=self.scrub,
+            )
+            if not isinstance(outcome, Penalty):
+                renewed = outcome.with_md_fallback(token)
+                self.remember_token(renewed)
+                logger.info("token renewed; expires %s", renewed.expiration_time.isoformat())
+                return renewed
+            wait = self._policy.wait_for(outcome, rounds)
+            rounds += 1
+            logger.warning("token renewal penalised: waiting %.1f s before resending", wait)
+            await anyio.sleep(wait)

@@ -1,0 +1,180 @@
+"""What the token endpoint's answers mean: the sans-I/O core of authentication.
+
+Nothing here touches a socket or a clock. :func:`interpret_token_response` turns one HTTP answer
+of ``/auth/accesstokenrequest`` or ``/auth/renewaccesstoken`` into a token, a penalty to serve,
+or a typed error; :class:`PenaltyPolicy` decides whether a penalty may be waited out. The thin
+HTTP layer in ``_auth.py`` only moves bytes and sleeps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Callable, Iterable
+from typing import Any, Literal
+
+from ._config import TradovateConfig
+from ._errors import (
+    APIError,
+    CaptchaRequiredError,
+    InvalidCredentialsError,
+    InvalidResponseError,
+    LockoutWarningError,
+    PenaltyLimitError,
+    RateLimitedError,
+    TokenRejectedError,
+    TradovateError,
+    TransportError,
+    excerpt,
+)
+from ._models import AccessToken
+from ._responses import parse_json_body
+
+__all__ = [
+    "Penalty",
+    "PenaltyPolicy",
+    "Scrubber",
+    "build_login_body",
+    "interpret_token_response",
+    "is_transient",
+]
+
+TokenCall = Literal["login", "renew"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Penalty:
+    """A time penalty (``p-ticket``): wait ``wait_seconds``, then resend with ``ticket``."""
+
+    ticket: str
+    wait_seconds: float
+
+    def __repr__(self) -> str:  # the ticket is opaque and IP-bound; keep it out of logs
+        return f"Penalty(wait_seconds={self.wait_seconds})"
+
+
+class Scrubber:
+    """Removes known secret values from text that came back from the server."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, secret[:8] + "…")
+        return text
+
+
+def build_login_body(config: TradovateConfig, ticket: str | None = None) -> dict[str, Any]:
+    """The ``accesstokenrequest`` body. ``deviceId`` is sent (the source document forgets it);
+    ``cid`` is a JSON number as in every official example."""
+    body: dict[str, Any] = {
+        "name": config.username,
+        "password": config.password.reveal(),
+        "appId": config.app_id,
+        "appVersion": config.app_version,
+        "cid": config.cid,
+        "sec": config.sec.reveal(),
+        "deviceId": config.device_id,
+    }
+    if ticket is not None:
+        body["p-ticket"] = ticket
+    return body
+
+
+def interpret_token_response(
+    call: TokenCall,
+    status: int,
+    body: bytes,
+    *,
+    issued_at: dt.datetime,
+    scrub: Callable[[str], str],
+) -> AccessToken | Penalty:
+    """Map one answer of the token endpoint (``call="login"``) or the renewal endpoint
+    (``call="renew"``) to a token, a :class:`Penalty`, or a raised typed error."""
+    if status == 200:
+        data = parse_json_body(status, body, scrub)
+        if not isinstance(data, dict):
+            raise InvalidResponseError(
+                "token answer is not a JSON object", status=status, body_excerpt=scrub(excerpt(body))
+            )
+        if "p-ticket" in data:
+            if data.get("p-captcha") in (True, "true", "True", 1):
+                raise CaptchaRequiredError()
+            ticket, wait = data.get("p-ticket"), data.get("p-time")
+            if not isinstance(ticket, str) or not ticket:
+                raise InvalidResponseError("penalty without a usable p-ticket", status=status)
+            if isinstance(wait, bool) or not isinstance(wait, int | float) or wait < 0:
+                raise InvalidResponseError("penalty without a usable p-time", status=status)
+            return Penalty(ticket, float(wait))
+        error_text = data.get("errorText")
+        if isinstance(error_text, str) and error_text:
+            text = scrub(error_text)
+            if call == "login":
+                raise InvalidCredentialsError(f"login refused: {text}", error_text=text)
+            raise TokenRejectedError(f"renewal refused: {text}")
+        try:
+            return AccessToken.from_response(data, issued_at=issued_at)
+        except (ValueError, TypeError) as exc:
+            raise InvalidResponseError(
+                f"token answer unusable ({exc})", status=status
+            ) from None
+    text = scrub(excerpt(body))
+    if status == 401 or (status == 400 and call == "renew"):
+        if call == "login":
+            raise InvalidCredentialsError("login refused (HTTP 401)", error_text=text or None)
+        raise TokenRejectedError(f"renewal refused (HTTP {status}): the token is expired or revoked")
+    if status == 423:
+        raise LockoutWarningError(
+            "token endpoint warns of a lockout: stop authenticating for about an hour",
+            status=status,
+            body_excerpt=text,
+        )
+    if status == 429:
+        raise RateLimitedError(
+            "rate limited: locked out for a rolling hour, repeated requests extend it",
+            status=status,
+            body_excerpt=text,
+        )
+    raise APIError(f"token endpoint answered HTTP {status}", status=status, body_excerpt=text)
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether a later attempt may succeed without anyone changing anything."""
+    if isinstance(error, TransportError | InvalidResponseError):
+        return True
+    if isinstance(error, RateLimitedError | LockoutWarningError):
+        return False
+    if isinstance(error, APIError):
+        return error.status is None or error.status >= 500 or error.status == 408
+    return False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PenaltyPolicy:
+    """How many penalty rounds, and how long a wait, a login may sit out."""
+
+    max_rounds: int = 3
+    max_wait: float = 120.0
+
+    def wait_for(self, penalty: Penalty, rounds_done: int) -> float:
+        """Seconds to wait before resending, or raise :class:`PenaltyLimitError`."""
+        if rounds_done >= self.max_rounds:
+            raise PenaltyLimitError(
+                f"still penalised after {rounds_done} round(s); giving up "
+                f"(max_penalty_rounds={self.max_rounds})"
+            )
+        if penalty.wait_seconds > self.max_wait:
+            error = PenaltyLimitError(
+                f"penalty asks for {penalty.wait_seconds:.0f} s, more than "
+                f"max_penalty_wait={self.max_wait:.0f} s"
+            )
+            error.retry_after = dt.timedelta(seconds=penalty.wait_seconds)
+            raise error
+        return penalty.wait_seconds
+
+
+def describe(error: TradovateError) -> str:
+    """A one-line description for logs (type and message; never a secret by construction)."""
+    return f"{type(error).__name__}: {error}"

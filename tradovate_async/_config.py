@@ -1,0 +1,239 @@
+"""Settings: credentials and endpoints, read from arguments, the environment or a ``.env`` file."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from dotenv import dotenv_values
+
+from ._errors import ConfigError
+from ._secret import Secret
+
+__all__ = ["ENVIRONMENTS", "Endpoints", "TradovateConfig"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Endpoints:
+    """The REST base (with ``/v1``) and the two WebSocket URLs of one environment."""
+
+    api_url: str
+    ws_url: str
+    md_url: str
+
+
+ENVIRONMENTS: Final[Mapping[str, Endpoints]] = {
+    "live": Endpoints(
+        "https://live.tradovateapi.com/v1",
+        "wss://live.tradovateapi.com/v1/websocket",
+        "wss://md.tradovateapi.com/v1/websocket",
+    ),
+    "demo": Endpoints(
+        "https://demo.tradovateapi.com/v1",
+        "wss://demo.tradovateapi.com/v1/websocket",
+        "wss://md.tradovateapi.com/v1/websocket",
+    ),
+    "staging-live": Endpoints(
+        "https://live-api.staging.ninjatrader.dev/v1",
+        "wss://live-api.staging.ninjatrader.dev/v1/websocket",
+        "wss://md-api.staging.ninjatrader.dev/v1/websocket",
+    ),
+    "staging-demo": Endpoints(
+        "https://demo-api.staging.ninjatrader.dev/v1",
+        "wss://demo-api.staging.ninjatrader.dev/v1/websocket",
+        "wss://md-api.staging.ninjatrader.dev/v1/websocket",
+    ),
+}
+
+#: The source document's default base URL is the partner staging live host.
+DEFAULT_ENVIRONMENT: Final = "staging-live"
+
+# Variable name for each field, in the order they are reported.
+ENV_VARS: Final[Mapping[str, str]] = {
+    "username": "TRADOVATE_USERNAME",
+    "password": "TRADOVATE_PASSWORD",
+    "app_id": "TRADOVATE_APP_ID",
+    "app_version": "TRADOVATE_APP_VERSION",
+    "cid": "TRADOVATE_CID",
+    "sec": "TRADOVATE_SEC",
+    "device_id": "TRADOVATE_DEVICE_ID",
+    "environment": "TRADOVATE_ENV",
+    "api_url": "TRADOVATE_API_URL",
+    "ws_url": "TRADOVATE_WS_URL",
+    "md_url": "TRADOVATE_MD_URL",
+}
+
+_REQUIRED: Final = ("username", "password", "app_id", "sec", "device_id")
+_MAX_FIELD = 64  # the token request schema caps name, password, appId, appVersion, deviceId
+
+
+def _is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_url(value: str, secure: str, plain: str) -> str | None:
+    """What is wrong with a URL, or None. Plain schemes are allowed only to loopback hosts."""
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return "is not a URL"
+    if parts.scheme not in (secure, plain) or not parts.hostname:
+        return f"must be a {secure}:// URL"
+    if parts.scheme == plain and not _is_loopback(parts.hostname):
+        return f"must use {secure}:// for a host that is not loopback (TLS is never turned off)"
+    return None
+
+
+def _derived_ws(api_url: str) -> str:
+    parts = urlsplit(api_url)
+    scheme = "wss" if parts.scheme == "https" else "ws"
+    return f"{scheme}://{parts.netloc}{parts.path.rstrip('/')}/websocket"
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class TradovateConfig:
+    """Everything needed to log in and reach one Tradovate environment.
+
+    Build it directly, or with :meth:`from_env`. ``password`` and ``sec`` are :class:`Secret`
+    values (plain strings are wrapped), so printing a config never shows them.
+    """
+
+    username: str
+    password: Secret
+    app_id: str
+    sec: Secret
+    device_id: str
+    app_version: str = "1.0"
+    cid: int = 0
+    environment: str = DEFAULT_ENVIRONMENT
+    api_url: str = ""
+    ws_url: str = ""
+    md_url: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("password", "sec"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                object.__setattr__(self, name, Secret(value))
+        problems = self._problems()
+        env = ENVIRONMENTS.get(self.environment, ENVIRONMENTS[DEFAULT_ENVIRONMENT])
+        if not self.api_url:
+            object.__setattr__(self, "api_url", env.api_url)
+        object.__setattr__(self, "api_url", self.api_url.rstrip("/"))
+        known = next((e for e in ENVIRONMENTS.values() if e.api_url == self.api_url), None)
+        if not self.ws_url:
+            object.__setattr__(self, "ws_url", known.ws_url if known else _derived_ws(self.api_url))
+        if not self.md_url:
+            object.__setattr__(self, "md_url", known.md_url if known else self.ws_url)
+        problems.update(
+            (ENV_VARS[field], why)
+            for field, secure, plain in (
+                ("api_url", "https", "http"),
+                ("ws_url", "wss", "ws"),
+                ("md_url", "wss", "ws"),
+            )
+            if (why := _check_url(getattr(self, field), secure, plain))
+        )
+        if problems:
+            raise ConfigError(problems)
+
+    def _problems(self) -> dict[str, str]:
+        problems: dict[str, str] = {}
+        for field in _REQUIRED:
+            value = getattr(self, field)
+            text = value.reveal() if isinstance(value, Secret) else value
+            if not isinstance(text, str) or not text.strip():
+                problems[ENV_VARS[field]] = "missing or empty"
+            elif len(text) > (8192 if field == "sec" else _MAX_FIELD):
+                problems[ENV_VARS[field]] = "too long"
+        if not isinstance(self.cid, int) or isinstance(self.cid, bool) or self.cid < 0:
+            problems[ENV_VARS["cid"]] = "must be a non-negative integer"
+        if self.environment not in ENVIRONMENTS:
+            problems[ENV_VARS["environment"]] = "must be one of " + ", ".join(ENVIRONMENTS)
+        if not self.app_version or len(self.app_version) > _MAX_FIELD:
+            problems[ENV_VARS["app_version"]] = "must be 1 to 64 characters"
+        return problems
+
+    @property
+    def token_key(self) -> str:
+        """The key under which token stores keep this user's token: environment, user, app."""
+        return f"{self.api_url}|{self.username}|{self.app_id}"
+
+    def with_urls(self, *, api_url: str, ws_url: str, md_url: str) -> TradovateConfig:
+        """A copy pointed at other endpoints (for example the simulator)."""
+        return dataclasses.replace(self, api_url=api_url, ws_url=ws_url, md_url=md_url)
+
+    @classmethod
+    def from_env(
+        cls,
+        env_file: str | os.PathLike[str] | None = ".env",
+        *,
+        environ: Mapping[str, str] | None = None,
+        **overrides: Any,
+    ) -> TradovateConfig:
+        """Read settings with the precedence: ``overrides`` > process environment > ``.env``.
+
+        ``env_file`` is read with ``dotenv_values`` and never written into ``os.environ``. The
+        default ``.env`` may be absent; a file named explicitly must exist. Every missing or
+        invalid variable is reported at once in one :class:`ConfigError`, without values.
+        """
+        file_values: dict[str, str | None] = {}
+        if env_file is not None:
+            path = Path(env_file)
+            if path.is_file():
+                file_values = dict(dotenv_values(path))
+                logger.debug("read %d settings from %s", len(file_values), path)
+            elif str(env_file) != ".env":
+                raise ConfigError({"env_file": f"{path} does not exist"})
+        process = os.environ if environ is None else environ
+        unknown = set(overrides) - set(ENV_VARS)
+        if unknown:
+            raise TypeError(f"unknown settings: {', '.join(sorted(unknown))}")
+
+        raw: dict[str, str] = {}
+        for field, var in ENV_VARS.items():
+            if field in overrides and overrides[field] is not None:
+                continue
+            value = process.get(var)
+            if value is None:
+                value = file_values.get(var)
+            if value is not None:
+                raw[field] = value.strip()
+
+        problems: dict[str, str] = {}
+        kwargs: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
+        for field, value in raw.items():
+            if field == "cid":
+                try:
+                    kwargs["cid"] = int(value or "0")
+                except ValueError:
+                    problems[ENV_VARS["cid"]] = "must be an integer"
+            elif value or field in _REQUIRED:
+                kwargs[field] = value
+        for field in _REQUIRED:
+            kwargs.setdefault(field, "")
+        if "environment" not in kwargs:
+            kwargs["environment"] = DEFAULT_ENVIRONMENT
+        try:
+            config = cls(**kwargs)
+        except ConfigError as exc:
+            problems.update(exc.problems)
+        else:
+            if not problems:
+                return config
+        raise ConfigError(problems)

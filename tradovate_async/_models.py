@@ -1,0 +1,170 @@
+"""Immutable value objects parsed from Tradovate answers."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+from ._secret import Secret
+
+__all__ = ["AccessToken", "UserInfo", "parse_timestamp"]
+
+
+def parse_timestamp(value: str) -> dt.datetime:
+    """Parse Tradovate's ISO-8601 time (``2021-06-15T15:40:30.056Z``) into an aware UTC datetime.
+
+    Raises ``ValueError`` for anything else. A time without zone is taken as UTC, as the server
+    documents all its times in UTC.
+    """
+    if not isinstance(value, str) or not value:
+        raise ValueError("timestamp must be a non-empty string")
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    parsed = dt.datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.astimezone(dt.UTC)
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is None:
+        raise ValueError("datetime must be timezone-aware")
+    return value.astimezone(dt.UTC)
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class AccessToken:
+    """One access token as the server issued it.
+
+    ``issued_at`` is our own wall-clock time of receipt; with ``expiration_time`` it gives the
+    lifetime that the renewal schedule works from (the server documents 90 minutes, some pages
+    say 80: the library never assumes either).
+    """
+
+    access_token: Secret
+    expiration_time: dt.datetime
+    user_id: int
+    name: str = ""
+    md_access_token: Secret | None = None
+    user_status: str | None = None
+    has_live: bool = False
+    issued_at: dt.datetime | None = None
+
+    def expires_in(self, now: dt.datetime) -> dt.timedelta:
+        """Time left until expiry, negative once expired."""
+        return self.expiration_time - _utc(now)
+
+    def is_expired(self, now: dt.datetime) -> bool:
+        return self.expires_in(now) <= dt.timedelta(0)
+
+    @property
+    def lifetime(self) -> dt.timedelta | None:
+        """The lifetime the server granted, when the time of issue is known."""
+        if self.issued_at is None:
+            return None
+        return self.expiration_time - self.issued_at
+
+    @property
+    def market_data_token(self) -> Secret:
+        """The token for market-data sockets: ``mdAccessToken``, else ``accessToken``."""
+        return self.md_access_token if self.md_access_token else self.access_token
+
+    def with_md_fallback(self, previous: AccessToken | None) -> AccessToken:
+        """This token, keeping ``previous``'s md token when the server sent none."""
+        if self.md_access_token is not None or previous is None:
+            return self
+        return dataclasses.replace(self, md_access_token=previous.md_access_token)
+
+    @classmethod
+    def from_response(cls, body: Mapping[str, Any], *, issued_at: dt.datetime) -> AccessToken:
+        """Build from an ``AccessTokenResponse`` body. Raises ``ValueError``/``TypeError`` on a
+        missing or malformed required field; unknown fields are ignored."""
+        token = body.get("accessToken")
+        if not isinstance(token, str) or not token:
+            raise ValueError("accessToken missing")
+        md = body.get("mdAccessToken")
+        if md is not None and not isinstance(md, str):
+            raise TypeError("mdAccessToken is not a string")
+        exp = body.get("expirationTime")
+        if not isinstance(exp, str):
+            raise ValueError("expirationTime missing")
+        user_id = body.get("userId")
+        if isinstance(user_id, bool) or not isinstance(user_id, int):
+            raise ValueError("userId missing or not an integer")
+        name = body.get("name", "")
+        status = body.get("userStatus")
+        return cls(
+            access_token=Secret(token),
+            md_access_token=Secret(md) if md else None,
+            expiration_time=parse_timestamp(exp),
+            user_id=user_id,
+            name=name if isinstance(name, str) else "",
+            user_status=status if isinstance(status, str) else None,
+            has_live=body.get("hasLive") is True,
+            issued_at=_utc(issued_at),
+        )
+
+    def to_record(self) -> dict[str, Any]:
+        """A JSON-ready dict holding the raw token values, for token stores only."""
+        return {
+            "accessToken": self.access_token.reveal(),
+            "mdAccessToken": self.md_access_token.reveal() if self.md_access_token else None,
+            "expirationTime": self.expiration_time.isoformat(),
+            "userId": self.user_id,
+            "name": self.name,
+            "userStatus": self.user_status,
+            "hasLive": self.has_live,
+            "issuedAt": self.issued_at.isoformat() if self.issued_at else None,
+        }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> AccessToken:
+        """Inverse of :meth:`to_record`. Raises ``ValueError``/``TypeError``/``KeyError``."""
+        issued = record.get("issuedAt")
+        token = cls.from_response(record, issued_at=dt.datetime.now(dt.UTC))
+        return dataclasses.replace(
+            token, issued_at=parse_timestamp(issued) if isinstance(issued, str) else None
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class UserInfo:
+    """The ``/auth/me`` answer (``OAuthMeResponse``)."""
+
+    user_id: int
+    name: str
+    full_name: str | None = None
+    email: str | None = None
+    email_verified: bool | None = None
+    is_trial: bool | None = None
+    raw: Mapping[str, Any] = dataclasses.field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_response(cls, body: Mapping[str, Any]) -> UserInfo:
+        user_id = body.get("userId")
+        if isinstance(user_id, bool) or not isinstance(user_id, int):
+            raise ValueError("userId missing or not an integer")
+        name = body.get("name")
+        if not isinstance(name, str):
+            raise ValueError("name missing")
+
+        def opt_str(key: str) -> str | None:
+            value = body.get(key)
+            return value if isinstance(value, str) else None
+
+        def opt_bool(key: str) -> bool | None:
+            value = body.get(key)
+            return value if isinstance(value, bool) else None
+
+        return cls(
+            user_id=user_id,
+            name=name,
+            full_name=opt_str("fullName"),
+            email=opt_str("email"),
+            email_verified=opt_bool("emailVerified"),
+            is_trial=opt_bool("isTrial"),
+            raw=dict(body),
+        )

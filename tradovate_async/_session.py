@@ -1,0 +1,587 @@
+"""The session: one token, kept fresh in the background, signing every request.
+
+:class:`TradovateSession` owns an ``httpx.AsyncClient`` and an anyio task group holding the
+renewer task. All authentication goes through one single-flight path (:meth:`_refresh`): one
+call at a time per session, and — through the token store's lock — one at a time per user
+across every process sharing the store. Inside the lock the session looks again at its own
+token and at the store before it talks to the token endpoint, so a thousand waiters, eight
+processes or a fleet of machines make one token request between them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import enum
+import logging
+import random
+import ssl
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, Self
+
+import anyio
+import anyio.abc
+import httpx
+
+from ._auth import Authenticator, utc_now
+from ._auth_core import PenaltyPolicy, is_transient
+from ._config import TradovateConfig
+from ._errors import (
+    SessionClosedError,
+    TokenRejectedError,
+    TokenStoreError,
+    TradovateError,
+    TransportError,
+    is_permanent,
+)
+from ._models import AccessToken, UserInfo
+from ._responses import interpret_api_response
+from ._schedule import Blocked, Login, Renew, RenewalSchedule, Wait
+from ._store import MemoryTokenStore, TokenStore
+
+if TYPE_CHECKING:
+    from ._ws import TradovateWebSocket
+
+__all__ = ["BearerAuth", "SessionStats", "TradovateSession"]
+
+logger = logging.getLogger(__name__)
+
+Reason = Literal["start", "renew", "expired", "rejected"]
+TokenListener = Callable[[AccessToken], object]
+
+
+class _State(enum.Enum):
+    UNOPENED = "unopened"
+    OPENED = "opened"
+    CLOSED = "closed"
+
+
+@dataclasses.dataclass(slots=True)
+class SessionStats:
+    """Counters of what the session did with the token endpoint."""
+
+    logins: int = 0
+    renewals: int = 0
+    adopted_from_store: int = 0
+    transient_failures: int = 0
+    permanent_failures: int = 0
+    store_errors: int = 0
+    rejected_tokens: int = 0
+
+
+class BearerAuth(httpx.Auth):
+    """Signs each request with the session's current token.
+
+    It does I/O (it may wait for a renewal), so it implements ``async_auth_flow`` only. On a
+    401 from a request signed with the token that is still current it asks the session for a
+    renewal (single-flight) and resends once; if the token had already been replaced it simply
+    resends with the new one. Transport errors are never retried here.
+    """
+
+    requires_request_body = False
+    requires_response_body = False
+
+    def __init__(self, session: TradovateSession) -> None:
+        self._session = session
+
+    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response]:
+        raise RuntimeError("BearerAuth works only with httpx.AsyncClient")
+        yield request  # pragma: no cover
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        token = await self._session.current_token()
+        request.headers["Authorization"] = f"Bearer {token.access_token.reveal()}"
+        response = yield request
+        if response.status_code != 401:
+            return
+        try:
+            fresh = await self._session.token_rejected(token)
+        except TokenRejectedError:
+            return  # the caller sees the 401 as TokenRejectedError
+        request.headers["Authorization"] = f"Bearer {fresh.access_token.reveal()}"
+        yield request
+
+
+class TradovateSession:
+    """An authenticated connection to one Tradovate environment.
+
+    ``async with TradovateSession(config) as session:`` returns once a usable token is held:
+    from the store when one is still fresh, else by renewing the stored one, else by a login.
+    A background task renews it at ``expiration − renew_before`` (with a little jitter), falls
+    back to a login only when renewal is refused or the token has expired, backs off on
+    transient failures while the old token keeps serving, and stops on permanent failures
+    (bad credentials, captcha, lockout) so that requests raise that error instead of hammering
+    the token endpoint.
+
+    Args:
+        config: credentials and endpoints.
+        store: where the token is shared (default: a new :class:`MemoryTokenStore`). The session
+            does not close a store it was given.
+        renew_before: renewal margin before expiry (default 5 minutes: 85 of 90).
+        jitter: fraction of the margin added at random so a fleet does not renew at once.
+        timeout: HTTP timeout in seconds.
+        verify: ``True`` (system CAs), a CA bundle path, or an ``ssl.SSLContext``. ``False``
+            is refused: TLS verification is never turned off.
+        max_penalty_rounds, max_penalty_wait: how far a login waits out ``p-ticket`` penalties.
+        check_interval: longest sleep of the renewer between looks at the wall clock, so a
+            suspended machine renews at once on wake-up.
+        backoff_initial, backoff_max: retry delays (seconds) after a transient renewal failure.
+        renewals_per_hour: the renewal budget (the server allows 15 an hour).
+        clock: wall clock returning an aware UTC datetime (tests move it).
+        rng: random source for jitter (tests seed it).
+    """
+
+    def __init__(
+        self,
+        config: TradovateConfig,
+        *,
+        store: TokenStore | None = None,
+        renew_before: dt.timedelta = dt.timedelta(minutes=5),
+        jitter: float = 0.1,
+        timeout: float | httpx.Timeout = 10.0,
+        verify: ssl.SSLContext | str | bool = True,
+        max_penalty_rounds: int = 3,
+        max_penalty_wait: float = 120.0,
+        check_interval: float = 5.0,
+        backoff_initial: float = 1.0,
+        backoff_max: float = 60.0,
+        renewals_per_hour: int = 15,
+        limits: httpx.Limits | None = None,
+        clock: Callable[[], dt.datetime] = utc_now,
+        rng: random.Random | None = None,
+    ) -> None:
+        if verify is False:
+            raise ValueError("TLS verification cannot be turned off (verify=False)")
+        if check_interval <= 0:
+            raise ValueError("check_interval must be positive")
+        self.config = config
+        self._owns_store = store is None
+        self._store: TokenStore = store if store is not None else MemoryTokenStore()
+        self._timeout = timeout
+        self._ssl_context: ssl.SSLContext | None = (
+            ssl.create_default_context(cafile=verify)
+            if isinstance(verify, str)
+            else verify
+            if isinstance(verify, ssl.SSLContext)
+            else None
+        )
+        self._limits = limits or httpx.Limits(max_connections=100, max_keepalive_connections=20)
+        self._penalty_policy = PenaltyPolicy(max_penalty_rounds, max_penalty_wait)
+        self._check_interval = check_interval
+        self._clock = clock
+        self._schedule = RenewalSchedule(
+            renew_before,
+            jitter=jitter,
+            renewals_per_hour=renewals_per_hour,
+            backoff_initial=dt.timedelta(seconds=backoff_initial),
+            backoff_max=dt.timedelta(seconds=backoff_max),
+            rng=rng,
+        )
+        self.stats = SessionStats()
+        self._state = _State.UNOPENED
+        self._token: AccessToken | None = None
+        self._last_error: TradovateError | None = None
+        self._listeners: list[TokenListener] = []
+        self._client: httpx.AsyncClient | None = None
+        self._auth: Authenticator | None = None
+        self._auth_lock: anyio.Lock | None = None
+        self._task_group: anyio.abc.TaskGroup | None = None
+
+    def __repr__(self) -> str:
+        expiry = self._token.expiration_time.isoformat() if self._token else None
+        return (
+            f"TradovateSession(user={self.config.username!r}, api_url={self.config.api_url!r}, "
+            f"state={self._state.value}, token_expires={expiry!r})"
+        )
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._state is not _State.UNOPENED:
+            raise SessionClosedError(
+                "a TradovateSession can be opened once; create a new one"
+                if self._state is _State.CLOSED
+                else "this TradovateSession is already open"
+            )
+        self._state = _State.OPENED
+        self._auth_lock = anyio.Lock()
+        self._client = httpx.AsyncClient(
+            base_url=self.config.api_url + "/",
+            auth=BearerAuth(self),
+            headers={"Accept": "application/json"},
+            timeout=self._timeout,
+            verify=self._ssl_context if self._ssl_context is not None else True,
+            limits=self._limits,
+        )
+        self._auth = Authenticator(
+            self.config, self._client, penalty_policy=self._penalty_policy, clock=self._clock
+        )
+        task_group = anyio.create_task_group()
+        await task_group.__aenter__()
+        self._task_group = task_group
+        try:
+            await task_group.start(self._renew_forever)
+        except BaseException as exc:
+            task_group.cancel_scope.cancel()
+            with contextlib.suppress(BaseException):
+                await task_group.__aexit__(type(exc), exc, exc.__traceback__)
+            self._task_group = None
+            await self._shutdown()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop the renewer, close the HTTP client. Idempotent; the session cannot reopen.
+
+        Call it from the task that opened the session (``async with`` does): the renewer's task
+        group is bound to that task, as anyio's structured concurrency requires.
+        """
+        if self._state is _State.CLOSED:
+            return
+        self._state = _State.CLOSED
+        task_group, self._task_group = self._task_group, None
+        if task_group is not None:
+            task_group.cancel_scope.cancel()
+            await task_group.__aexit__(None, None, None)
+        await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        self._state = _State.CLOSED
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+        if self._owns_store:
+            await self._store.aclose()
+
+    def _check_open(self) -> None:
+        if self._state is not _State.OPENED:
+            raise SessionClosedError(
+                "the session is closed"
+                if self._state is _State.CLOSED
+                else "the session is not open: use 'async with TradovateSession(...)'"
+            )
+
+    # -- public API -------------------------------------------------------------------------
+
+    @property
+    def token(self) -> AccessToken:
+        """The current token (it may be due for renewal; requests wait for a usable one)."""
+        self._check_open()
+        assert self._token is not None
+        return self._token
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The underlying client, bearer-signed, with ``base_url`` set to the REST base."""
+        self._check_open()
+        assert self._client is not None
+        return self._client
+
+    @property
+    def store(self) -> TokenStore:
+        return self._store
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+    ) -> Any:
+        """Send a bearer-signed request and return its parsed JSON.
+
+        A 200 with ``errorText``, an order result whose ``failureReason`` is not ``Success``,
+        and every non-2xx answer raise typed errors. A transport failure raises
+        :class:`TransportError` and is never retried: the request may have reached the server.
+        """
+        client = self.http
+        relative = path.lstrip("/")
+        try:
+            response = await client.request(method, relative, params=params, json=json)
+        except httpx.TransportError as exc:
+            raise TransportError(f"{method} /{relative} failed: {type(exc).__name__}") from exc
+        auth = self._auth
+        assert auth is not None
+        return interpret_api_response(
+            method, relative, response.status_code, response.content, auth.scrub
+        )
+
+    async def get(self, path: str, *, params: dict[str, Any] | None = None) -> Any:
+        return await self.request("GET", path, params=params)
+
+    async def post(
+        self, path: str, *, json: Any = None, params: dict[str, Any] | None = None
+    ) -> Any:
+        return await self.request("POST", path, params=params, json=json)
+
+    async def me(self) -> UserInfo:
+        """``GET /auth/me`` as a :class:`UserInfo`."""
+        from ._errors import InvalidResponseError
+
+        data = await self.get("auth/me")
+        if not isinstance(data, dict):
+            raise InvalidResponseError("/auth/me answer is not a JSON object")
+        try:
+            return UserInfo.from_response(data)
+        except ValueError as exc:
+            raise InvalidResponseError(f"/auth/me answer unusable ({exc})") from None
+
+    def websocket(
+        self, kind: Literal["trading", "md", "replay"] = "trading", **options: Any
+    ) -> TradovateWebSocket:
+        """A WebSocket bound to this session's token (use it with ``async with``).
+
+        ``kind="trading"`` connects to ``config.ws_url``, ``"md"`` to ``config.md_url`` (with the
+        market-data token), ``"replay"`` needs ``url=``. Options go to
+        :class:`TradovateWebSocket`.
+        """
+        from ._ws import TradovateWebSocket
+
+        self._check_open()
+        url = options.pop("url", None)
+        if url is None:
+            if kind == "replay":
+                raise ValueError("a replay socket needs url=")
+            url = self.config.md_url if kind == "md" else self.config.ws_url
+        options.setdefault("ssl", self._ssl_context)
+        return TradovateWebSocket(self, url=url, kind=kind, **options)
+
+    def add_token_listener(self, listener: TokenListener) -> Callable[[], None]:
+        """Call ``listener(token)`` for every new token (login, renewal, adoption from the store).
+
+        Returns a function that removes the listener. Exceptions in listeners are logged.
+        """
+        self._listeners.append(listener)
+
+        def remove() -> None:
+            with contextlib.suppress(ValueError):
+                self._listeners.remove(listener)
+
+        return remove
+
+    # -- TokenSource (used by BearerAuth and WebSockets) ------------------------------------
+
+    async def current_token(self) -> AccessToken:
+        """A token usable right now, waiting for (or doing) the single-flight refresh if needed.
+
+        Raises the standing permanent error (bad credentials, captcha, lockout) if there is one.
+        """
+        self._check_open()
+        now = self._clock()
+        blocked = self._schedule.blocked(now)
+        if blocked is not None:
+            raise blocked.error
+        token = self._token
+        if token is not None and self._schedule.is_usable(token, now):
+            return token
+        return await self._refresh(token, "expired")
+
+    async def token_rejected(self, token: AccessToken) -> AccessToken:
+        """The server refused ``token``: renew it once (single-flight) and return the current one.
+
+        If the token was already replaced, the current one is returned at once. A token issued
+        moments ago that is refused points to permissions or the wrong environment, not expiry:
+        that raises :class:`TokenRejectedError` instead of burning the renewal budget.
+        """
+        self._check_open()
+        now = self._clock()
+        current = self._token
+        if current is not None and current is not token and self._schedule.is_usable(current, now):
+            return current
+        self.stats.rejected_tokens += 1
+        if token.issued_at is not None:
+            grace = min(dt.timedelta(seconds=60), (token.lifetime or dt.timedelta(0)) / 10)
+            if now - token.issued_at < grace:
+                raise TokenRejectedError(
+                    "the server refused a token issued moments ago: check the API key's "
+                    "permissions and the environment (live/demo); not renewing again"
+                )
+        return await self._refresh(token, "rejected")
+
+    # -- single-flight refresh --------------------------------------------------------------
+
+    async def _refresh(self, seen: AccessToken | None, reason: Reason) -> AccessToken:
+        lock = self._auth_lock
+        assert lock is not None
+        async with lock:
+            now = self._clock()
+            current = self._token
+            if (
+                current is not None
+                and current is not seen
+                and self._schedule.is_usable(current, now)
+            ):
+                return current
+            blocked = self._schedule.blocked(now)
+            if blocked is not None:
+                raise blocked.error
+            if reason in ("expired", "rejected") and self._last_error is not None:
+                if self._schedule.retry_pending(now):
+                    # Requests do not hammer the token endpoint while the renewer backs off.
+                    raise self._last_error
+            try:
+                async with self._store_lock():
+                    token = await self._obtain(seen, reason)
+            except TradovateError as exc:
+                self._last_error = exc
+                self._record_failure(exc, current)
+                raise
+            self._last_error = None
+            self._publish(token)
+            return token
+
+    async def _obtain(self, seen: AccessToken | None, reason: Reason) -> AccessToken:
+        """Inside both locks: adopt the stored token, renew, or log in."""
+        auth = self._auth
+        assert auth is not None
+        now = self._clock()
+        current = self._token
+        stored = await self._store_load()
+        if (
+            stored is not None
+            and (seen is None or stored.access_token != seen.access_token)
+            and (current is None or stored.expiration_time >= current.expiration_time)
+            and self._schedule.is_usable(stored, now)
+        ):
+            current = stored
+            if reason in ("expired", "rejected") or self._schedule.is_fresh(stored, now):
+                logger.debug("adopted the token from the store")
+                self.stats.adopted_from_store += 1
+                return stored
+        elif current is None and stored is not None and not stored.is_expired(now):
+            current = stored  # not usable for requests any more, but still renewable
+
+        if current is not None and not current.is_expired(now):
+            if self._schedule.budget_free_at(now) is None:
+                self._schedule.record_renewal_attempt(now)
+                try:
+                    token = await auth.renew(current)
+                except TokenRejectedError as exc:
+                    logger.warning("renewal refused (%s); logging in again", exc)
+                else:
+                    self.stats.renewals += 1
+                    await self._store_save(token)
+                    return token
+            else:
+                logger.warning(
+                    "renewal budget (%d/h) spent; logging in instead",
+                    self._schedule.renewals_per_hour,
+                )
+        token = await auth.login()
+        self.stats.logins += 1
+        await self._store_save(token)
+        return token
+
+    def _record_failure(self, error: TradovateError, current: AccessToken | None) -> None:
+        now = self._clock()
+        if is_permanent(error):
+            self.stats.permanent_failures += 1
+            blocked = self._schedule.on_permanent_failure(error, now)
+            until = blocked.until.isoformat() if blocked.until else "the session is recreated"
+            logger.error(
+                "authentication failed for good (%s); no retry until %s",
+                type(error).__name__,
+                until,
+            )
+            return
+        self.stats.transient_failures += 1
+        retry_at = self._schedule.on_transient_failure(now, current)
+        left = current.expires_in(now).total_seconds() if current is not None else 0.0
+        logger.warning(
+            "authentication failed (%s: %s); token valid for %.0f s more; retrying in %.1f s",
+            type(error).__name__,
+            error,
+            max(left, 0.0),
+            (retry_at - now).total_seconds(),
+        )
+        if not is_transient(error):
+            logger.debug("treated the non-transient %s as transient", type(error).__name__)
+
+    def _publish(self, token: AccessToken) -> None:
+        auth = self._auth
+        assert auth is not None
+        previous, self._token = self._token, token
+        auth.remember_token(token)
+        self._schedule.on_success()
+        if previous is not None and previous.access_token == token.access_token:
+            return
+        logger.info("new token in use; expires %s", token.expiration_time.isoformat())
+        for listener in list(self._listeners):
+            try:
+                listener(token)
+            except Exception:
+                logger.exception("token listener failed")
+
+    # -- store access that never takes the session down -------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _store_lock(self) -> AsyncIterator[None]:
+        lock_cm = self._store.lock(self.config.token_key)
+        try:
+            await lock_cm.__aenter__()
+        except TokenStoreError as exc:
+            self.stats.store_errors += 1
+            logger.warning("token store lock unavailable (%s); going on without it", exc)
+            yield
+            return
+        try:
+            yield
+        finally:
+            try:
+                await lock_cm.__aexit__(None, None, None)
+            except TokenStoreError as exc:
+                self.stats.store_errors += 1
+                logger.warning("token store lock release failed: %s", exc)
+
+    async def _store_load(self) -> AccessToken | None:
+        try:
+            return await self._store.load(self.config.token_key)
+        except TokenStoreError as exc:
+            self.stats.store_errors += 1
+            logger.warning("token store unreadable (%s); going on without it", exc)
+            return None
+
+    async def _store_save(self, token: AccessToken) -> None:
+        try:
+            await self._store.save(self.config.token_key, token)
+        except TokenStoreError as exc:
+            self.stats.store_errors += 1
+            logger.warning("token store write failed (%s); the token is kept in memory", exc)
+
+    # -- the renewer task -------------------------------------------------------------------
+
+    async def _renew_forever(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        await self._refresh(None, "start")
+        task_status.started()
+        while True:
+            now = self._clock()
+            action = self._schedule.next_action(self._token, now)
+            if isinstance(action, Wait | Blocked):
+                until = action.until
+                delay = self._check_interval
+                if until is not None:
+                    delay = min(delay, max((until - now).total_seconds(), 0.001))
+                await anyio.sleep(delay)
+                continue
+            assert isinstance(action, Renew | Login)
+            try:
+                await self._refresh(
+                    self._token, "renew" if isinstance(action, Renew) else "expired"
+                )
+            except TradovateError:
+                pass  # recorded in the schedule and logged by _record_failure
