@@ -137,7 +137,7 @@ def interpret_token_response(
             status=status,
             body_excerpt=text,
         )
-    raise APIError(f"token endpoint answered HTTP {status}", status=status, body_excerpt=text)
+    raise APIError(f"{call} failed", status=status, body_excerpt=text)
 
 
 def is_transient(error: BaseException) -> bool:

@@ -1,0 +1,347 @@
+"""TradovateSession against the simulator: renewal, failures, single flight, lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import gc
+from collections.abc import AsyncIterator, Callable
+
+import anyio
+import pytest
+
+from tradovate_async._errors import (
+    CaptchaRequiredError,
+    InvalidCredentialsError,
+    OrderRejectedError,
+    RateLimitedError,
+    RequestFailedError,
+    SessionClosedError,
+    TransportError,
+)
+from tradovate_async._models import AccessToken
+from tradovate_async._session import TradovateSession
+from tradovate_async.sim import Fault, SimulatedTradovate
+from tradovate_async.sim._clock import WarpClock
+
+LOGIN = "auth/accesstokenrequest"
+RENEW = "auth/renewaccesstoken"
+MINUTE = 60.0
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll a condition (bounded): the only waiting these tests do."""
+    with anyio.fail_after(timeout):
+        while not predicate():
+            await anyio.sleep(0.005)
+
+
+@pytest.fixture
+def clock() -> WarpClock:
+    return WarpClock(speed=1.0)
+
+
+@pytest.fixture
+async def warped(clock: WarpClock) -> AsyncIterator[SimulatedTradovate]:
+    """A simulator on a clock the test can jump, with real 90-minute tokens."""
+    async with SimulatedTradovate(clock=clock.time) as server:
+        yield server
+
+
+def _renewal_in_flight(session: TradovateSession) -> bool:
+    lock = session._auth_lock
+    return lock is not None and lock.locked()
+
+
+def session_on(sim: SimulatedTradovate, clock: WarpClock, **kwargs: object) -> TradovateSession:
+    options: dict[str, object] = {"check_interval": 0.02, "backoff_initial": 0.02, "backoff_max": 0.2}
+    options.update(kwargs)
+    return TradovateSession(sim.config(), clock=clock.now, **options)  # type: ignore[arg-type]
+
+
+async def test_many_lifetimes_one_login_no_expired_requests() -> None:
+    clock = WarpClock(speed=4000.0)  # a 90-minute token lives 1.35 real seconds
+    async with SimulatedTradovate(clock=clock.time) as sim:
+        async with session_on(sim, clock, check_interval=0.01) as session:
+            done = 0
+            errors: list[BaseException] = []
+
+            async def worker() -> None:
+                nonlocal done
+                while clock.time() < start + 8 * 90 * MINUTE:
+                    try:
+                        await session.get("account/list")
+                        done += 1
+                    except Exception as exc:  # pragma: no cover - reported below
+                        errors.append(exc)
+                    await anyio.sleep(0.002)
+
+            start = clock.time()
+            async with anyio.create_task_group() as tg:
+                for _ in range(4):
+                    tg.start_soon(worker)
+        assert errors == []
+        assert done > 100
+        assert sim.expired_token_rejections == 0
+        assert sim.logins == 1
+        assert 7 <= sim.renewals <= 9
+        assert session.stats.logins == 1 and session.stats.renewals == sim.renewals
+
+
+async def test_renews_at_expiration_minus_margin(warped: SimulatedTradovate, clock: WarpClock) -> None:
+    seen: list[AccessToken] = []
+    async with session_on(warped, clock, jitter=0.0) as session:
+        session.add_token_listener(seen.append)
+        first = session.token
+        clock.jump(84 * MINUTE)
+        await anyio.sleep(0.1)
+        assert warped.renewals == 0 and session.token is first
+        clock.jump(1 * MINUTE + 1)
+        await wait_until(lambda: session.stats.renewals == 1)
+        assert warped.renewals == 1
+        assert session.token.expiration_time > first.expiration_time
+        assert seen == [session.token]
+    assert warped.token_requests == 1
+
+
+async def test_renewal_500_once_is_retried_while_the_old_token_serves(
+    warped: SimulatedTradovate, clock: WarpClock
+) -> None:
+    async with session_on(warped, clock) as session:
+        warped.inject(RENEW, Fault.status(500, b"Internal Server Error, error id: 42"))
+        first = session.token
+        clock.jump(86 * MINUTE)
+        await wait_until(lambda: session.stats.renewals == 1)
+        assert warped.count(RENEW) == 2
+        assert session.token is not first
+        assert session.stats.transient_failures == 1
+        await session.get("account/list")
+    assert warped.token_requests == 1
+
+
+@pytest.mark.parametrize("fault", [Fault.delay(1.0), Fault.drop()], ids=["timeout", "reset"])
+async def test_renewal_lost_on_the_way_back_recovers_with_one_login(
+    warped: SimulatedTradovate, clock: WarpClock, fault: Fault
+) -> None:
+    # The answer never arrived. If the server did renew (and retired the old token), the
+    # retry with the old token is refused and the session falls back to exactly one login;
+    # if it did not, the retry renews. Either way: one new token, no login storm.
+    async with session_on(warped, clock, timeout=0.3) as session:
+        warped.inject(RENEW, fault)
+        clock.jump(86 * MINUTE)
+        await wait_until(lambda: session.stats.logins + session.stats.renewals == 2)
+        assert session.stats.transient_failures == 1
+        assert warped.token_requests <= 2
+        await session.get("account/list")
+    assert warped.expired_token_rejections == 0
+
+
+async def test_renewal_html_502_is_retried(warped: SimulatedTradovate, clock: WarpClock) -> None:
+    async with session_on(warped, clock) as session:
+        warped.inject(RENEW, Fault.html(502), times=2)
+        clock.jump(86 * MINUTE)
+        await wait_until(lambda: session.stats.renewals == 1)
+        assert session.stats.transient_failures == 2
+        assert warped.count(RENEW) == 3
+    assert warped.token_requests == 1
+
+
+async def test_connection_refused_then_server_back_without_state(clock: WarpClock) -> None:
+    async with SimulatedTradovate(clock=clock.time) as first:
+        port = first.port
+        session = session_on(first, clock)
+        await session.__aenter__()
+    try:
+        clock.jump(86 * MINUTE)
+        await wait_until(lambda: session.stats.transient_failures >= 2)
+        # the old token still serves nobody (server down) but the session is alive
+        async with SimulatedTradovate(clock=clock.time, port=port) as second:
+            await wait_until(lambda: session.stats.logins == 2)
+            assert second.token_requests == 1  # one fallback login after the refused renewal
+            await session.get("account/list")
+    finally:
+        await session.aclose()
+
+
+async def test_renewal_refused_falls_back_to_one_login(
+    warped: SimulatedTradovate, clock: WarpClock
+) -> None:
+    async with session_on(warped, clock) as session:
+        warped.inject(RENEW, Fault.status(401))
+        clock.jump(86 * MINUTE)
+        await wait_until(lambda: session.stats.logins == 2)
+        assert warped.token_requests == 2
+        await session.get("account/list")
+
+
+async def test_expired_token_logs_in_without_renewing(
+    warped: SimulatedTradovate, clock: WarpClock
+) -> None:
+    async with session_on(warped, clock) as session:
+        clock.jump(100 * MINUTE)  # a suspended laptop wakes after the expiry
+        await wait_until(lambda: session.stats.logins == 2)
+        assert warped.count(RENEW) == 0
+        await session.get("account/list")
+    assert warped.expired_token_rejections == 0
+
+
+async def test_penalty_on_the_fallback_login_is_served(
+    warped: SimulatedTradovate, clock: WarpClock
+) -> None:
+    async with session_on(warped, clock) as session:
+        warped.inject(LOGIN, Fault.penalty(0.1))
+        clock.jump(100 * MINUTE)
+        await wait_until(lambda: session.stats.logins == 2)
+        assert warped.token_requests == 3
+        await session.get("account/list")
+
+
+@pytest.mark.parametrize(
+    ("path", "fault", "error"),
+    [
+        (LOGIN, Fault.penalty(1, captcha=True), CaptchaRequiredError),
+        (LOGIN, Fault.error_text("Incorrect username or password."), InvalidCredentialsError),
+        (LOGIN, Fault.status(429), RateLimitedError),
+        (RENEW, Fault.status(429), RateLimitedError),
+    ],
+)
+async def test_permanent_failures_stop_and_surface(
+    warped: SimulatedTradovate,
+    clock: WarpClock,
+    path: str,
+    fault: Fault,
+    error: type[Exception],
+) -> None:
+    async with session_on(warped, clock) as session:
+        warped.inject(path, fault)
+        clock.jump(86 * MINUTE if path == RENEW else 100 * MINUTE)
+        await wait_until(lambda: session.stats.permanent_failures == 1)
+        before = warped.count(LOGIN) + warped.count(RENEW)
+        for _ in range(3):
+            with pytest.raises(error):
+                await session.get("account/list")
+        await anyio.sleep(0.2)  # the renewer keeps still: no spinning
+        assert warped.count(LOGIN) + warped.count(RENEW) == before
+
+
+async def test_thousand_concurrent_requests_at_expiry_make_one_token_request(
+    warped: SimulatedTradovate, clock: WarpClock
+) -> None:
+    async with session_on(warped, clock, check_interval=30.0) as session:
+        warped.reset_counters()
+        clock.jump(95 * MINUTE)
+        results = []
+
+        async def call() -> None:
+            results.append(await session.get("account/list"))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(1000):
+                tg.start_soon(call)
+        assert len(results) == 1000
+        assert warped.token_requests == 1
+        assert warped.count(RENEW) == 0
+        assert warped.expired_token_rejections == 0
+
+
+async def test_401_on_a_current_token_renews_once_and_resends(
+    warped: SimulatedTradovate, clock: WarpClock
+) -> None:
+    async with session_on(warped, clock, check_interval=30.0) as session:
+        clock.jump(10 * MINUTE)
+        old = session.token
+        warped.revoke_tokens()
+        assert await session.get("account/list")
+        assert session.token is not old
+        # renewal of a revoked token is refused, so the fallback is one login
+        assert warped.count(RENEW) == 1 and warped.token_requests == 2
+        assert warped.count("account/list") == 2
+
+
+async def test_transport_error_on_an_order_is_never_resent(
+    warped: SimulatedTradovate, clock: WarpClock
+) -> None:
+    async with session_on(warped, clock) as session:
+        account = (await session.get("account/list"))[0]
+        order = {
+            "accountSpec": account["name"],
+            "accountId": account["id"],
+            "action": "Buy",
+            "symbol": "ESZ6",
+            "orderQty": 1,
+            "orderType": "Market",
+            "isAutomated": True,
+        }
+        warped.inject("order/placeorder", Fault.drop())
+        with pytest.raises(TransportError):
+            await session.post("order/placeorder", json=order)
+        assert warped.count("order/placeorder") == 1
+        result = await session.post("order/placeorder", json=order)
+        assert isinstance(result["orderId"], int)
+        with pytest.raises(OrderRejectedError) as info:
+            await session.post("order/placeorder", json={**order, "orderQty": 0})
+        assert info.value.failure_reason != "Success"
+
+
+async def test_error_text_on_200_raises(warped: SimulatedTradovate, clock: WarpClock) -> None:
+    async with session_on(warped, clock) as session:
+        warped.inject("account/list", Fault.error_text("Access is denied"))
+        with pytest.raises(RequestFailedError, match="Access is denied"):
+            await session.get("account/list")
+
+
+async def test_stored_token_is_reused_across_sessions(
+    warped: SimulatedTradovate, clock: WarpClock
+) -> None:
+    from tradovate_async._store import MemoryTokenStore
+
+    store = MemoryTokenStore()
+    async with session_on(warped, clock, store=store):
+        pass
+    async with session_on(warped, clock, store=store) as second:
+        await second.get("account/list")
+    assert warped.token_requests == 1
+    clock.jump(87 * MINUTE)  # inside the margin: renewed, not logged in
+    async with session_on(warped, clock, store=store):
+        pass
+    assert warped.token_requests == 1 and warped.renewals == 1
+
+
+async def test_closed_session_refuses_use_and_reopen(
+    warped: SimulatedTradovate, clock: WarpClock
+) -> None:
+    session = session_on(warped, clock)
+    with pytest.raises(SessionClosedError):
+        await session.get("account/list")
+    async with session:
+        with pytest.raises(SessionClosedError):
+            async with session:
+                pass
+    with pytest.raises(SessionClosedError):
+        await session.get("account/list")
+    with pytest.raises(SessionClosedError):
+        async with session:
+            pass
+    await session.aclose()  # idempotent
+
+
+async def test_aclose_during_a_renewal_leaves_nothing_behind(
+    warped: SimulatedTradovate, clock: WarpClock
+) -> None:
+    before = {t for t in asyncio.all_tasks() if not t.done()}
+    session = session_on(warped, clock)
+    await session.__aenter__()
+    warped.inject(RENEW, Fault.delay(5.0))
+    clock.jump(86 * MINUTE)
+    await wait_until(lambda: session.stats.renewals == 0 and _renewal_in_flight(session))
+    await session.aclose()  # cancels the renewal that is waiting for its answer
+    gc.collect()
+    await anyio.sleep(0.05)
+    after = {t for t in asyncio.all_tasks() if not t.done()}
+    assert after - before == set()
+    assert session.stats.renewals == 0
+
+
+async def test_renew_margin_defaults_to_85_of_90_minutes(warped: SimulatedTradovate) -> None:
+    session = TradovateSession(warped.config())
+    assert session._schedule.renew_before == dt.timedelta(minutes=5)

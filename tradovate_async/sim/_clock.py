@@ -1,0 +1,50 @@
+"""A wall clock that can run fast and jump, shared by a simulator and the sessions under test.
+
+Token lifetimes, renewal budgets (15 an hour) and lockout windows are all wall-clock rules.
+Compressing *time* instead of the lifetimes keeps every one of them at its real value: at
+``speed=1000`` a 90-minute token lives 5.4 real seconds and the hourly budgets still apply per
+simulated hour. ``jump()`` models a suspended laptop: the wall clock moves, the event loop's
+monotonic clock does not.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+
+__all__ = ["WarpClock"]
+
+
+class WarpClock:
+    """``now()`` (aware UTC datetime) and ``time()`` (epoch seconds) running ``speed`` times
+    faster than real time from the moment of creation, plus any ``jump()`` offsets."""
+
+    def __init__(self, speed: float = 1.0, *, start: float | None = None) -> None:
+        if speed <= 0:
+            raise ValueError("speed must be positive")
+        self.speed = speed
+        self._origin_wall = time.time() if start is None else start
+        self._origin_mono = time.monotonic()
+        self._offset = 0.0
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"WarpClock(speed={self.speed}, offset={self._offset:.1f}s)"
+
+    def time(self) -> float:
+        with self._lock:
+            offset = self._offset
+        return self._origin_wall + (time.monotonic() - self._origin_mono) * self.speed + offset
+
+    def now(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self.time(), dt.UTC)
+
+    def jump(self, seconds: float) -> None:
+        """Move the clock forward (or back) at once, as after a suspend or a VM pause."""
+        with self._lock:
+            self._offset += seconds
+
+    def real_seconds(self, simulated: float) -> float:
+        """How long ``simulated`` seconds take in real time at this speed."""
+        return simulated / self.speed
