@@ -22,7 +22,7 @@ from tradovate_async._errors import (
 from tradovate_async._models import AccessToken
 from tradovate_async._session import TradovateSession
 from tradovate_async.sim import Fault, SimulatedTradovate
-from tradovate_async.sim._clock import WarpClock
+from tradovate_async.sim import WarpClock
 
 LOGIN = "auth/accesstokenrequest"
 RENEW = "auth/renewaccesstoken"

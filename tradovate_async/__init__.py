@@ -1,1 +1,96 @@
-"""tradovate-async: an asyncio client for the Tradovate (NinjaTrader) API."""
+"""tradovate-async: an asyncio client for the Tradovate (NinjaTrader) API.
+
+One login serves every request, socket, restart and process of a user: a
+:class:`TradovateSession` keeps its token fresh in the background and shares it through a
+:class:`TokenStore`; :meth:`TradovateSession.websocket` opens sockets that authorize, keep their
+heartbeat and come back with their subscriptions after a drop. ``tradovate_async.sim`` is an
+offline Tradovate server for tests.
+"""
+
+from ._config import ENVIRONMENTS, Endpoints, TradovateConfig
+from ._errors import (
+    APIError,
+    AuthenticationError,
+    CaptchaRequiredError,
+    ConfigError,
+    ConnectionLostError,
+    InvalidCredentialsError,
+    InvalidResponseError,
+    LockoutWarningError,
+    OrderRejectedError,
+    PenaltyLimitError,
+    ProtocolError,
+    RateLimitedError,
+    RequestFailedError,
+    RequestTimeoutError,
+    SessionClosedError,
+    TokenRejectedError,
+    TokenStoreError,
+    TradovateError,
+    TransportError,
+    WebSocketError,
+)
+from ._file_store import FileTokenStore
+from ._logging import RedactingFilter, install_redaction
+from ._models import AccessToken, UserInfo
+from ._redis_store import RedisTokenStore
+from ._schedule import RenewalSchedule
+from ._secret import Secret
+from ._session import BearerAuth, SessionStats, TradovateSession
+from ._store import MemoryTokenStore, TokenStore
+from ._ws import TokenSource, TradovateWebSocket, WebSocketStats
+from ._ws_codec import Event, Response
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ENVIRONMENTS",
+    "APIError",
+    "AccessToken",
+    "AuthenticationError",
+    "BearerAuth",
+    "CaptchaRequiredError",
+    "ConfigError",
+    "ConnectionLostError",
+    "Endpoints",
+    "Event",
+    "FileTokenStore",
+    "InvalidCredentialsError",
+    "InvalidResponseError",
+    "LockoutWarningError",
+    "MemoryTokenStore",
+    "OrderRejectedError",
+    "PenaltyLimitError",
+    "ProtocolError",
+    "RateLimitedError",
+    "RedactingFilter",
+    "RedisTokenStore",
+    "RenewalSchedule",
+    "RequestFailedError",
+    "RequestTimeoutError",
+    "Response",
+    "Secret",
+    "SessionClosedError",
+    "SessionStats",
+    "TokenRejectedError",
+    "TokenSource",
+    "TokenStore",
+    "TokenStoreError",
+    "TradovateConfig",
+    "TradovateError",
+    "TradovateSession",
+    "TradovateWebSocket",
+    "TransportError",
+    "UserInfo",
+    "WebSocketError",
+    "WebSocketStats",
+    "__version__",
+    "install_redaction",
+]
+
+# Show the public path in reprs and tracebacks, as httpx does.
+for _name in __all__:
+    _obj = globals()[_name]
+    if isinstance(_obj, type):
+        _obj.__module__ = "tradovate_async"
+del _name, _obj

@@ -10,10 +10,11 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
 import anyio
+from dotenv import dotenv_values
 
 from ._config import TradovateConfig
 from ._errors import ConfigError, TradovateError
@@ -27,21 +28,36 @@ logger = logging.getLogger(__name__)
 EXIT_OK, EXIT_API, EXIT_CONFIG = 0, 1, 2
 
 
-def default_token_file() -> Path:
-    """``$TRADOVATE_TOKEN_FILE``, else ``$XDG_CACHE_HOME/tradovate-async/tokens.json``."""
-    explicit = os.environ.get("TRADOVATE_TOKEN_FILE")
+def _settings(env_file: str | None) -> dict[str, str]:
+    """The process environment over the ``.env`` file, for the CLI's own options."""
+    merged: dict[str, str] = {}
+    if env_file and Path(env_file).is_file():
+        merged.update({k: v for k, v in dotenv_values(env_file).items() if v})
+    merged.update(os.environ)
+    return merged
+
+
+def default_token_file(settings: Mapping[str, str]) -> Path:
+    """``TRADOVATE_TOKEN_FILE``, else ``$XDG_CACHE_HOME/tradovate-async/tokens.json``."""
+    explicit = settings.get("TRADOVATE_TOKEN_FILE")
     if explicit:
         return Path(explicit).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    cache = settings.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(cache) / "tradovate-async" / "tokens.json"
 
 
 def _store(args: argparse.Namespace) -> TokenStore:
+    """The file store shared with every other run and bot of this user (``--no-store``: none).
+
+    ``TRADOVATE_TOKEN_KEY`` (environment or ``.env``) encrypts the file at rest.
+    """
     if args.no_store:
         return MemoryTokenStore()
     from ._file_store import FileTokenStore
 
-    return FileTokenStore(args.token_file or default_token_file())
+    settings = _settings(args.env_file)
+    path = args.token_file or default_token_file(settings)
+    return FileTokenStore.from_env(path, environ=settings)
 
 
 def _setup_logging(verbose: bool) -> None:

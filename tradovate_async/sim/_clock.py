@@ -18,14 +18,14 @@ __all__ = ["WarpClock"]
 
 class WarpClock:
     """``now()`` (aware UTC datetime) and ``time()`` (epoch seconds) running ``speed`` times
-    faster than real time from the moment of creation, plus any ``jump()`` offsets."""
+    faster than real time from ``epoch`` (default: the moment of creation), plus any ``jump()``
+    offsets. Processes that share ``epoch`` and ``speed`` share the clock (jumps are local)."""
 
-    def __init__(self, speed: float = 1.0, *, start: float | None = None) -> None:
+    def __init__(self, speed: float = 1.0, *, epoch: float | None = None) -> None:
         if speed <= 0:
             raise ValueError("speed must be positive")
         self.speed = speed
-        self._origin_wall = time.time() if start is None else start
-        self._origin_mono = time.monotonic()
+        self.epoch = time.time() if epoch is None else epoch
         self._offset = 0.0
         self._lock = threading.Lock()
 
@@ -35,7 +35,7 @@ class WarpClock:
     def time(self) -> float:
         with self._lock:
             offset = self._offset
-        return self._origin_wall + (time.monotonic() - self._origin_mono) * self.speed + offset
+        return self.epoch + (time.time() - self.epoch) * self.speed + offset
 
     def now(self) -> dt.datetime:
         return dt.datetime.fromtimestamp(self.time(), dt.UTC)

@@ -1,0 +1,69 @@
+"""A bot process for fleet tests and benchmarks: one session on a shared store.
+
+Settings come from the environment (the simulator's URLs and credentials in TRADOVATE_*,
+FLEET_STORE=file:<path> or redis:<url>, FLEET_START_AT=<epoch seconds> to start in step,
+FLEET_SECONDS=<how long to keep running>, FLEET_CLOCK_SPEED for a warped clock in step with the
+simulator's, FLEET_CLOCK_EPOCH). It prints one JSON line with the first 8 characters of every
+token it used and its session counters.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import anyio
+
+from tradovate_async import FileTokenStore, RedisTokenStore, TokenStore, TradovateConfig, TradovateSession
+from tradovate_async.sim import WarpClock
+
+
+def make_store(spec: str) -> TokenStore:
+    kind, _, where = spec.partition(":")
+    if kind == "file":
+        return FileTokenStore(where)
+    if kind == "redis":
+        return RedisTokenStore(where)
+    raise SystemExit(f"unknown store {spec!r}")
+
+
+async def main() -> None:
+    config = TradovateConfig.from_env(None)
+    store = make_store(os.environ["FLEET_STORE"])
+    start_at = float(os.environ.get("FLEET_START_AT", "0"))
+    seconds = float(os.environ.get("FLEET_SECONDS", "0"))
+    speed = float(os.environ.get("FLEET_CLOCK_SPEED", "1"))
+    epoch = float(os.environ.get("FLEET_CLOCK_EPOCH", "0")) or None
+    clock = WarpClock(speed, epoch=epoch)
+    await anyio.sleep(max(0.0, start_at - time.time()))
+    prefixes: list[str] = []
+    try:
+        async with TradovateSession(
+            config, store=store, clock=clock.now, check_interval=0.01, backoff_initial=0.05
+        ) as session:
+            session.add_token_listener(lambda t: prefixes.append(t.access_token.prefix()))
+            prefixes.append(session.token.access_token.prefix())
+            await session.get("account/list")
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                await session.get("account/list")
+                await anyio.sleep(0.01)
+            stats = session.stats
+    finally:
+        await store.aclose()
+    print(
+        json.dumps(
+            {
+                "tokens": sorted(set(prefixes)),
+                "logins": stats.logins,
+                "renewals": stats.renewals,
+                "adopted": stats.adopted_from_store,
+            }
+        ),
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    anyio.run(main)

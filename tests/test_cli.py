@@ -1,0 +1,140 @@
+"""The command line, run as a user runs it: a subprocess with a .env file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+
+from tradovate_async.sim import Fault, SimulatedTradovate, SimUser
+
+
+def write_env(path: Path, sim: SimulatedTradovate, **changes: str) -> Path:
+    user = SimUser()
+    values = {
+        "TRADOVATE_API_URL": sim.api_url,
+        "TRADOVATE_WS_URL": sim.ws_url,
+        "TRADOVATE_MD_URL": sim.md_url,
+        "TRADOVATE_USERNAME": user.username,
+        "TRADOVATE_PASSWORD": user.password,
+        "TRADOVATE_APP_ID": user.app_id,
+        "TRADOVATE_SEC": user.sec,
+        "TRADOVATE_DEVICE_ID": "cli-test-device",
+        "TRADOVATE_CID": str(user.cid),
+    }
+    values.update(changes)
+    path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+    return path
+
+
+def clean_env(tmp_path: Path) -> dict[str, str]:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADOVATE_")}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    return env
+
+
+async def run_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "tradovate_async", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=cwd,
+            timeout=60,
+        )
+
+    return await anyio.to_thread.run_sync(run)
+
+
+async def test_token_prints_prefix_expiry_and_user_and_reuses_the_store(
+    sim: SimulatedTradovate, tmp_path: Path
+) -> None:
+    env_file = write_env(tmp_path / ".env", sim)
+    env = clean_env(tmp_path)
+    result = await run_cli("token", "--env-file", str(env_file), env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    store = tmp_path / "cache" / "tradovate-async" / "tokens.json"
+    tokens = json.loads(store.read_text())["tokens"]
+    (record,) = tokens.values()
+    token = record["accessToken"]
+    assert f"Token: {token[:8]}... (truncated for security)" in result.stdout
+    assert token not in result.stdout + result.stderr
+    assert "Expiration Time: " in result.stdout
+    assert f"User ID: {SimUser().user_id}" in result.stdout
+    again = await run_cli("token", "--env-file", str(env_file), env=env, cwd=tmp_path)
+    assert again.returncode == 0
+    assert sim.token_requests == 1, "the second run reuses the stored token"
+
+
+async def test_me_prints_the_user(sim: SimulatedTradovate, tmp_path: Path) -> None:
+    env_file = write_env(tmp_path / ".env", sim)
+    result = await run_cli(
+        "me", "--env-file", str(env_file), "--no-store", env=clean_env(tmp_path), cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    user = SimUser()
+    assert f"User ID: {user.user_id}" in result.stdout
+    assert f"Username: {user.username}" in result.stdout
+    assert f"Email: {user.email}" in result.stdout
+
+
+async def test_bad_credentials_exit_1_without_the_password(
+    sim: SimulatedTradovate, tmp_path: Path
+) -> None:
+    env_file = write_env(tmp_path / ".env", sim, TRADOVATE_PASSWORD="Wr0ng-Passw0rd")
+    result = await run_cli(
+        "token", "--env-file", str(env_file), "--no-store", env=clean_env(tmp_path), cwd=tmp_path
+    )
+    assert result.returncode == 1
+    assert "InvalidCredentialsError" in result.stderr
+    assert "Wr0ng-Passw0rd" not in result.stdout + result.stderr
+    assert sim.token_requests == 1
+
+
+async def test_api_failure_exits_1(sim: SimulatedTradovate, tmp_path: Path) -> None:
+    sim.inject("auth/accesstokenrequest", Fault.html(502))
+    env_file = write_env(tmp_path / ".env", sim)
+    result = await run_cli(
+        "token", "--env-file", str(env_file), "--no-store", env=clean_env(tmp_path), cwd=tmp_path
+    )
+    assert result.returncode == 1
+    assert "502" in result.stderr
+
+
+async def test_missing_configuration_exits_2_naming_every_variable(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("TRADOVATE_USERNAME=someone\n")
+    result = await run_cli("token", env=clean_env(tmp_path), cwd=tmp_path)
+    assert result.returncode == 2
+    for var in ("TRADOVATE_PASSWORD", "TRADOVATE_APP_ID", "TRADOVATE_SEC", "TRADOVATE_DEVICE_ID"):
+        assert var in result.stderr
+    assert "TRADOVATE_USERNAME" not in result.stderr
+    assert "someone" not in result.stderr
+
+
+async def test_verbose_logs_are_redacted(sim: SimulatedTradovate, tmp_path: Path) -> None:
+    env_file = write_env(tmp_path / ".env", sim)
+    env = clean_env(tmp_path)
+    result = await run_cli(
+        "me", "--env-file", str(env_file), "--verbose", "--no-store", env=env, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert "DEBUG" in result.stderr
+    user = SimUser()
+    for secret in (user.password, user.sec):
+        assert secret not in result.stderr
+    prefixes = {r.token_prefix for r in sim.request_log if r.token_prefix}
+    assert prefixes, "the run used a token"
+
+
+@pytest.mark.parametrize("command", [[], ["token"], ["me"], ["sim"], ["demo"]])
+async def test_help(command: list[str], tmp_path: Path) -> None:
+    result = await run_cli(*command, "--help", env=clean_env(tmp_path), cwd=tmp_path)
+    assert result.returncode == 0
+    assert "usage: tradovate-async" in result.stdout
