@@ -7,7 +7,7 @@ heartbeat and come back with their subscriptions after a drop. ``tradovate_async
 offline Tradovate server for tests.
 """
 
-from ._config import ENVIRONMENTS, Endpoints, TradovateConfig
+from ._config import ENVIRONMENTS, Endpoints, TradovateConfig, default_token_file
 from ._errors import (
     APIError,
     AuthenticationError,
@@ -85,6 +85,7 @@ __all__ = [
     "WebSocketError",
     "WebSocketStats",
     "__version__",
+    "default_token_file",
     "install_redaction",
 ]
 

@@ -10,13 +10,13 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import anyio
 from dotenv import dotenv_values
 
-from ._config import TradovateConfig
+from ._config import TradovateConfig, default_token_file
 from ._errors import ConfigError, TradovateError
 from ._session import TradovateSession
 from ._store import MemoryTokenStore, TokenStore
@@ -35,15 +35,6 @@ def _settings(env_file: str | None) -> dict[str, str]:
         merged.update({k: v for k, v in dotenv_values(env_file).items() if v})
     merged.update(os.environ)
     return merged
-
-
-def default_token_file(settings: Mapping[str, str]) -> Path:
-    """``TRADOVATE_TOKEN_FILE``, else ``$XDG_CACHE_HOME/tradovate-async/tokens.json``."""
-    explicit = settings.get("TRADOVATE_TOKEN_FILE")
-    if explicit:
-        return Path(explicit).expanduser()
-    cache = settings.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "tradovate-async" / "tokens.json"
 
 
 def _store(args: argparse.Namespace) -> TokenStore:

@@ -16,7 +16,7 @@ from dotenv import dotenv_values
 from ._errors import ConfigError
 from ._secret import Secret
 
-__all__ = ["ENVIRONMENTS", "Endpoints", "TradovateConfig"]
+__all__ = ["ENVIRONMENTS", "Endpoints", "TradovateConfig", "default_token_file"]
 
 logger = logging.getLogger(__name__)
 
@@ -237,3 +237,17 @@ class TradovateConfig:
             if not problems:
                 return config
         raise ConfigError(problems)
+
+
+def default_token_file(settings: Mapping[str, str] | None = None) -> Path:
+    """Where the CLI and examples keep tokens: ``TRADOVATE_TOKEN_FILE``, else
+    ``$XDG_CACHE_HOME/tradovate-async/tokens.json`` (``~/.cache`` by default).
+
+    ``settings`` replaces ``os.environ`` (the CLI passes the environment merged over ``.env``).
+    """
+    env = os.environ if settings is None else settings
+    explicit = env.get("TRADOVATE_TOKEN_FILE")
+    if explicit:
+        return Path(explicit).expanduser()
+    cache = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "tradovate-async" / "tokens.json"

@@ -1,0 +1,127 @@
+"""``tradovate-async demo``: the whole flow, offline, against a built-in simulator.
+
+It needs no credentials and no network: the simulator runs on a free loopback port with
+20-second tokens, so a renewal happens while you watch. Steps: a login that meets a penalty
+ticket and waits it out, ``/auth/me``, a trading socket with a sync snapshot and an order's
+``props`` event, a market-data socket streaming quotes, a renewal, a dropped connection that
+comes back re-authorized and resubscribed, and a clean shutdown.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Any
+
+import anyio
+
+from ._session import TradovateSession
+from ._ws import TradovateWebSocket
+
+__all__ = ["run_demo"]
+
+_T0 = time.monotonic()
+
+
+def _say(text: str) -> None:
+    print(f"[{time.monotonic() - _T0:5.1f}s] {text}", flush=True)
+
+
+def _quote_text(event_data: Any) -> str:
+    quotes = event_data.get("quotes", []) if isinstance(event_data, dict) else []
+    if not quotes:
+        return "(empty)"
+    entries = quotes[0].get("entries", {})
+    bid = entries.get("Bid", {}).get("price")
+    offer = entries.get("Offer", {}).get("price")
+    return f"contract {quotes[0].get('contractId')}: bid {bid} / offer {offer}"
+
+
+async def _next_event(ws: TradovateWebSocket, kind: str, timeout: float = 10.0) -> Any:
+    with anyio.fail_after(timeout):
+        async for event in ws.events():
+            if event.kind == kind:
+                return event.data
+    raise RuntimeError(f"the socket closed before a {kind!r} event")
+
+
+async def run_demo() -> None:
+    from .sim import Fault, SimulatedTradovate
+
+    global _T0
+    _T0 = time.monotonic()
+    async with SimulatedTradovate(token_lifetime=20.0, quote_interval=0.25) as sim:
+        _say(f"simulator listening on {sim.api_url}")
+        sim.inject("auth/accesstokenrequest", Fault.penalty(1.0))
+        _say("1. login: the server answers with a penalty ticket (p-time 1 s) first")
+        renewed = anyio.Event()
+        async with TradovateSession(sim.config(), renew_before=dt.timedelta(seconds=8)) as session:
+            token = session.token
+            _say(
+                f"   token {token.access_token.prefix()}... for user {token.user_id}, expires "
+                f"{token.expiration_time:%H:%M:%S} UTC ({sim.token_requests} token requests: "
+                "the penalised one and its retry with the ticket)"
+            )
+            session.add_token_listener(lambda _t: renewed.set())
+
+            me = await session.me()
+            _say(f"2. /auth/me: {me.name} <{me.email}> (id {me.user_id})")
+
+            async with session.websocket() as trading, session.websocket(kind="md") as md:
+                _say("3. trading socket authorized; user/syncrequest snapshot:")
+                snapshot = await trading.subscribe("user/syncrequest", {"users": [token.user_id]})
+                accounts = snapshot.get("accounts", []) if isinstance(snapshot, dict) else []
+                _say(f"   {len(accounts)} account(s): {[a.get('name') for a in accounts]}")
+                account = accounts[0]
+                order = await session.post(
+                    "order/placeorder",
+                    json={
+                        "accountSpec": account["name"],
+                        "accountId": account["id"],
+                        "action": "Buy",
+                        "symbol": "ESZ6",
+                        "orderQty": 1,
+                        "orderType": "Market",
+                        "isAutomated": True,
+                    },
+                )
+                props = await _next_event(trading, "props")
+                _say(
+                    f"   order {order.get('orderId')} placed over REST; props event: "
+                    f"{props.get('entityType')} {props.get('eventType')}"
+                )
+
+                _say("4. market-data socket: subscribing to ESZ6 quotes")
+                await md.subscribe("md/subscribeQuote", {"symbol": "ESZ6"})
+                for _ in range(3):
+                    _say(f"   quote {_quote_text(await _next_event(md, 'md'))}")
+
+                _say("5. waiting for the background renewal (token lifetime 20 s)...")
+                with anyio.fail_after(30):
+                    await renewed.wait()
+                _say(
+                    f"   renewed: new token {session.token.access_token.prefix()}..., expires "
+                    f"{session.token.expiration_time:%H:%M:%S} UTC; "
+                    f"logins {sim.logins}, renewals {sim.renewals}"
+                )
+
+                _say("6. the server drops every socket")
+                dropped = sim.drop_sockets()
+                await _next_event(md, "reconnected")
+                _say(
+                    f"   {dropped} sockets dropped; md socket back, re-authorized and "
+                    f"resubscribed ({len(md.subscriptions)} subscription(s))"
+                )
+                _say(f"   quote {_quote_text(await _next_event(md, 'md'))}")
+                await trading.wait_connected(timeout=10)
+                accounts_again = await trading.request("account/list")
+                _say(
+                    f"   trading socket back too: account/list -> {len(accounts_again)} account(s)"
+                )
+            _say("7. sockets closed cleanly (code 1000)")
+        _say(
+            f"8. session closed. The server saw {sim.token_requests} token requests, "
+            f"{sim.logins} login, {sim.renewals} renewal(s), "
+            f"{sim.expired_token_rejections} request(s) with an expired token."
+        )
+    _say("demo finished")
