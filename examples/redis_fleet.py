@@ -10,16 +10,16 @@ distributed lock makes the first one log in and the others adopt its token. Need
 from __future__ import annotations
 
 import multiprocessing
-import os
 import sys
 
 import anyio
 
-from tradovate_async import RedisTokenStore, TradovateConfig, TradovateSession
+from tradovate_async import RedisTokenStore, TradovateConfig, TradovateSession, merged_settings
 
 
 async def worker(index: int) -> tuple[int, str, int]:
-    store = RedisTokenStore(os.environ.get("TRADOVATE_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    url = merged_settings().get("TRADOVATE_REDIS_URL", "redis://127.0.0.1:6379/0")
+    store = RedisTokenStore(url)
     try:
         async with TradovateSession(TradovateConfig.from_env(), store=store) as session:
             await session.get("account/list")

@@ -7,7 +7,13 @@ heartbeat and come back with their subscriptions after a drop. ``tradovate_async
 offline Tradovate server for tests.
 """
 
-from ._config import ENVIRONMENTS, Endpoints, TradovateConfig, default_token_file
+from ._config import (
+    ENVIRONMENTS,
+    Endpoints,
+    TradovateConfig,
+    default_token_file,
+    merged_settings,
+)
 from ._errors import (
     APIError,
     AuthenticationError,
@@ -86,6 +92,7 @@ __all__ = [
     "WebSocketStats",
     "__version__",
     "default_token_file",
+    "merged_settings",
     "install_redaction",
 ]
 

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import anyio
-from dotenv import dotenv_values
 
-from ._config import TradovateConfig, default_token_file
+from ._config import TradovateConfig, default_token_file, merged_settings
 from ._errors import ConfigError, TradovateError
 from ._session import TradovateSession
 from ._store import MemoryTokenStore, TokenStore
@@ -28,15 +26,6 @@ logger = logging.getLogger(__name__)
 EXIT_OK, EXIT_API, EXIT_CONFIG = 0, 1, 2
 
 
-def _settings(env_file: str | None) -> dict[str, str]:
-    """The process environment over the ``.env`` file, for the CLI's own options."""
-    merged: dict[str, str] = {}
-    if env_file and Path(env_file).is_file():
-        merged.update({k: v for k, v in dotenv_values(env_file).items() if v})
-    merged.update(os.environ)
-    return merged
-
-
 def _store(args: argparse.Namespace) -> TokenStore:
     """The file store shared with every other run and bot of this user (``--no-store``: none).
 
@@ -46,7 +35,7 @@ def _store(args: argparse.Namespace) -> TokenStore:
         return MemoryTokenStore()
     from ._file_store import FileTokenStore
 
-    settings = _settings(args.env_file)
+    settings = merged_settings(args.env_file)
     path = args.token_file or default_token_file(settings)
     return FileTokenStore.from_env(path, environ=settings)
 
@@ -111,8 +100,10 @@ def _run_with_config(
         config = TradovateConfig.from_env(args.env_file)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
-        print("Set the variables in the environment or in a .env file (see .env.example).",
-              file=sys.stderr)
+        print(
+            "Set the variables in the environment or in a .env file (see .env.example).",
+            file=sys.stderr,
+        )
         return EXIT_CONFIG
     try:
         anyio.run(command, args, config)

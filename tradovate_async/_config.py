@@ -16,7 +16,7 @@ from dotenv import dotenv_values
 from ._errors import ConfigError
 from ._secret import Secret
 
-__all__ = ["ENVIRONMENTS", "Endpoints", "TradovateConfig", "default_token_file"]
+__all__ = ["ENVIRONMENTS", "Endpoints", "TradovateConfig", "default_token_file", "merged_settings"]
 
 logger = logging.getLogger(__name__)
 
@@ -243,11 +243,22 @@ def default_token_file(settings: Mapping[str, str] | None = None) -> Path:
     """Where the CLI and examples keep tokens: ``TRADOVATE_TOKEN_FILE``, else
     ``$XDG_CACHE_HOME/tradovate-async/tokens.json`` (``~/.cache`` by default).
 
-    ``settings`` replaces ``os.environ`` (the CLI passes the environment merged over ``.env``).
+    ``settings`` defaults to the process environment merged over ``./.env``.
     """
-    env = os.environ if settings is None else settings
+    env = merged_settings() if settings is None else settings
     explicit = env.get("TRADOVATE_TOKEN_FILE")
     if explicit:
         return Path(explicit).expanduser()
     cache = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(cache) / "tradovate-async" / "tokens.json"
+
+
+def merged_settings(env_file: str | os.PathLike[str] | None = ".env") -> dict[str, str]:
+    """The process environment over the ``.env`` file (non-empty values only), for settings
+    beyond :class:`TradovateConfig`'s own, such as ``TRADOVATE_TOKEN_FILE`` or
+    ``TRADOVATE_REDIS_URL``. Nothing is written into ``os.environ``."""
+    merged: dict[str, str] = {}
+    if env_file is not None and Path(env_file).is_file():
+        merged.update({k: v for k, v in dotenv_values(env_file).items() if v})
+    merged.update(os.environ)
+    return merged

@@ -37,8 +37,8 @@ def _quote_text(event_data: Any) -> str:
     return f"contract {quotes[0].get('contractId')}: bid {bid} / offer {offer}"
 
 
-async def _next_event(ws: TradovateWebSocket, kind: str, timeout: float = 10.0) -> Any:
-    with anyio.fail_after(timeout):
+async def _next_event(ws: TradovateWebSocket, kind: str, within: float = 10.0) -> Any:
+    with anyio.fail_after(within):
         async for event in ws.events():
             if event.kind == kind:
                 return event.data

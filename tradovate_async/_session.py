@@ -406,8 +406,10 @@ class TradovateSession:
             grace = min(dt.timedelta(seconds=60), (token.lifetime or dt.timedelta(0)) / 10)
             if now - token.issued_at < grace:
                 raise TokenRejectedError(
-                    "the server refused a token issued moments ago: check the API key's "
-                    "permissions and the environment (live/demo); not renewing again"
+                    "the server refused a token issued moments ago; not renewing again. "
+                    "Either another login of this user ended its session (at most 2 sessions "
+                    "per user: share one token store between processes), or the API key lacks "
+                    "permissions or points at the wrong environment (live/demo)"
                 )
         return await self._refresh(token, "rejected")
 
