@@ -77,7 +77,9 @@ async def main() -> None:
     args = parser.parse_args()
 
     token_requests = await single_flight(args.concurrency)
-    print(f"token requests for {args.concurrency} concurrent calls at expiry: {token_requests} (target 1)")
+    print(
+        f"token requests for {args.concurrency} concurrent calls at expiry: {token_requests} (target 1)"
+    )
     lib, plain = await per_request(args.requests, args.rounds)
     print(f"median session.get: {lib * 1e6:.0f} us; plain httpx: {plain * 1e6:.0f} us")
     print(f"session.get / plain httpx median ratio: {lib / plain:.3f} (target <= 1.05)")

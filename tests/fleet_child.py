@@ -15,7 +15,13 @@ import time
 
 import anyio
 
-from tradovate_async import FileTokenStore, RedisTokenStore, TokenStore, TradovateConfig, TradovateSession
+from tradovate_async import (
+    FileTokenStore,
+    RedisTokenStore,
+    TokenStore,
+    TradovateConfig,
+    TradovateSession,
+)
 from tradovate_async.sim import WarpClock
 
 

@@ -30,16 +30,28 @@ def test_all_missing_names_every_variable_and_no_values(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         TradovateConfig.from_env(tmp_path / "absent.env" if False else None, environ={})
     message = str(info.value)
-    for var in ("TRADOVATE_USERNAME", "TRADOVATE_PASSWORD", "TRADOVATE_APP_ID",
-                "TRADOVATE_SEC", "TRADOVATE_DEVICE_ID"):
+    for var in (
+        "TRADOVATE_USERNAME",
+        "TRADOVATE_PASSWORD",
+        "TRADOVATE_APP_ID",
+        "TRADOVATE_SEC",
+        "TRADOVATE_DEVICE_ID",
+    ):
         assert var in message
         assert var in info.value.problems
     assert len(info.value.problems) == 5
 
 
 def test_precedence_argument_over_environment_over_file(tmp_path: Path) -> None:
-    env_file = write_env(tmp_path, {**FULL, "TRADOVATE_USERNAME": "file-user",
-                                    "TRADOVATE_APP_ID": "file-app", "TRADOVATE_CID": "3"})
+    env_file = write_env(
+        tmp_path,
+        {
+            **FULL,
+            "TRADOVATE_USERNAME": "file-user",
+            "TRADOVATE_APP_ID": "file-app",
+            "TRADOVATE_CID": "3",
+        },
+    )
     environ = {"TRADOVATE_USERNAME": "env-user", "TRADOVATE_CID": "5"}
     config = TradovateConfig.from_env(env_file, environ=environ, app_id="arg-app")
     assert config.username == "env-user"
@@ -48,7 +60,9 @@ def test_precedence_argument_over_environment_over_file(tmp_path: Path) -> None:
     assert config.password.reveal() == FULL["TRADOVATE_PASSWORD"]
 
 
-def test_env_file_is_not_written_into_os_environ(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_env_file_is_not_written_into_os_environ(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import os
 
     monkeypatch.delenv("TRADOVATE_USERNAME", raising=False)

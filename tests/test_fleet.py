@@ -87,7 +87,9 @@ async def test_fleet_renews_once_per_lifetime(
     clock = WarpClock(speed=1500.0)  # 90 simulated minutes in 3.6 real seconds
     async with SimulatedTradovate(clock=clock.time) as sim:
         store = (
-            f"file:{tmp_path / 'tokens.json'}" if store_kind == "file" else f"redis:{redis_server.url}"
+            f"file:{tmp_path / 'tokens.json'}"
+            if store_kind == "file"
+            else f"redis:{redis_server.url}"
         )
         if store_kind == "redis":
             import redis

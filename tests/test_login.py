@@ -30,7 +30,9 @@ from tradovate_async.sim import Fault, SimulatedTradovate, SimUser
 LOGIN = "auth/accesstokenrequest"
 
 
-async def test_login_parses_the_token_and_me(sim: SimulatedTradovate, config: TradovateConfig) -> None:
+async def test_login_parses_the_token_and_me(
+    sim: SimulatedTradovate, config: TradovateConfig
+) -> None:
     async with TradovateSession(config) as session:
         token = session.token
         user = sim.users[0]
@@ -142,7 +144,9 @@ async def test_dropped_connection_is_a_transport_error(
     assert info.value.__cause__ is not None
 
 
-async def test_timeout_is_a_transport_error(sim: SimulatedTradovate, config: TradovateConfig) -> None:
+async def test_timeout_is_a_transport_error(
+    sim: SimulatedTradovate, config: TradovateConfig
+) -> None:
     sim.inject(LOGIN, Fault.delay(2.0))
     with pytest.raises(TransportError):
         async with TradovateSession(config, timeout=0.3):
@@ -214,7 +218,9 @@ async def test_no_secret_in_debug_logs_of_a_full_login(
             async with TradovateSession(server.config(user, password="pw-Wr0ngSecret!")):
                 pass
     assert len(debug_logs.texts) > 10, "the scan must see httpx/httpcore records"
-    assert debug_logs.find("pw-Sup3rSecret!", "sec-Sup3rSecret!", "pw-Wr0ngSecret!", token, md) == []
+    assert (
+        debug_logs.find("pw-Sup3rSecret!", "sec-Sup3rSecret!", "pw-Wr0ngSecret!", token, md) == []
+    )
 
 
 async def test_secret_type_masks(config: TradovateConfig) -> None:

@@ -57,7 +57,12 @@ def test_success_parses_every_field_and_ignores_unknown() -> None:
     assert token.md_access_token is not None and token.md_access_token.reveal() == "M" * 40
     assert token.expiration_time == dt.datetime(2026, 11, 27, 13, 30, 0, 56000, tzinfo=dt.UTC)
     assert token.expiration_time.tzinfo is dt.UTC
-    assert (token.user_id, token.name, token.user_status, token.has_live) == (42, "alice", "Active", False)
+    assert (token.user_id, token.name, token.user_status, token.has_live) == (
+        42,
+        "alice",
+        "Active",
+        False,
+    )
     assert token.expires_in(NOW) == dt.timedelta(minutes=90, milliseconds=56)
     assert "A" * 9 not in repr(token)
 
@@ -92,7 +97,11 @@ def test_penalty_with_captcha_stops(flag: object) -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [{"p-ticket": "", "p-time": 1}, {"p-ticket": "T", "p-time": -1}, {"p-ticket": "T", "p-time": "x"}],
+    [
+        {"p-ticket": "", "p-time": 1},
+        {"p-ticket": "T", "p-time": -1},
+        {"p-ticket": "T", "p-time": "x"},
+    ],
 )
 def test_broken_penalty_is_invalid_response(body: object) -> None:
     with pytest.raises(InvalidResponseError):
@@ -136,9 +145,7 @@ def test_html_502_excerpt_is_short_and_scrubbed() -> None:
     secret = "hunter2-password"
     raw = ("<html>" + "x" * 500 + secret + "</html>").encode()
     with pytest.raises(APIError) as info:
-        interpret_token_response(
-            "login", 502, raw, issued_at=NOW, scrub=Scrubber([secret])
-        )
+        interpret_token_response("login", 502, raw, issued_at=NOW, scrub=Scrubber([secret]))
     assert info.value.status == 502
     assert info.value.body_excerpt is not None and len(info.value.body_excerpt) <= 200
     raw = f"<html>{secret}</html>".encode()
@@ -205,7 +212,9 @@ def test_api_response_errors(status: int, body: object, error: type[Exception]) 
 
 def test_api_response_success() -> None:
     assert interpret_api_response("GET", "a", 200, b'[{"id": 1}]', str) == [{"id": 1}]
-    assert interpret_api_response("POST", "o", 200, b'{"orderId": 5, "failureReason": "Success"}', str) == {
+    assert interpret_api_response(
+        "POST", "o", 200, b'{"orderId": 5, "failureReason": "Success"}', str
+    ) == {
         "orderId": 5,
         "failureReason": "Success",
     }

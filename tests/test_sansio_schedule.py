@@ -17,7 +17,9 @@ MIN = dt.timedelta(minutes=1)
 SEC = dt.timedelta(seconds=1)
 
 
-def token(issued: dt.datetime = T0, lifetime: dt.timedelta = 90 * MIN, value: str = "tok") -> AccessToken:
+def token(
+    issued: dt.datetime = T0, lifetime: dt.timedelta = 90 * MIN, value: str = "tok"
+) -> AccessToken:
     return AccessToken(
         access_token=Secret(value),
         expiration_time=issued + lifetime,

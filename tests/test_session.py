@@ -21,8 +21,7 @@ from tradovate_async._errors import (
 )
 from tradovate_async._models import AccessToken
 from tradovate_async._session import TradovateSession
-from tradovate_async.sim import Fault, SimulatedTradovate
-from tradovate_async.sim import WarpClock
+from tradovate_async.sim import Fault, SimulatedTradovate, WarpClock
 
 LOGIN = "auth/accesstokenrequest"
 RENEW = "auth/renewaccesstoken"
@@ -54,7 +53,11 @@ def _renewal_in_flight(session: TradovateSession) -> bool:
 
 
 def session_on(sim: SimulatedTradovate, clock: WarpClock, **kwargs: object) -> TradovateSession:
-    options: dict[str, object] = {"check_interval": 0.02, "backoff_initial": 0.02, "backoff_max": 0.2}
+    options: dict[str, object] = {
+        "check_interval": 0.02,
+        "backoff_initial": 0.02,
+        "backoff_max": 0.2,
+    }
     options.update(kwargs)
     return TradovateSession(sim.config(), clock=clock.now, **options)  # type: ignore[arg-type]
 
@@ -88,7 +91,9 @@ async def test_many_lifetimes_one_login_no_expired_requests() -> None:
         assert session.stats.logins == 1 and session.stats.renewals == sim.renewals
 
 
-async def test_renews_at_expiration_minus_margin(warped: SimulatedTradovate, clock: WarpClock) -> None:
+async def test_renews_at_expiration_minus_margin(
+    warped: SimulatedTradovate, clock: WarpClock
+) -> None:
     seen: list[AccessToken] = []
     async with session_on(warped, clock, jitter=0.0) as session:
         session.add_token_listener(seen.append)
