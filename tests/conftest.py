@@ -9,3 +9,168 @@ import pytest
 def anyio_backend() -> str:
     # The websockets asyncio client is asyncio-only.
     return "asyncio"
+
+
+# --- simulator fixtures (lead) -----------------------------------------------------------
+
+import logging  # noqa: E402
+from collections.abc import AsyncIterator, Iterator  # noqa: E402
+
+from tradovate_async._config import TradovateConfig  # noqa: E402
+from tradovate_async.sim import SimulatedTradovate, SimUser  # noqa: E402
+
+SIM_USER = SimUser()
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[SimulatedTradovate]:
+    """A simulator with 90-minute tokens on a free loopback port."""
+    async with SimulatedTradovate() as server:
+        yield server
+
+
+@pytest.fixture
+def config(sim: SimulatedTradovate) -> TradovateConfig:
+    return sim.config()
+
+
+class RecordCollector(logging.Handler):
+    """Keeps every record (formatted) of every logger, for secret scans."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+        self.texts: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+        text = record.getMessage()
+        if record.exc_info:
+            text += "\n" + logging.Formatter().formatException(record.exc_info)
+        self.texts.append(f"{record.name} {text}")
+
+    def find(self, *needles: str) -> list[str]:
+        return [t for t in self.texts for n in needles if n and n in t]
+
+
+@pytest.fixture
+def debug_logs() -> Iterator[RecordCollector]:
+    """Every logger at DEBUG (httpx, httpcore, websockets, ours) into one collector."""
+    collector = RecordCollector()
+    root = logging.getLogger()
+    names = ["", "tradovate_async", "httpx", "httpcore", "websockets", "uvicorn"]
+    saved = {name: logging.getLogger(name).level for name in names}
+    root.addHandler(collector)
+    for name in names:
+        logging.getLogger(name).setLevel(logging.DEBUG)
+    try:
+        yield collector
+    finally:
+        root.removeHandler(collector)
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
+
+
+# --- token store fixtures: real redis-server, python child processes (token stores) -----------
+
+import os  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+from collections.abc import Awaitable, Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import anyio  # noqa: E402
+import anyio.abc  # noqa: E402
+from anyio.streams.buffered import BufferedByteReceiveStream  # noqa: E402
+
+try:  # tests/ is a rootdir (no __init__.py) today; keep working if it becomes a package
+    from redis_server import RedisServer
+except ImportError:  # pragma: no cover
+    from tests.redis_server import RedisServer
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One real redis-server for the whole run (tests isolate themselves with a key prefix)."""
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def private_redis_server() -> Iterator[RedisServer]:
+    """A redis-server of the test's own, for tests that stop or restart it."""
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+class ChildProcess:
+    """A ``python -c`` child speaking lines on stdin/stdout (stderr goes to pytest's capture)."""
+
+    def __init__(self, process: anyio.abc.Process) -> None:
+        self.process = process
+        assert process.stdout is not None
+        self._stdout = BufferedByteReceiveStream(process.stdout)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    async def readline(self, within: float = 20.0) -> str:
+        """The next line of stdout, without its newline."""
+        with anyio.fail_after(within):
+            return (await self._stdout.receive_until(b"\n", 1 << 16)).decode()
+
+    async def send(self, line: str) -> None:
+        assert self.process.stdin is not None
+        await self.process.stdin.send(line.encode() + b"\n")
+
+    def signal(self, sig: int) -> None:
+        self.process.send_signal(sig)
+
+    async def kill(self) -> None:
+        """SIGKILL, then reap."""
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGKILL)
+        await self.wait()
+
+    async def wait(self, within: float = 20.0) -> int:
+        with anyio.fail_after(within):
+            return await self.process.wait()
+
+
+SpawnPython = Callable[..., Awaitable[ChildProcess]]
+
+
+@pytest.fixture
+async def spawn_python() -> AsyncIterator[SpawnPython]:
+    """Start ``python -c code *args`` children that import this checkout; all killed at the end."""
+    children: list[ChildProcess] = []
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONUNBUFFERED"] = "1"
+
+    async def spawn(code: str, *args: str) -> ChildProcess:
+        process = await anyio.open_process(
+            [sys.executable, "-c", code, *args], env=env, cwd=REPO_ROOT, stderr=None
+        )
+        child = ChildProcess(process)
+        children.append(child)
+        return child
+
+    try:
+        yield spawn
+    finally:
+        with anyio.CancelScope(shield=True):
+            for child in children:
+                await child.kill()  # SIGKILL also ends a child stopped with SIGSTOP
+                await child.process.aclose()

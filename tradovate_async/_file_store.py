@@ -14,9 +14,9 @@ or, with encryption at rest (Fernet, from the ``encrypt`` extra)::
 
 Design choices, and why:
 
-- Writes go to a temporary file in the same directory, are fsynced, then ``os.replace``\\d over
-  the old file, so a reader (which takes no lock) or a process killed mid-write only ever sees
-  the old or the new file, never a torn one.
+- Writes go to a temporary file in the same directory, which is fsynced and then moved over
+  the old file with ``os.replace``, so a reader (which takes no lock) or a process killed
+  mid-write only ever sees the old or the new file, never a torn one.
 - One lock file, ``<path>.lock``, locked with ``flock`` through the ``filelock`` library, guards
   the whole token file. The operating system drops the lock of a process that dies, so a crashed
   holder never blocks the others. ``lock(key)`` therefore excludes every key of the file, which
@@ -120,7 +120,6 @@ class FileTokenStore:
         # thread_local=False: the lock is taken and released from different worker threads.
         self._file_lock = filelock.FileLock(str(self._lock_path), mode=0o600, thread_local=False)
         self._guard = anyio.Lock()  # one task of this process at a time in front of the flock
-        self._io = anyio.Lock()  # one read-modify-write at a time (cheap belt and braces)
         self._holder: int | None = None  # id of the task that holds the lock
 
     @classmethod
@@ -208,11 +207,11 @@ class FileTokenStore:
         cannot be had or the file cannot be written (or read, as then the check is impossible).
         """
         record = token.to_record()
-        async with self._exclusive(), self._io:
+        async with self._exclusive():
             await anyio.to_thread.run_sync(self._save_sync, key, record, token.expiration_time)
 
     async def delete(self, key: str) -> None:
-        async with self._exclusive(), self._io:
+        async with self._exclusive():
             await anyio.to_thread.run_sync(self._delete_sync, key)
 
     def lock(self, key: str) -> contextlib.AbstractAsyncContextManager[None]:

@@ -1,0 +1,173 @@
+"""Soak: 30 days of 90-minute tokens in a few minutes, with socket drops every few hours.
+
+A session, a trading socket (with its ``user/syncrequest``) and a market-data socket (one quote
+subscription) run against the simulator on a shared :class:`WarpClock`. Compressing *time*
+rather than the token lifetime keeps every server rule at its real value: 90-minute tokens,
+15 renewals an hour, 2 sessions per user. Requests flow all the time; every few simulated
+hours the server drops every socket.
+
+Prints: requests that met an expired token (target 0), logins after the first (target 0),
+the most renewals in any simulated hour (must stay <= 15), reconnects, subscriptions lost
+(target 0), resident memory at start and end (growth target < 5 MB), tasks alive at the end
+beyond the baseline (target 0).
+
+Run: ``python bench/soak.py [--days 30] [--minutes 3] [--drop-every-hours 4]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import bisect
+import gc
+import time
+
+import anyio
+import psutil
+
+from tradovate_async import TradovateSession
+from tradovate_async.sim import SimulatedTradovate, WarpClock
+
+HOUR = 3600.0
+WS_OPTIONS = {
+    # Compressed time: reconnect quickly and count a connection as stable sooner than the
+    # real-time defaults would, or the backoff would outgrow the simulated hours.
+    "backoff_initial": 0.01,
+    "backoff_max": 0.2,
+    "stable_after": 0.3,
+    "request_timeout": 5.0,
+}
+
+
+def max_per_rolling_hour(times: list[float]) -> int:
+    times = sorted(times)
+    return max((bisect.bisect_right(times, t + HOUR) - i for i, t in enumerate(times)), default=0)
+
+
+async def soak(days: float, minutes: float, drop_every_hours: float) -> dict[str, float]:
+    speed = days * 24 * HOUR / (minutes * 60)
+    clock = WarpClock(speed=speed)
+    process = psutil.Process()
+    renewal_times: list[float] = []
+    requests = failures = 0
+    async with SimulatedTradovate(clock=clock.time, quote_interval=0.05) as sim:
+        gc.collect()
+        baseline_tasks = len(asyncio.all_tasks())
+        rss_start = process.memory_info().rss
+        end_at = clock.time() + days * 24 * HOUR
+        async with TradovateSession(
+            sim.config(),
+            clock=clock.now,
+            check_interval=0.002,
+            backoff_initial=0.005,
+            backoff_max=0.05,
+        ) as session:
+            session.add_token_listener(lambda _t: renewal_times.append(clock.time()))
+            async with (
+                session.websocket(**WS_OPTIONS) as trading,
+                session.websocket(kind="md", **WS_OPTIONS) as md,
+            ):
+                await trading.subscribe("user/syncrequest", {"users": [session.token.user_id]})
+                await md.subscribe("md/subscribeQuote", {"symbol": "ESZ6"})
+                subscriptions = (trading.subscriptions, md.subscriptions)
+
+                async def rest_traffic() -> None:
+                    nonlocal requests, failures
+                    while clock.time() < end_at:
+                        try:
+                            await session.get("account/list")
+                            requests += 1
+                        except Exception:
+                            failures += 1
+                        await anyio.sleep(0.005)
+
+                async def socket_traffic() -> None:
+                    nonlocal requests, failures
+                    while clock.time() < end_at:
+                        try:
+                            await trading.request("account/list")
+                            requests += 1
+                        except Exception:
+                            failures += 1
+                        await anyio.sleep(0.02)
+
+                async def drain_quotes() -> None:
+                    async for _event in md.events():
+                        pass
+
+                async def drops() -> None:
+                    next_drop = clock.time() + drop_every_hours * HOUR
+                    while clock.time() < end_at:
+                        if clock.time() >= next_drop:
+                            sim.drop_sockets()
+                            next_drop += drop_every_hours * HOUR
+                        await anyio.sleep(0.01)
+
+                async with anyio.create_task_group() as tg:
+                    for job in (rest_traffic, socket_traffic, drops, drain_quotes):
+                        tg.start_soon(job)
+                    while clock.time() < end_at:
+                        await anyio.sleep(0.05)
+                    tg.cancel_scope.cancel()
+                await trading.wait_connected(timeout=10)
+                await md.wait_connected(timeout=10)
+                lost = len(subscriptions[0] - trading.subscriptions) + len(
+                    subscriptions[1] - md.subscriptions
+                )
+                server_subs = sum(len(c.subscriptions) for c in sim.ws_connections("md"))
+                reconnects = trading.stats.reconnects + md.stats.reconnects
+                dropped_events = md.stats.dropped_events
+        gc.collect()
+        await anyio.sleep(0.1)
+        rss_end = process.memory_info().rss
+        tasks_left = len(asyncio.all_tasks()) - baseline_tasks
+        return {
+            "speed": speed,
+            "requests": requests,
+            "failed requests": failures,
+            "expired-token requests": sim.expired_token_rejections,
+            "logins after the first": sim.logins - 1,
+            "renewals": sim.renewals,
+            "max renewals in a simulated hour": max_per_rolling_hour(renewal_times),
+            "reconnects": reconnects,
+            "subscriptions lost (client)": lost,
+            "md subscriptions on the server at the end": server_subs,
+            "md events dropped by the buffer": dropped_events,
+            "rss start MB": rss_start / 2**20,
+            "rss end MB": rss_end / 2**20,
+            "tasks beyond baseline": tasks_left,
+        }
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--days", type=float, default=30.0)
+    parser.add_argument("--minutes", type=float, default=3.0)
+    parser.add_argument("--drop-every-hours", type=float, default=4.0)
+    args = parser.parse_args()
+    started = time.monotonic()
+    result = await soak(args.days, args.minutes, args.drop_every_hours)
+    print(
+        f"soak: {args.days:g} simulated days in {time.monotonic() - started:.0f} s "
+        f"(clock x{result['speed']:.0f})"
+    )
+    for key, value in result.items():
+        if key != "speed":
+            print(f"  {key}: {value:.1f}" if isinstance(value, float) else f"  {key}: {value}")
+    growth = result["rss end MB"] - result["rss start MB"]
+    print(f"  rss growth MB: {growth:.1f} (target < 5)")
+    verdicts = {
+        "expired-token requests == 0": result["expired-token requests"] == 0,
+        "logins after the first == 0": result["logins after the first"] == 0,
+        "renewals per simulated hour <= 15": result["max renewals in a simulated hour"] <= 15,
+        "subscriptions lost == 0": result["subscriptions lost (client)"] == 0
+        and result["md subscriptions on the server at the end"] == 1,
+        "rss growth < 5 MB": growth < 5,
+        "tasks beyond baseline == 0": result["tasks beyond baseline"] == 0,
+    }
+    for name, ok in verdicts.items():
+        print(f"  {'PASS' if ok else 'FAIL'} {name}")
+
+
+if __name__ == "__main__":
+    anyio.run(main)
