@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
@@ -97,7 +98,9 @@ def interpret_token_response(
         data = parse_json_body(status, body, scrub)
         if not isinstance(data, dict):
             raise InvalidResponseError(
-                "token answer is not a JSON object", status=status, body_excerpt=scrub(excerpt(body))
+                "token answer is not a JSON object",
+                status=status,
+                body_excerpt=scrub(excerpt(body)),
             )
         if "p-ticket" in data:
             if data.get("p-captcha") in (True, "true", "True", 1):
@@ -105,7 +108,12 @@ def interpret_token_response(
             ticket, wait = data.get("p-ticket"), data.get("p-time")
             if not isinstance(ticket, str) or not ticket:
                 raise InvalidResponseError("penalty without a usable p-ticket", status=status)
-            if isinstance(wait, bool) or not isinstance(wait, int | float) or wait < 0:
+            if (
+                isinstance(wait, bool)
+                or not isinstance(wait, int | float)
+                or not math.isfinite(wait)
+                or wait < 0
+            ):
                 raise InvalidResponseError("penalty without a usable p-time", status=status)
             return Penalty(ticket, float(wait))
         error_text = data.get("errorText")
@@ -116,15 +124,15 @@ def interpret_token_response(
             raise TokenRejectedError(f"renewal refused: {text}")
         try:
             return AccessToken.from_response(data, issued_at=issued_at)
-        except (ValueError, TypeError) as exc:
-            raise InvalidResponseError(
-                f"token answer unusable ({exc})", status=status
-            ) from None
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise InvalidResponseError(f"token answer unusable ({exc})", status=status) from None
     text = scrub(excerpt(body))
     if status == 401 or (status == 400 and call == "renew"):
         if call == "login":
             raise InvalidCredentialsError("login refused (HTTP 401)", error_text=text or None)
-        raise TokenRejectedError(f"renewal refused (HTTP {status}): the token is expired or revoked")
+        raise TokenRejectedError(
+            f"renewal refused (HTTP {status}): the token is expired or revoked"
+        )
     if status == 423:
         raise LockoutWarningError(
             "token endpoint warns of a lockout: stop authenticating for about an hour",

@@ -322,7 +322,7 @@ class FileTokenStore:
         raw = self._path.read_bytes()
         try:
             document = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise _Unusable("it is not valid JSON (corrupt or truncated)") from None
         if not isinstance(document, dict) or document.get("format") != FORMAT:
             raise _Unusable("it is not a tradovate-async token file")
@@ -357,7 +357,7 @@ class FileTokenStore:
             raise _Unusable("it cannot be decrypted (another key, or damaged)") from None
         try:
             return json.loads(plain)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise _Unusable("its decrypted content is not valid JSON") from None
 
     def _tokens_for_update(self) -> dict[str, Any]:

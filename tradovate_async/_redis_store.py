@@ -394,7 +394,7 @@ def _parse(raw: object) -> AccessToken | None:
         if not isinstance(text, str):
             return None
         document: Any = json.loads(text)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         return None

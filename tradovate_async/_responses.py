@@ -32,7 +32,7 @@ def parse_json_body(status: int, body: bytes, scrub: Callable[[str], str]) -> An
         raise InvalidResponseError("empty body where JSON was expected", status=status)
     try:
         return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise InvalidResponseError(
             "body is not JSON", status=status, body_excerpt=scrub(excerpt(body))
         ) from None

@@ -587,3 +587,9 @@ class TradovateSession:
                 )
             except TradovateError:
                 pass  # recorded in the schedule and logged by _record_failure
+            except Exception:
+                # A bug or an unforeseen answer must not end the renewer: its task group would
+                # cancel the bot's own task. Log it and back off as after a transient failure.
+                logger.exception("unexpected error while renewing the token; retrying later")
+                self.stats.transient_failures += 1
+                self._schedule.on_transient_failure(self._clock(), self._token)
