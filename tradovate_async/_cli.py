@@ -121,22 +121,17 @@ def _cmd_sim(args: argparse.Namespace) -> int:
 
     sim = SimulatedTradovate(port=args.port, host=args.host, token_lifetime=args.token_lifetime)
     sim.start()
-    try:
-        user = sim.users[0]
-        print("Tradovate simulator running; point a bot at it with:")
-        print(f"TRADOVATE_API_URL={sim.api_url}")
-        print(f"TRADOVATE_WS_URL={sim.ws_url}")
-        print(f"TRADOVATE_MD_URL={sim.md_url}")
-        print(f"TRADOVATE_USERNAME={user.username}")
-        print(f"TRADOVATE_APP_ID={user.app_id}")
-        print("TRADOVATE_DEVICE_ID=any-stable-id")
-        print("(password and secret: the SimUser defaults in the README's simulator section)")
-        print("Press Ctrl-C to stop.", flush=True)
-        anyio.run(anyio.sleep_forever)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        sim.stop()
+    user = sim.users[0]
+    print("Tradovate simulator running; point a bot at it with:")
+    print(f"TRADOVATE_API_URL={sim.api_url}")
+    print(f"TRADOVATE_WS_URL={sim.ws_url}")
+    print(f"TRADOVATE_MD_URL={sim.md_url}")
+    print(f"TRADOVATE_USERNAME={user.username}")
+    print(f"TRADOVATE_APP_ID={user.app_id}")
+    print("TRADOVATE_DEVICE_ID=any-stable-id")
+    print("(password and secret: the SimUser defaults in the README's simulator section)")
+    print("Press Ctrl-C to stop.", flush=True)
+    sim.serve_forever()
     return EXIT_OK
 
 

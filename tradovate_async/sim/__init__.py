@@ -1,0 +1,35 @@
+"""An offline Tradovate server for tests, examples and benchmarks.
+
+``SimulatedTradovate`` serves the token endpoints, a handful of entity endpoints and the
+trading and market-data WebSockets on 127.0.0.1, in its own thread, following the project's
+protocol reference. Faults (penalty tickets, HTTP errors, garbage bodies, delays, dropped
+connections) are scripted per path with :meth:`SimulatedTradovate.inject`. It needs the
+``sim`` extra (starlette and uvicorn).
+
+Example::
+
+    async with SimulatedTradovate(token_lifetime=60) as sim:
+        config = sim.config()
+        ...
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ._clock import WarpClock
+from ._server import SimulatedTradovate
+from ._types import ConnectionInfo, Fault, FaultKind, RequestRecord, SimAccount, SimUser
+
+__all__ = [
+    "ConnectionInfo",
+    "Fault",
+    "FaultKind",
+    "RequestRecord",
+    "SimAccount",
+    "SimUser",
+    "SimulatedTradovate",
+    "WarpClock",
+]
+
+logger = logging.getLogger(__name__)

@@ -1,0 +1,755 @@
+"""The simulator's server-side state and business rules, free of any I/O.
+
+Everything the REST and WebSocket front ends share lives here: users, sessions and tokens,
+rolling rate limits, penalty tickets, scripted faults, orders and the request log. One
+``threading.Lock`` guards it all, because the server thread mutates it while tests read
+counters and inject faults from their own threads. No method awaits while holding the lock.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import hmac
+import itertools
+import json
+import logging
+import secrets
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Literal
+
+from ._market import contract_entity, contract_id, iso_time
+from ._types import DEFAULT_ERROR_TEXT, Fault, RequestRecord, SimAccount, SimUser
+
+__all__ = ["Reply", "SimState", "normalize_path"]
+
+logger = logging.getLogger(__name__)
+
+HOUR = 3600.0
+_MAX_FIELD = 64
+_MAX_SEC = 8192
+_LOG_LIMIT = 100_000
+_TICKET_LIFETIME = HOUR
+
+TokenReason = Literal["ok", "missing", "unknown", "revoked", "superseded", "expired", "wrong-kind"]
+
+_ORDER_TYPES = frozenset(
+    {"Limit", "MIT", "Market", "QTS", "Stop", "StopLimit", "TrailingStop", "TrailingStopLimit"}
+)
+_TIME_IN_FORCE = frozenset({"Day", "FOK", "GTC", "GTD", "IOC"})
+_SYNC_KEYS = (
+    "users",
+    "accounts",
+    "accountRiskStatuses",
+    "marginSnapshots",
+    "userAccountAutoLiqs",
+    "cashBalances",
+    "currencies",
+    "positions",
+    "fillPairs",
+    "orders",
+    "contracts",
+    "contractMaturities",
+    "products",
+    "exchanges",
+    "spreadDefinitions",
+    "commands",
+    "commandReports",
+    "executionReports",
+    "orderVersions",
+    "fills",
+    "orderStrategies",
+    "orderStrategyLinks",
+    "userProperties",
+    "properties",
+    "userPlugins",
+    "contractGroups",
+    "orderStrategyTypes",
+    "userReadStatuses",
+)
+
+
+def normalize_path(path: str) -> str:
+    """``/v1/Auth/AccessTokenRequest`` -> ``auth/accesstokenrequest``: the server treats paths
+    case-insensitively (official examples use both casings), so faults and counters do too."""
+    text = path.strip().strip("/").lower()
+    if text.startswith("v1/"):
+        text = text[3:]
+    return text
+
+
+def _singular(key: str) -> str:
+    return key[:-3] + "y" if key.endswith("ies") else key[:-1]
+
+
+@dataclasses.dataclass(slots=True)
+class Reply:
+    """What a front end should answer: a status plus a JSON payload or a plain-text body.
+
+    ``revoked`` lists sessions this request ended (their sockets must be closed) and ``events``
+    the ``props`` events to push, as ``(username, event)`` pairs.
+    """
+
+    status: int
+    payload: Any = None
+    text: str | None = None
+    reason: str | None = None
+    revoked: tuple[int, ...] = ()
+    events: list[tuple[str, dict[str, Any]]] = dataclasses.field(default_factory=list)
+
+    @classmethod
+    def json(cls, payload: Any, status: int = 200) -> Reply:
+        return cls(status, payload=payload)
+
+    @classmethod
+    def plain(cls, status: int, text: str = "", reason: str | None = None) -> Reply:
+        return cls(status, text=text, reason=reason)
+
+    @property
+    def is_json(self) -> bool:
+        return self.text is None
+
+
+@dataclasses.dataclass(slots=True, eq=False)
+class Session:
+    """One server session: created by a login, extended by renewals, ended by revocation."""
+
+    id: int
+    user: SimUser
+    created: float
+    access_token: str
+    md_token: str | None
+    expires_at: float
+    device_id: str | None
+    revoked: bool = False
+
+
+@dataclasses.dataclass(slots=True, eq=False)
+class _Token:
+    session: Session
+    kind: Literal["access", "md"]
+    expires_at: float
+    superseded: bool = False
+
+
+@dataclasses.dataclass(slots=True, eq=False)
+class _Ticket:
+    path: str
+    issued: float
+    p_time: float
+    captcha: bool
+
+
+@dataclasses.dataclass(slots=True, eq=False)
+class _QueuedFault:
+    fault: Fault
+    transport: Literal["rest", "ws"] | None
+
+
+class _Rolling:
+    """Event times per key in a rolling window, judged by the simulator clock."""
+
+    def __init__(self, window: float) -> None:
+        self._window = window
+        self._times: dict[str, collections.deque[float]] = {}
+
+    def count(self, key: str, now: float) -> int:
+        times = self._times.get(key)
+        if not times:
+            return 0
+        while times and times[0] <= now - self._window:
+            times.popleft()
+        return len(times)
+
+    def add(self, key: str, now: float) -> None:
+        self._times.setdefault(key, collections.deque(maxlen=10_000)).append(now)
+
+    def clear(self) -> None:
+        self._times.clear()
+
+
+class SimState:
+    """Users, sessions, tokens, limits, faults, orders and counters of one simulator."""
+
+    def __init__(
+        self,
+        *,
+        users: Iterable[SimUser],
+        token_lifetime: float,
+        clock: Callable[[], float],
+        max_sessions_per_user: int,
+        md_access_token: bool,
+        renew_invalidates_old: bool,
+        max_failed_logins: int | None,
+        max_renewals_per_hour: int | None,
+        strict_penalties: bool,
+    ) -> None:
+        self.lock = threading.Lock()
+        self.users: dict[str, SimUser] = {}
+        for user in users:
+            if user.username in self.users:
+                raise ValueError(f"duplicate simulated user {user.username!r}")
+            self.users[user.username] = user
+        if not self.users:
+            raise ValueError("the simulator needs at least one user")
+        account_ids = [a.id for u in self.users.values() for a in u.accounts]
+        if len(account_ids) != len(set(account_ids)):
+            raise ValueError("account ids must be unique across simulated users")
+        if token_lifetime <= 0:
+            raise ValueError("token_lifetime must be positive")
+        if max_sessions_per_user < 1:
+            raise ValueError("max_sessions_per_user must be at least 1")
+        self.token_lifetime = token_lifetime
+        self._clock = clock
+        self._offset = 0.0
+        self.max_sessions = max_sessions_per_user
+        self.md_access_token = md_access_token
+        self.renew_invalidates_old = renew_invalidates_old
+        self.max_failed_logins = max_failed_logins
+        self.max_renewals = max_renewals_per_hour
+        self.strict_penalties = strict_penalties
+
+        self._session_ids = itertools.count(1)
+        self._order_ids = itertools.count(1_000_001)
+        self._command_ids = itertools.count(5_000_001)
+        self.sessions: dict[int, Session] = {}
+        self._tokens: dict[str, _Token] = {}
+        self._failed = _Rolling(HOUR)
+        self._renewed = _Rolling(HOUR)
+        self._faults: dict[str, collections.deque[_QueuedFault]] = {}
+        self._tickets: dict[str, _Ticket] = {}
+        self._orders: dict[str, list[dict[str, Any]]] = {}
+
+        self.log: collections.deque[RequestRecord] = collections.deque(maxlen=_LOG_LIMIT)
+        self._counts: collections.Counter[tuple[str, int]] = collections.Counter()
+        self.logins = 0
+        self.renewals = 0
+        self.expired_rejections = 0
+        self.rejected_tokens = 0
+
+    # ----------------------------------------------------------------- clock and bookkeeping
+
+    def now(self) -> float:
+        """The simulator's wall clock: the injected clock plus every ``advance_clock``."""
+        return self._clock() + self._offset
+
+    def advance(self, seconds: float) -> None:
+        with self.lock:
+            self._offset += seconds
+
+    def record(self, record: RequestRecord) -> None:
+        with self.lock:
+            self.log.append(record)
+            self._counts[(record.path, record.status)] += 1
+
+    def count(self, path: str, status: int | None) -> int:
+        key = normalize_path(path)
+        with self.lock:
+            return sum(
+                n
+                for (p, s), n in self._counts.items()
+                if (key == "*" or p == key) and (status is None or s == status)
+            )
+
+    def reset_counters(self) -> None:
+        with self.lock:
+            self.log.clear()
+            self._counts.clear()
+            self.logins = self.renewals = self.expired_rejections = self.rejected_tokens = 0
+
+    def reset_limits(self) -> None:
+        with self.lock:
+            self._failed.clear()
+            self._renewed.clear()
+            self._tickets.clear()
+
+    # ------------------------------------------------------------------------- faults
+
+    def inject(self, path: str, fault: Fault, times: int, transport: str | None) -> None:
+        if times < 1:
+            raise ValueError("times must be at least 1")
+        if transport not in (None, "rest", "ws"):
+            raise ValueError("transport must be 'rest', 'ws' or None")
+        key = normalize_path(path) or "*"
+        with self.lock:
+            queue = self._faults.setdefault(key, collections.deque())
+            queue.extend(_QueuedFault(fault, transport) for _ in range(times))  # type: ignore[arg-type]
+        logger.debug("fault %s queued %d time(s) for %s", fault.kind, times, key)
+
+    def clear_faults(self) -> None:
+        with self.lock:
+            self._faults.clear()
+
+    def take_fault(self, path: str, transport: Literal["rest", "ws"]) -> Fault | None:
+        """The next queued fault for ``path`` (exact path first, then ``*``), consumed."""
+        with self.lock:
+            for key in (path, "*"):
+                queue = self._faults.get(key)
+                if not queue:
+                    continue
+                for item in queue:
+                    if item.transport in (None, transport):
+                        queue.remove(item)
+                        return item.fault
+            return None
+
+    # ------------------------------------------------------------------------ penalties
+
+    def issue_penalty(self, path: str, p_time: float, captcha: bool) -> dict[str, Any]:
+        """A new ticket for ``path``; the retry must echo it no earlier than ``p_time`` later."""
+        ticket = secrets.token_urlsafe(24)
+        with self.lock:
+            self._tickets[ticket] = _Ticket(path, self.now(), p_time, captcha)
+        payload: dict[str, Any] = {"p-ticket": ticket, "p-time": p_time}
+        if captcha:
+            payload["p-captcha"] = True
+        logger.debug("penalty ticket %s... for %s (p-time %s)", ticket[:8], path, p_time)
+        return payload
+
+    def check_ticket(self, path: str, ticket: object) -> dict[str, Any] | None:
+        """None when the request may proceed, else a fresh penalty payload.
+
+        A ticket passes once, if it was issued for this path, is not a captcha ticket and
+        ``p-time`` has passed. Without a ticket, a request passes unless ``strict_penalties``
+        is on and a ticket for this path is still outstanding: the real server keys penalties
+        to the caller's address, so ignoring a ticket does not make it go away.
+        """
+        with self.lock:
+            now = self.now()
+            for key in [k for k, t in self._tickets.items() if now - t.issued > _TICKET_LIFETIME]:
+                del self._tickets[key]
+            if ticket is None:
+                pending = [t for t in self._tickets.values() if t.path == path]
+                if not (self.strict_penalties and pending):
+                    return None
+                last = max(pending, key=lambda t: t.issued)
+                p_time, captcha = last.p_time, last.captcha
+                why = "request without the outstanding p-ticket"
+            else:
+                found = self._tickets.get(ticket) if isinstance(ticket, str) else None
+                if found is not None and found.path == path and not found.captcha:
+                    if now - found.issued >= found.p_time:
+                        for key in [k for k, t in self._tickets.items() if t.path == path]:
+                            del self._tickets[key]
+                        return None
+                    why = "retry before p-time elapsed"
+                else:
+                    why = "unknown or captcha p-ticket"
+                p_time = found.p_time if found else 1.0
+                captcha = found.captcha if found else False
+                if found is not None:
+                    del self._tickets[ticket]  # type: ignore[arg-type]
+        logger.debug("penalising %s again: %s", path, why)
+        return self.issue_penalty(path, p_time, captcha)
+
+    # -------------------------------------------------------------------------- tokens
+
+    def _new_token(self, session: Session, kind: Literal["access", "md"]) -> str:
+        token = secrets.token_urlsafe(48)
+        self._tokens[token] = _Token(session, kind, session.expires_at)
+        return token
+
+    def _live_sessions(self, username: str, now: float) -> list[Session]:
+        return [
+            s
+            for s in self.sessions.values()
+            if s.user.username == username and not s.revoked and s.expires_at > now
+        ]
+
+    def user_sessions(self, username: str) -> int:
+        with self.lock:
+            return len(self._live_sessions(username, self.now()))
+
+    def check_token(
+        self, token: str | None, *, accept: tuple[str, ...] = ("access",)
+    ) -> tuple[Session | None, TokenReason]:
+        """The session of a usable token, or the reason it is refused (and count refusals)."""
+        with self.lock:
+            reason: TokenReason
+            entry = self._tokens.get(token) if token else None
+            if not token:
+                reason = "missing"
+            elif entry is None:
+                reason = "unknown"
+            elif entry.session.revoked:
+                reason = "revoked"
+            elif entry.kind not in accept:
+                reason = "wrong-kind"
+            elif entry.superseded and self.renew_invalidates_old:
+                reason = "superseded"
+            elif entry.expires_at <= self.now():
+                reason = "expired"
+            else:
+                return entry.session, "ok"
+            if reason == "expired":
+                self.expired_rejections += 1
+            else:
+                self.rejected_tokens += 1
+            return None, reason
+
+    def session_expired(self, session: Session) -> bool:
+        with self.lock:
+            return session.expires_at <= self.now()
+
+    def revoke(self, username: str | None) -> tuple[int, ...]:
+        """End every session of ``username`` (or all); their tokens stop working at once."""
+        with self.lock:
+            ended = []
+            for session in self.sessions.values():
+                if not session.revoked and (username is None or session.user.username == username):
+                    session.revoked = True
+                    ended.append(session.id)
+        logger.info("revoked %d session(s) of %s", len(ended), username or "all users")
+        return tuple(ended)
+
+    def _token_response(self, session: Session) -> dict[str, Any]:
+        user = session.user
+        body: dict[str, Any] = {
+            "accessToken": session.access_token,
+            "expirationTime": iso_time(session.expires_at),
+            "userStatus": "Active",
+            "userId": user.user_id,
+            "name": user.username,
+            "hasLive": user.has_live,
+            "hasFunded": False,
+            "hasMarketData": True,
+            "outdatedTaC": False,
+        }
+        if session.md_token is not None:
+            body["mdAccessToken"] = session.md_token
+        return body
+
+    # --------------------------------------------------------------------------- auth
+
+    def access_token_request(self, raw: bytes) -> Reply:
+        """``POST auth/accesstokenrequest``: validate, apply limits, start a session."""
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            return Reply.plain(400, "Request body is not valid JSON", "bad-request")
+        if not isinstance(body, dict):
+            return Reply.plain(400, "Request body must be a JSON object", "bad-request")
+        problem = _login_problem(body)
+        if problem:
+            return Reply.plain(400, problem, "bad-request")
+        name: str = body["name"]
+        device = body.get("deviceId")
+        revoked: list[int] = []
+        with self.lock:
+            now = self.now()
+            if self.max_failed_logins is not None and (
+                self._failed.count(name, now) >= self.max_failed_logins
+            ):
+                self._failed.add(name, now)  # repeated attempts extend the lockout
+                return Reply.plain(429, "", "locked-out")
+            user = self.users.get(name)
+            if user is None or not _credentials_match(user, body):
+                self._failed.add(name, now)
+                return Reply(200, payload={"errorText": DEFAULT_ERROR_TEXT}, reason="credentials")
+            live = sorted(self._live_sessions(name, now), key=lambda s: s.created)
+            while len(live) >= self.max_sessions:
+                oldest = live.pop(0)
+                oldest.revoked = True
+                revoked.append(oldest.id)
+            session = Session(
+                id=next(self._session_ids),
+                user=user,
+                created=now,
+                access_token="",
+                md_token=None,
+                expires_at=now + self.token_lifetime,
+                device_id=device if isinstance(device, str) else None,
+            )
+            session.access_token = self._new_token(session, "access")
+            if self.md_access_token:
+                session.md_token = self._new_token(session, "md")
+            self.sessions[session.id] = session
+            self.logins += 1
+            payload = self._token_response(session)
+        logger.info(
+            "login of %s: session %d, token %s..., %d older session(s) evicted",
+            name,
+            session.id,
+            session.access_token[:8],
+            len(revoked),
+        )
+        return Reply(200, payload=payload, revoked=tuple(revoked))
+
+    def renew(self, session: Session) -> Reply:
+        """``GET auth/renewaccesstoken`` for an already validated session: new tokens, same
+        session, expiry moved to now + lifetime."""
+        with self.lock:
+            now = self.now()
+            name = session.user.username
+            if (
+                self.max_renewals is not None
+                and self._renewed.count(name, now) >= self.max_renewals
+            ):
+                self._renewed.add(name, now)
+                return Reply.plain(429, "", "renewal-limit")
+            self._renewed.add(name, now)
+            for token in (session.access_token, session.md_token):
+                if token is not None and token in self._tokens:
+                    self._tokens[token].superseded = True
+            session.expires_at = now + self.token_lifetime
+            session.access_token = self._new_token(session, "access")
+            if session.md_token is not None:
+                session.md_token = self._new_token(session, "md")
+            self.renewals += 1
+            payload = self._token_response(session)
+        logger.info("renewed session %d: token %s...", session.id, session.access_token[:8])
+        return Reply.json(payload)
+
+    # -------------------------------------------------------------------------- entities
+
+    def me(self, user: SimUser) -> dict[str, Any]:
+        return {
+            "userId": user.user_id,
+            "name": user.username,
+            "fullName": user.full_name,
+            "email": user.email,
+            "emailVerified": True,
+            "isTrial": False,
+        }
+
+    def account_entity(self, user: SimUser, account: SimAccount) -> dict[str, Any]:
+        return {
+            "id": account.id,
+            "name": account.name,
+            "userId": user.user_id,
+            "accountType": account.account_type,
+            "active": account.active,
+            "clearingHouseId": 2,
+            "riskCategoryId": 2,
+            "autoLiqProfileId": 2,
+            "marginAccountType": "Speculator",
+            "legalStatus": "Individual",
+            "archived": False,
+            "timestamp": "2024-01-02T00:00:00.000Z",
+        }
+
+    def _user_entity(self, user: SimUser) -> dict[str, Any]:
+        return {
+            "id": user.user_id,
+            "name": user.username,
+            "timestamp": "2024-01-02T00:00:00.000Z",
+            "email": user.email,
+            "status": "Active",
+            "professional": False,
+        }
+
+    def _cash_balance(self, user: SimUser, account: SimAccount, now: float) -> dict[str, Any]:
+        day = iso_time(now)[:10].split("-")
+        return {
+            "id": account.id,
+            "accountId": account.id,
+            "timestamp": iso_time(now),
+            "tradeDate": {"year": int(day[0]), "month": int(day[1]), "day": int(day[2])},
+            "currencyId": 1,
+            "amount": account.balance,
+            "realizedPnL": 0.0,
+            "weekRealizedPnL": 0.0,
+        }
+
+    def sync_snapshot(self, user: SimUser, body: Any) -> Reply:
+        """``user/syncrequest``: everything the user may see, filtered by the requested
+        ``users``/``accounts`` ids and, when given, by ``entityTypes``."""
+        if body is not None and not isinstance(body, dict):
+            return Reply.plain(400, "Request body must be a JSON object")
+        spec: Mapping[str, Any] = body or {}
+        accounts = list(user.accounts)
+        wanted_users = spec.get("users")
+        wanted_accounts = spec.get("accounts")
+        if isinstance(wanted_accounts, list):
+            accounts = [a for a in accounts if a.id in wanted_accounts]
+        include_user = not isinstance(wanted_users, list) or user.user_id in wanted_users
+        if isinstance(wanted_users, list) and not include_user and wanted_accounts is None:
+            accounts = []
+        account_ids = {a.id for a in accounts}
+        with self.lock:
+            now = self.now()
+            orders = [dict(o) for o in self._orders.get(user.username, ())]
+        snapshot: dict[str, Any] = {key: [] for key in _SYNC_KEYS}
+        snapshot["users"] = [self._user_entity(user)] if include_user else []
+        snapshot["accounts"] = [self.account_entity(user, a) for a in accounts]
+        snapshot["cashBalances"] = [self._cash_balance(user, a, now) for a in accounts]
+        snapshot["currencies"] = [{"id": 1, "name": "USD", "symbol": "$"}]
+        snapshot["orders"] = [o for o in orders if o["accountId"] in account_ids]
+        types = spec.get("entityTypes")
+        if isinstance(types, list) and types:
+            wanted = {str(t).lower() for t in types}
+            snapshot = {k: v for k, v in snapshot.items() if _singular(k).lower() in wanted}
+        return Reply.json(snapshot)
+
+    def _account_for(self, user: SimUser, body: Mapping[str, Any]) -> SimAccount | str | None:
+        account_id = body.get("accountId")
+        spec = body.get("accountSpec")
+        if account_id is None and spec is None:
+            return None
+        for account in user.accounts:
+            if account_id is not None and account.id == account_id:
+                return account
+            if account_id is None and spec in (account.name, user.username):
+                return account
+        return "Access is denied"
+
+    def place_order(self, user: SimUser, body: Any) -> Reply:
+        """``order/placeorder``: validate like the server's ``PlaceOrderResult``, store the order
+        as ``Working`` and produce an ``order`` ``Created`` props event."""
+        if not isinstance(body, dict):
+            return Reply.plain(400, "Request body must be a JSON object")
+
+        def failure(reason: str, text: str) -> Reply:
+            return Reply.json({"failureReason": reason, "failureText": text})
+
+        account = self._account_for(user, body)
+        if account is None:
+            violation = {
+                "constraint": "NotNull",
+                "value": None,
+                "description": "accountId or accountSpec is required",
+            }
+            return Reply.json({"violations": [violation]})
+        if isinstance(account, str):
+            return failure("UnknownReason", account)
+        action = body.get("action")
+        symbol = body.get("symbol")
+        qty = body.get("orderQty")
+        order_type = body.get("orderType")
+        if action not in ("Buy", "Sell"):
+            return failure("UnknownReason", "action must be Buy or Sell")
+        if isinstance(symbol, bool) or not isinstance(symbol, str | int) or not str(symbol).strip():
+            return failure("InvalidContract", "Unknown contract")
+        if isinstance(qty, bool) or not isinstance(qty, int) or qty <= 0:
+            return failure("UnknownReason", "orderQty must be a positive integer")
+        if order_type not in _ORDER_TYPES:
+            return failure("UnknownReason", "Unsupported orderType")
+        tif = body.get("timeInForce")
+        if tif is not None and tif not in _TIME_IN_FORCE:
+            return failure("UnknownReason", "Unsupported timeInForce")
+        for field, types in (
+            ("price", ("Limit", "StopLimit")),
+            ("stopPrice", ("Stop", "StopLimit")),
+        ):
+            value = body.get(field)
+            if order_type in types and (
+                isinstance(value, bool) or not isinstance(value, int | float) or value <= 0
+            ):
+                return failure("InvalidPrice", f"{field} is required for {order_type} orders")
+        with self.lock:
+            now = self.now()
+            order_id = next(self._order_ids)
+            order: dict[str, Any] = {
+                "id": order_id,
+                "accountId": account.id,
+                "contractId": contract_id(symbol),
+                "timestamp": iso_time(now),
+                "action": action,
+                "ordStatus": "Working",
+                "admin": False,
+                "archived": False,
+                "external": False,
+            }
+            for field in ("clOrdId", "orderType", "orderQty", "price", "stopPrice", "text"):
+                if field in body:
+                    order[field] = body[field]
+            order["isAutomated"] = body.get("isAutomated") is True
+            self._orders.setdefault(user.username, []).append(order)
+        event = {"entityType": "order", "eventType": "Created", "entity": dict(order)}
+        logger.debug("order %d placed for %s", order_id, user.username)
+        return Reply(200, payload={"orderId": order_id}, events=[(user.username, event)])
+
+    def cancel_order(self, user: SimUser, body: Any) -> Reply:
+        """``order/cancelorder``: a ``CommandResult`` and an ``order`` ``Updated`` event."""
+        if not isinstance(body, dict):
+            return Reply.plain(400, "Request body must be a JSON object")
+        with self.lock:
+            order = next(
+                (o for o in self._orders.get(user.username, ()) if o["id"] == body.get("orderId")),
+                None,
+            )
+            if order is None or order["ordStatus"] != "Working":
+                return Reply.json({"failureReason": "TooLate", "failureText": "Order not working"})
+            order["ordStatus"] = "Canceled"
+            order["timestamp"] = iso_time(self.now())
+            entity = dict(order)
+            command_id = next(self._command_ids)
+        event = {"entityType": "order", "eventType": "Updated", "entity": entity}
+        return Reply(200, payload={"commandId": command_id}, events=[(user.username, event)])
+
+    def orders(self, user: SimUser) -> list[dict[str, Any]]:
+        with self.lock:
+            return [dict(o) for o in self._orders.get(user.username, ())]
+
+    def api(self, endpoint: str, query: Mapping[str, str], body: Any, session: Session) -> Reply:
+        """Entity operations shared by REST and the trading socket (auth endpoints excluded)."""
+        user = session.user
+
+        def find_by(items: list[dict[str, Any]], key: str, value: str | None) -> Reply:
+            for item in items:
+                if value is not None and str(item.get(key)) == value:
+                    return Reply.json(item)
+            return Reply.plain(404, f"Not found: {endpoint}")
+
+        accounts = [self.account_entity(user, a) for a in user.accounts]
+        match endpoint:
+            case "auth/me":
+                return Reply.json(self.me(user))
+            case "account/list":
+                return Reply.json(accounts)
+            case "account/item":
+                return find_by(accounts, "id", query.get("id"))
+            case "account/find":
+                return find_by(accounts, "name", query.get("name"))
+            case "user/syncrequest":
+                return self.sync_snapshot(user, body)
+            case "order/placeorder":
+                return self.place_order(user, body)
+            case "order/cancelorder":
+                return self.cancel_order(user, body)
+            case "order/list":
+                return Reply.json(self.orders(user))
+            case "order/item":
+                return find_by(self.orders(user), "id", query.get("id"))
+            case "position/list" | "fill/list" | "executionreport/list":
+                return Reply.json([])
+            case "cashbalance/list":
+                now = self.now()
+                return Reply.json([self._cash_balance(user, a, now) for a in user.accounts])
+            case "contract/find":
+                name = query.get("name")
+                if not name:
+                    return Reply.plain(404, f"Not found: {endpoint}")
+                return Reply.json(contract_entity(name))
+            case "contract/item":
+                ident = query.get("id", "")
+                if not ident.isdigit():
+                    return Reply.plain(404, f"Not found: {endpoint}")
+                return Reply.json(contract_entity(int(ident)))
+        return Reply.plain(404, f"Not found: {endpoint}")
+
+
+def _login_problem(body: Mapping[str, Any]) -> str | None:
+    """Why a token request body is malformed (HTTP 400), or None."""
+    for field in ("name", "password", "appId", "appVersion", "sec"):
+        value = body.get(field)
+        limit = _MAX_SEC if field == "sec" else _MAX_FIELD
+        if not isinstance(value, str) or not value:
+            return f"Missing or invalid field: {field}"
+        if len(value) > limit:
+            return f"Field too long: {field}"
+    cid = body.get("cid")
+    if isinstance(cid, bool) or not isinstance(cid, int):
+        return "Missing or invalid field: cid"
+    device = body.get("deviceId")
+    if device is not None and (not isinstance(device, str) or len(device) > _MAX_FIELD):
+        return "Invalid field: deviceId"
+    return None
+
+
+def _credentials_match(user: SimUser, body: Mapping[str, Any]) -> bool:
+    """Constant-time comparison of the secret fields; appId and cid must match too."""
+    ok = hmac.compare_digest(user.password.encode(), str(body["password"]).encode())
+    ok &= hmac.compare_digest(user.sec.encode(), str(body["sec"]).encode())
+    return ok and body["appId"] == user.app_id and body["cid"] == user.cid

@@ -1,0 +1,541 @@
+"""The WebSocket side: Tradovate's SockJS-like framing over a plain WebSocket.
+
+Each socket gets ``o`` on open, must ``authorize`` within ``auth_timeout`` and send ``[]``
+within every ``heartbeat_timeout``; the server sends ``h`` when it has been quiet for
+``server_heartbeat`` seconds. Requests (``endpoint\\nid\\nquery\\nbody``) run as tasks so a slow
+or delayed answer never blocks the reader, which keeps heartbeat stamps accurate.
+
+All of this runs on the simulator's own event loop. Fields that tests read from other threads
+(through ``ConnectionInfo`` snapshots) are only changed while holding the state lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import itertools
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from typing import Any, Literal
+from urllib.parse import parse_qsl
+
+from starlette.websockets import WebSocket
+
+from ._market import QuoteFeed
+from ._state import Reply, Session, SimState, normalize_path
+from ._types import ConnectionInfo, Fault, RequestRecord
+
+__all__ = ["Conn", "SocketHub"]
+
+logger = logging.getLogger(__name__)
+
+Kind = Literal["trading", "md"]
+QUOTE = "md/subscribeQuote"
+DOM = "md/subscribeDOM"
+_SUBSCRIBE = {
+    "md/subscribequote": QUOTE,
+    "md/subscribedom": DOM,
+}
+_UNSUBSCRIBE = {
+    "md/unsubscribequote": QUOTE,
+    "md/unsubscribedom": DOM,
+}
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def frame(*messages: dict[str, Any]) -> str:
+    """An ``a[...]`` frame holding responses and/or events."""
+    return "a" + _dumps(list(messages))
+
+
+def response(rid: int, status: int, data: Any = None, *, has_data: bool = True) -> dict[str, Any]:
+    message: dict[str, Any] = {"s": status, "i": rid}
+    if has_data and data is not None:
+        message["d"] = data
+    return message
+
+
+class Conn:
+    """One open socket and what the simulator knows about it."""
+
+    def __init__(self, ident: int, kind: Kind, websocket: WebSocket) -> None:
+        self.id = ident
+        self.kind: Kind = kind
+        self.ws = websocket
+        self.client: tuple[str, int] | None = (
+            (websocket.client.host, websocket.client.port) if websocket.client else None
+        )
+        self.opened = time.monotonic()
+        self.last_heartbeat = self.opened
+        self.last_sent = self.opened
+        self.authorized = False
+        self.session: Session | None = None
+        self.token_prefix: str | None = None
+        self.heartbeats: collections.deque[float] = collections.deque(maxlen=1000)
+        self.heartbeat_count = 0
+        self.subs: set[tuple[str, str]] = set()
+        self.requests: collections.deque[str] = collections.deque(maxlen=1000)
+        self.request_count = 0
+        self.synced = False
+        self.closing = False
+        self.closed = False
+        self.done = asyncio.Event()
+        self.send_lock = asyncio.Lock()
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def username(self) -> str | None:
+        return self.session.user.username if self.session else None
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def send(self, text: str, *, final: bool = False) -> bool:
+        """Send one text frame; False once the socket is gone or closing (except the
+        ``final`` frame of a close, so nothing slips in after ``c[...]``)."""
+        if self.closed or (self.closing and not final):
+            return False
+        async with self.send_lock:
+            try:
+                await self.ws.send_text(text)
+            except (OSError, RuntimeError):
+                self.closed = True
+                self.done.set()
+                return False
+        self.last_sent = time.monotonic()
+        return True
+
+    async def close(self, code: int, reason: str, *, c_frame: bool = True) -> None:
+        """Server-initiated close: a ``c[code,"reason"]`` frame, then a WebSocket close."""
+        if self.closed or self.closing:
+            return
+        self.closing = True
+        if c_frame:
+            await self.send("c" + _dumps([code, reason]), final=True)
+        self.closed = True
+        async with self.send_lock:
+            with contextlib.suppress(OSError, RuntimeError):
+                await self.ws.close(code, reason)
+        self.done.set()
+        logger.debug("socket %d closed by server: %d %s", self.id, code, reason)
+
+    def info(self) -> ConnectionInfo:
+        """Snapshot; call with the state lock held."""
+        return ConnectionInfo(
+            id=self.id,
+            kind=self.kind,
+            authorized=self.authorized,
+            user=self.username,
+            opened_at=self.opened,
+            heartbeats=tuple(self.heartbeats),
+            heartbeat_count=self.heartbeat_count,
+            subscriptions=frozenset(self.subs),
+            requests=tuple(self.requests),
+            request_count=self.request_count,
+            synced=self.synced,
+            token_prefix=self.token_prefix,
+        )
+
+
+class SocketHub:
+    """All open sockets of one simulator, plus the handlers that serve them."""
+
+    def __init__(
+        self,
+        state: SimState,
+        *,
+        auth_timeout: float,
+        heartbeat_timeout: float | None,
+        server_heartbeat: float,
+        quote_interval: float | None,
+        close_on_expiry: bool,
+        abort_client: Callable[[tuple[str, int] | None], bool],
+    ) -> None:
+        self.state = state
+        self.auth_timeout = auth_timeout
+        self.heartbeat_timeout = heartbeat_timeout
+        self.server_heartbeat = server_heartbeat
+        self.quote_interval = quote_interval
+        self.close_on_expiry = close_on_expiry
+        self.authorize_delay = 0.0
+        self._abort_client = abort_client
+        self.conns: dict[int, Conn] = {}
+        self.total = 0
+        self.authorizations = 0
+        self.feed = QuoteFeed()
+        self.stopping = asyncio.Event()
+        self._ids = itertools.count(1)
+        limits = [auth_timeout, server_heartbeat] + (
+            [heartbeat_timeout] if heartbeat_timeout else []
+        )
+        self._tick = max(0.005, min(0.1, *(x / 5 for x in limits)))
+
+    async def pause(self, seconds: float) -> None:
+        """Sleep for a scripted delay, cut short when the simulator stops, so that stopping
+        never has to cancel a request handler mid-flight."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), seconds)
+
+    # ------------------------------------------------------------------ ASGI endpoints
+
+    async def trading_endpoint(self, websocket: WebSocket) -> None:
+        await self._serve(websocket, "trading")
+
+    async def md_endpoint(self, websocket: WebSocket) -> None:
+        await self._serve(websocket, "md")
+
+    async def _serve(self, websocket: WebSocket, kind: Kind) -> None:
+        await websocket.accept()
+        conn = Conn(next(self._ids), kind, websocket)
+        with self.state.lock:
+            self.conns[conn.id] = conn
+            self.total += 1
+        logger.debug("%s socket %d opened from %s", kind, conn.id, conn.client)
+        try:
+            if await conn.send("o"):
+                conn.spawn(self._read(conn))
+                conn.spawn(self._watch(conn))
+                if kind == "md" and self.quote_interval is not None:
+                    conn.spawn(self._stream(conn, self.quote_interval))
+                await conn.done.wait()
+        finally:
+            conn.closed = True
+            tasks = list(conn.tasks)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            with self.state.lock:
+                self.conns.pop(conn.id, None)
+            logger.debug("%s socket %d finished", kind, conn.id)
+
+    # ---------------------------------------------------------------- per-socket tasks
+
+    async def _read(self, conn: Conn) -> None:
+        try:
+            while True:
+                message = await conn.ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                text = message.get("text")
+                if text is None:
+                    logger.debug("socket %d: binary frame ignored", conn.id)
+                    continue
+                self._on_frame(conn, text)
+        except (OSError, RuntimeError) as exc:
+            logger.debug("socket %d: receive failed: %r", conn.id, exc)
+        finally:
+            conn.closed = True
+            conn.done.set()
+
+    async def _watch(self, conn: Conn) -> None:
+        """Authorization and heartbeat deadlines, server ``h`` frames, token expiry."""
+        while not conn.closed:
+            await asyncio.sleep(self._tick)
+            now = time.monotonic()
+            if not conn.authorized and now - conn.opened >= self.auth_timeout:
+                await conn.close(1008, "Authorization timeout")
+                return
+            if self.heartbeat_timeout and now - conn.last_heartbeat >= self.heartbeat_timeout:
+                await conn.close(1008, "Heartbeat timeout")
+                return
+            if (
+                self.close_on_expiry
+                and conn.session is not None
+                and self.state.session_expired(conn.session)
+            ):
+                await conn.close(1008, "Access token expired")
+                return
+            if now - conn.last_sent >= self.server_heartbeat:
+                await conn.send("h")
+
+    async def _stream(self, conn: Conn, interval: float) -> None:
+        while not conn.closed:
+            await asyncio.sleep(interval)
+            if conn.authorized and conn.subs:
+                await self._send_market_data(conn)
+
+    async def _send_market_data(self, conn: Conn) -> None:
+        now = self.state.now()
+        with self.state.lock:
+            subs = sorted(conn.subs)
+        quotes = [self.feed.quote(symbol, now) for endpoint, symbol in subs if endpoint == QUOTE]
+        doms = [self.feed.dom(symbol, now) for endpoint, symbol in subs if endpoint == DOM]
+        if quotes:
+            await conn.send(frame({"e": "md", "d": {"quotes": quotes}}))
+        if doms:
+            await conn.send(frame({"e": "md", "d": {"doms": doms}}))
+
+    # ------------------------------------------------------------------------ requests
+
+    def _on_frame(self, conn: Conn, text: str) -> None:
+        if text == "[]":
+            with self.state.lock:
+                conn.last_heartbeat = time.monotonic()
+                conn.heartbeats.append(conn.last_heartbeat)
+                conn.heartbeat_count += 1
+            return
+        if text.lstrip().startswith("{"):
+            # The source document's ``{"request":"auth","accessToken":...}`` frame; id 0.
+            try:
+                body = json.loads(text)
+            except ValueError:
+                body = None
+            if isinstance(body, dict) and body.get("request") == "auth":
+                token = body.get("accessToken")
+                self._note_request(conn, "authorize")
+                conn.spawn(
+                    self._request(conn, "authorize", 0, "", token if isinstance(token, str) else "")
+                )
+                return
+            logger.debug("socket %d: unexpected JSON frame ignored", conn.id)
+            return
+        parts = text.split("\n", 3)
+        rid_text = parts[1].strip() if len(parts) > 1 else ""
+        if len(parts) < 2 or not rid_text.lstrip("-").isdigit():
+            logger.debug("socket %d: malformed frame ignored (%d chars)", conn.id, len(text))
+            return
+        parts += [""] * (4 - len(parts))
+        endpoint = normalize_path(parts[0])
+        self._note_request(conn, endpoint)
+        conn.spawn(self._request(conn, endpoint, int(rid_text), parts[2], parts[3]))
+
+    def _note_request(self, conn: Conn, endpoint: str) -> None:
+        with self.state.lock:
+            conn.requests.append(endpoint)
+            conn.request_count += 1
+
+    async def _request(self, conn: Conn, endpoint: str, rid: int, query: str, body: str) -> None:
+        """Tickets, faults, dispatch and the answer frame of one request."""
+        parsed: Any = None
+        ticket: object = None
+        if endpoint != "authorize" and body.strip():
+            try:
+                parsed = json.loads(body)
+            except ValueError:
+                await self._answer(conn, endpoint, rid, Reply.plain(400, "Invalid JSON body"))
+                return
+            if isinstance(parsed, dict):
+                ticket = parsed.pop("p-ticket", None)
+        penalty = self.state.check_ticket(endpoint, ticket)
+        if penalty is not None:
+            await self._answer(conn, endpoint, rid, Reply.json(penalty), ticket=ticket)
+            return
+        fault = self.state.take_fault(endpoint, "ws")
+        if fault is not None and fault.kind not in ("delay", "drop", "truncated_json"):
+            await self._answer(conn, endpoint, rid, self._fault_reply(endpoint, fault), fault=fault)
+            return
+        if fault is not None and fault.kind == "delay":
+            await self.pause(fault.seconds)
+        reply = await self._dispatch(conn, endpoint, rid, query, body, parsed)
+        await self._answer(conn, endpoint, rid, reply, fault=fault, ticket=ticket)
+        await self.apply(reply)
+        if reply.status == 200 and endpoint in _SUBSCRIBE and conn.authorized:
+            await self._send_market_data(conn)
+
+    def _fault_reply(self, endpoint: str, fault: Fault) -> Reply:
+        if fault.kind == "penalty":
+            return Reply.json(self.state.issue_penalty(endpoint, fault.p_time, fault.captcha))
+        if fault.kind == "error_text":
+            return Reply.json({"errorText": fault.text})
+        if fault.kind == "html":
+            return Reply.plain(fault.status_code, f"<html><body>{fault.status_code}</body></html>")
+        if fault.kind == "malformed_json":
+            return Reply(200, text="malformed")
+        text = fault.body.decode(errors="replace") if fault.body is not None else ""
+        if fault.body is None and fault.status_code == 500:
+            text = f"Internal Server Error, error id: {uuid.uuid4()}"
+        return Reply.plain(fault.status_code, text)
+
+    async def _answer(
+        self,
+        conn: Conn,
+        endpoint: str,
+        rid: int,
+        reply: Reply,
+        *,
+        fault: Fault | None = None,
+        ticket: object = None,
+    ) -> None:
+        if fault is not None and fault.kind == "malformed_json":
+            text = "a[{" + f'"s":200,"i":{rid},"d":' + "{oops}]"
+        elif reply.is_json:
+            text = frame(response(rid, reply.status, reply.payload))
+        else:
+            text = frame(response(rid, reply.status, reply.text or None))
+        if fault is not None and fault.kind == "truncated_json":
+            text = text[: max(2, len(text) // 2)]
+        self.state.record(
+            RequestRecord(
+                time=self.state.now(),
+                method="WS",
+                path=endpoint,
+                status=reply.status,
+                token_prefix=conn.token_prefix,
+                has_p_ticket=ticket is not None,
+                transport="ws",
+                fault=fault.kind if fault else None,
+                reason=reply.reason,
+            )
+        )
+        if fault is not None and fault.kind == "drop":
+            await self.abort(conn)
+            return
+        await conn.send(text)
+
+    async def _dispatch(
+        self, conn: Conn, endpoint: str, rid: int, query: str, body: str, parsed: Any
+    ) -> Reply:
+        if endpoint == "authorize":
+            return await self._authorize(conn, body)
+        if not conn.authorized:
+            return Reply.plain(401, "Access is denied", "not-authorized")
+        session = conn.session
+        assert session is not None
+        if conn.kind == "md":
+            return self._market_data(conn, endpoint, parsed)
+        if endpoint.startswith("md/") or (endpoint.startswith("auth/") and endpoint != "auth/me"):
+            return Reply.plain(404, f"Not found: {endpoint}")
+        params = dict(parse_qsl(query, keep_blank_values=True))
+        reply = self.state.api(endpoint, params, parsed, session)
+        if endpoint == "user/syncrequest" and reply.status == 200:
+            with self.state.lock:
+                conn.synced = True
+        return reply
+
+    async def _authorize(self, conn: Conn, token: str) -> Reply:
+        if self.authorize_delay > 0:
+            await self.pause(self.authorize_delay)
+        token = token.strip()
+        accept = ("access",) if conn.kind == "trading" else ("md", "access")
+        session, reason = self.state.check_token(token or None, accept=accept)
+        if session is None:
+            logger.debug("socket %d: authorize refused (%s)", conn.id, reason)
+            return Reply.plain(401, "Invalid access token", reason)
+        with self.state.lock:
+            conn.authorized = True
+            conn.session = session
+            conn.token_prefix = token[:8]
+            self.authorizations += 1
+        logger.debug("socket %d authorized for %s", conn.id, session.user.username)
+        return Reply(200, payload=None)
+
+    def _market_data(self, conn: Conn, endpoint: str, body: Any) -> Reply:
+        target = _SUBSCRIBE.get(endpoint) or _UNSUBSCRIBE.get(endpoint)
+        if target is None:
+            return Reply.plain(404, f"Not found: {endpoint}")
+        symbol = body.get("symbol") if isinstance(body, dict) else None
+        if isinstance(symbol, bool) or not isinstance(symbol, str | int) or not str(symbol):
+            return Reply.plain(400, "symbol is required")
+        with self.state.lock:
+            if endpoint in _SUBSCRIBE:
+                conn.subs.add((target, str(symbol)))
+            else:
+                conn.subs.discard((target, str(symbol)))
+        return Reply(200, payload=None)
+
+    # --------------------------------------------------------------- server-side actions
+
+    def select(self, kind: str | None) -> list[Conn]:
+        if kind not in (None, "trading", "md"):
+            raise ValueError("kind must be 'trading', 'md' or None")
+        with self.state.lock:
+            return [c for c in self.conns.values() if kind is None or c.kind == kind]
+
+    async def _settle(self, conns: Iterable[Conn]) -> None:
+        waits = [c.done.wait() for c in conns]
+        if waits:
+            await asyncio.wait_for(asyncio.gather(*waits), timeout=5.0)
+
+    async def abort(self, conn: Conn) -> None:
+        """Cut the TCP connection without a close frame (code 1011 if that is impossible)."""
+        if not self._abort_client(conn.client):
+            await conn.close(1011, "Internal error", c_frame=False)
+        conn.closed = True
+        conn.done.set()
+
+    async def drop(self, kind: str | None) -> int:
+        conns = self.select(kind)
+        for conn in conns:
+            await self.abort(conn)
+        await self._settle(conns)
+        logger.info("dropped %d socket(s)", len(conns))
+        return len(conns)
+
+    async def shutdown(self, reason_code: str, reason: str | None, kind: str | None) -> int:
+        conns = self.select(kind)
+        data: dict[str, Any] = {"reasonCode": reason_code}
+        if reason is not None:
+            data["reason"] = reason
+        event = frame({"e": "shutdown", "d": data})
+
+        async def one(conn: Conn) -> None:
+            if await conn.send(event):
+                await conn.close(1001, reason_code)
+
+        await asyncio.gather(*(one(c) for c in conns))
+        await self._settle(conns)
+        logger.info("shutdown (%s) sent to %d socket(s)", reason_code, len(conns))
+        return len(conns)
+
+    async def send_raw(self, text: str, kind: str | None) -> int:
+        sent = await asyncio.gather(*(c.send(text) for c in self.select(kind)))
+        return sum(sent)
+
+    async def close_sessions(self, session_ids: Iterable[int]) -> int:
+        ids = set(session_ids)
+        conns = [c for c in self.select(None) if c.session is not None and c.session.id in ids]
+        await asyncio.gather(*(c.close(1008, "Access token revoked") for c in conns))
+        await self._settle(conns)
+        return len(conns)
+
+    async def push_events(self, events: Iterable[tuple[str, dict[str, Any]]]) -> None:
+        sends: list[Awaitable[bool]] = []
+        for username, event in events:
+            text = frame({"e": "props", "d": event})
+            sends.extend(
+                c.send(text)
+                for c in self.select("trading")
+                if c.authorized and c.synced and c.username == username
+            )
+        await asyncio.gather(*sends)
+
+    async def apply(self, reply: Reply) -> None:
+        """Side effects of a reply: close revoked sessions' sockets, push props events."""
+        if reply.revoked:
+            await self.close_sessions(reply.revoked)
+        if reply.events:
+            await self.push_events(reply.events)
+
+    async def burst(self, count: int, batch: int) -> int:
+        """``count`` md frames of ``batch`` quotes to every authorized md socket, unthrottled."""
+        conns = [c for c in self.select("md") if c.authorized]
+
+        async def one(conn: Conn) -> int:
+            with self.state.lock:
+                symbols = sorted(s for e, s in conn.subs if e == QUOTE) or ["ESZ5"]
+            sent = 0
+            for _ in range(count):
+                now = self.state.now()
+                quotes = [self.feed.quote(symbols[i % len(symbols)], now) for i in range(batch)]
+                if not await conn.send(frame({"e": "md", "d": {"quotes": quotes}})):
+                    break
+                sent += 1
+            return sent
+
+        return sum(await asyncio.gather(*(one(c) for c in conns)))
+
+    async def close_all(self) -> None:
+        self.stopping.set()
+        conns = self.select(None)
+        await asyncio.gather(*(c.close(1001, "Server stopping") for c in conns))
+        with contextlib.suppress(TimeoutError):
+            await self._settle(conns)
