@@ -19,6 +19,7 @@ from ._errors import (
     AuthenticationError,
     CaptchaRequiredError,
     ConfigError,
+    ConnectFailedError,
     ConnectionLostError,
     InvalidCredentialsError,
     InvalidResponseError,
@@ -44,12 +45,29 @@ from ._schedule import RenewalSchedule
 from ._secret import Secret
 from ._session import BearerAuth, SessionStats, TradovateSession
 from ._store import MemoryTokenStore, TokenStore
-from ._ws import TokenSource, TradovateWebSocket, WebSocketStats
+from ._ws import (
+    EVENT_DISCONNECTED,
+    EVENT_RECONNECTED,
+    Disconnected,
+    Reconnected,
+    ReplayResult,
+    Subscription,
+    TokenSource,
+    TradovateWebSocket,
+    WebSocketStats,
+)
 from ._ws_codec import Event, Response
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "EVENT_RECONNECTED",
+    "EVENT_DISCONNECTED",
+    "Subscription",
+    "ReplayResult",
+    "Reconnected",
+    "Disconnected",
+    "ConnectFailedError",
     "ENVIRONMENTS",
     "APIError",
     "AccessToken",

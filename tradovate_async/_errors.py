@@ -24,6 +24,8 @@ The tree::
     ├── TokenStoreError              a token store could not be read, written or locked
     ├── ProtocolError                a WebSocket frame that does not follow the protocol
     └── WebSocketError
+        ├── ConnectFailedError       a socket could not be opened and authorized (transport,
+        │                            handshake, timeout, or a non-401 authorize failure)
         ├── ConnectionLostError      the socket dropped while a request was pending
         └── RequestTimeoutError      no answer to a WebSocket request in time
 
@@ -40,6 +42,7 @@ __all__ = [
     "AuthenticationError",
     "CaptchaRequiredError",
     "ConfigError",
+    "ConnectFailedError",
     "ConnectionLostError",
     "InvalidCredentialsError",
     "InvalidResponseError",
@@ -80,7 +83,9 @@ class ConfigError(TradovateError):
     def __init__(self, problems: dict[str, str]) -> None:
         self.problems = dict(problems)
         lines = "\n".join(f"  - {name}: {why}" for name, why in self.problems.items())
-        super().__init__(f"invalid Tradovate configuration ({len(self.problems)} problem(s)):\n{lines}")
+        super().__init__(
+            f"invalid Tradovate configuration ({len(self.problems)} problem(s)):\n{lines}"
+        )
 
 
 class SessionClosedError(TradovateError):
@@ -190,6 +195,14 @@ class ProtocolError(TradovateError):
 
 class WebSocketError(TradovateError):
     """A WebSocket-level failure."""
+
+
+class ConnectFailedError(WebSocketError):
+    """Opening or authorizing a socket failed for a reason other than a refused token.
+
+    The first connect of a socket raises it (fail fast at start-up); later reconnects log it and
+    try again with backoff. The underlying ``websockets``/``OSError`` error is ``__cause__``.
+    """
 
 
 class ConnectionLostError(WebSocketError):

@@ -61,7 +61,9 @@ def interpret_api_response(
             violations = data.get("violations")
             if isinstance(violations, list) and violations:
                 text = scrub(excerpt(json.dumps(violations)))
-                raise RequestFailedError(f"{where} rejected: {text}", status=status, error_text=text)
+                raise RequestFailedError(
+                    f"{where} rejected: {text}", status=status, error_text=text
+                )
         return data
     text = scrub(excerpt(body))
     if status == 401:

@@ -185,6 +185,9 @@ class TradovateSession:
         self._state = _State.UNOPENED
         self._token: AccessToken | None = None
         self._last_error: TradovateError | None = None
+        # The token a refusal-driven refresh produced, and when: refusing it again at once is
+        # a permission problem, not an expiry.
+        self._rejection_refresh: tuple[AccessToken | None, dt.datetime | None] = (None, None)
         self._listeners: list[TokenListener] = []
         self._client: httpx.AsyncClient | None = None
         self._auth: Authenticator | None = None
@@ -392,9 +395,10 @@ class TradovateSession:
     async def token_rejected(self, token: AccessToken) -> AccessToken:
         """The server refused ``token``: renew it once (single-flight) and return the current one.
 
-        If the token was already replaced, the current one is returned at once. A token issued
-        moments ago that is refused points to permissions or the wrong environment, not expiry:
-        that raises :class:`TokenRejectedError` instead of burning the renewal budget.
+        If the token was already replaced, the current one is returned at once. If the refused
+        token is the very one such a renewal produced, less than ``min(60 s, lifetime / 10)``
+        ago, the refusal points to permissions or the wrong environment, not to expiry: this
+        raises :class:`TokenRejectedError` instead of burning the renewal budget.
         """
         self._check_open()
         now = self._clock()
@@ -402,16 +406,19 @@ class TradovateSession:
         if current is not None and current is not token and self._schedule.is_usable(current, now):
             return current
         self.stats.rejected_tokens += 1
-        if token.issued_at is not None:
-            grace = min(dt.timedelta(seconds=60), (token.lifetime or dt.timedelta(0)) / 10)
-            if now - token.issued_at < grace:
-                raise TokenRejectedError(
-                    "the server refused a token issued moments ago; not renewing again. "
-                    "Either another login of this user ended its session (at most 2 sessions "
-                    "per user: share one token store between processes), or the API key lacks "
-                    "permissions or points at the wrong environment (live/demo)"
-                )
-        return await self._refresh(token, "rejected")
+        product, when = self._rejection_refresh
+        grace = min(dt.timedelta(seconds=60), (token.lifetime or dt.timedelta(0)) / 10)
+        if token is product and when is not None and now - when < grace:
+            raise TokenRejectedError(
+                "the server refused the token obtained moments ago after a refusal; not "
+                "renewing again. Either another login of this user keeps ending this session "
+                "(at most 2 sessions per user: share one token store between processes), or the "
+                "API key lacks permissions or points at the wrong environment (live/demo)"
+            )
+        fresh = await self._refresh(token, "rejected")
+        if fresh is not product:
+            self._rejection_refresh = (fresh, self._clock())
+        return fresh
 
     # -- single-flight refresh --------------------------------------------------------------
 

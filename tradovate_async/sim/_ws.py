@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any, Literal
 from urllib.parse import parse_qsl
 
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ._market import QuoteFeed
 from ._state import Reply, Session, SimState, normalize_path
@@ -107,7 +107,7 @@ class Conn:
         async with self.send_lock:
             try:
                 await self.ws.send_text(text)
-            except (OSError, RuntimeError):
+            except (OSError, RuntimeError, WebSocketDisconnect):
                 self.closed = True
                 self.done.set()
                 return False
@@ -123,7 +123,7 @@ class Conn:
             await self.send("c" + _dumps([code, reason]), final=True)
         self.closed = True
         async with self.send_lock:
-            with contextlib.suppress(OSError, RuntimeError):
+            with contextlib.suppress(OSError, RuntimeError, WebSocketDisconnect):
                 await self.ws.close(code, reason)
         self.done.set()
         logger.debug("socket %d closed by server: %d %s", self.id, code, reason)
@@ -230,7 +230,7 @@ class SocketHub:
                     logger.debug("socket %d: binary frame ignored", conn.id)
                     continue
                 self._on_frame(conn, text)
-        except (OSError, RuntimeError) as exc:
+        except (OSError, RuntimeError, WebSocketDisconnect) as exc:
             logger.debug("socket %d: receive failed: %r", conn.id, exc)
         finally:
             conn.closed = True

@@ -1,0 +1,693 @@
+"""The Tradovate WebSocket protocol without any I/O.
+
+Everything here is a pure function or a plain object: it never touches a socket, a clock or the
+event loop, so every decision of the socket layer (``_ws.py``) can be tested with plain values,
+the way the sans-I/O core of ``websockets`` is. The pieces:
+
+* **Frames.** :func:`decode_frame` turns one server text message into an :class:`OpenFrame`,
+  :class:`HeartbeatFrame`, :class:`MessagesFrame` or :class:`CloseFrame`; a message object inside
+  ``a[...]`` becomes a :class:`Response` (``{"i","s","d"}``) or an :class:`Event`
+  (``{"e","d"}``). Anything that does not follow the protocol raises :class:`ProtocolError`, and
+  nothing else, whatever the input.
+* **Requests.** :func:`encode_request` builds ``endpoint\\nid\\nquery\\nbody``;
+  :func:`encode_authorize` and :func:`encode_json_auth` build the two authorization frames.
+* **Decisions.** :func:`interpret_auth_response`, :func:`penalty_of`, :func:`is_read_only`,
+  :class:`ReconnectBackoff`, :class:`PendingTable` and :class:`EventBuffer`.
+
+Decoding is the hot loop of a market-data bot, so :func:`decode_frame` parses each ``a`` frame
+with one call of the C JSON scanner starting at offset 1 (no slice copy, no regexes) and builds
+the slotted result objects without going through the frozen-dataclass ``__setattr__`` guard.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import random
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, Final, Generic, TypeAlias, TypeVar
+from urllib.parse import urlencode
+
+from ._errors import ProtocolError, excerpt
+
+__all__ = [
+    "DROPPABLE_EVENT_KINDS",
+    "HEARTBEAT_TEXT",
+    "AuthOutcome",
+    "CloseFrame",
+    "Event",
+    "EventBuffer",
+    "Frame",
+    "HeartbeatFrame",
+    "Message",
+    "MessagesFrame",
+    "OpenFrame",
+    "Penalty",
+    "PendingTable",
+    "ReconnectBackoff",
+    "Request",
+    "Response",
+    "decode_frame",
+    "decode_request",
+    "encode_authorize",
+    "encode_body",
+    "encode_frame",
+    "encode_json_auth",
+    "encode_query",
+    "encode_request",
+    "error_text",
+    "interpret_auth_response",
+    "is_read_only",
+    "normalize_endpoint",
+    "penalty_of",
+]
+
+#: The client heartbeat: an empty SockJS message array, sent every 2.5 s.
+HEARTBEAT_TEXT: Final = "[]"
+
+#: Event kinds the buffer may drop when full: a newer quote or bar supersedes an old one, while a
+#: lost ``props`` (order/position change) or ``shutdown`` would leave a bot with a wrong picture.
+DROPPABLE_EVENT_KINDS: Final = frozenset({"md", "chart"})
+
+
+# --------------------------------------------------------------------------------------------
+# Decoded objects
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OpenFrame:
+    """``o``: the server opened the session; the client must authorize now."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HeartbeatFrame:
+    """``h``: a server heartbeat. It carries nothing but proves the connection is alive."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Response:
+    """The answer to one client request: ``{"i": id, "s": status, "d": data}``.
+
+    ``data`` is the REST result when ``status`` is 2xx, else usually an error string.
+    """
+
+    id: int
+    status: int
+    data: Any = None
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Event:
+    """A server push ``{"e": kind, "d": data}``, or a synthetic event of the library.
+
+    Server kinds: ``props``, ``md``, ``chart``, ``clock`` (``data`` already parsed from its JSON
+    string), ``shutdown``. The socket layer adds ``disconnected`` and ``reconnected`` (see
+    ``TradovateWebSocket.events``).
+    """
+
+    kind: str
+    data: Any = None
+
+
+Message: TypeAlias = Response | Event
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MessagesFrame:
+    """``a[...]``: responses and events, in the order the server sent them."""
+
+    items: tuple[Message, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CloseFrame:
+    """``c[code,"reason"]``: the server is closing the session."""
+
+    code: int
+    reason: str
+
+
+Frame: TypeAlias = OpenFrame | HeartbeatFrame | MessagesFrame | CloseFrame
+
+_OPEN: Final = OpenFrame()
+_HEARTBEAT: Final = HeartbeatFrame()
+
+# Fast constructors for the hot loop. A frozen dataclass routes every field assignment in
+# ``__init__`` through ``object.__setattr__``; setting the slots through their descriptors
+# gives the same object in about 60 % of the time.
+_new = object.__new__
+_set_event_kind = Event.__dict__["kind"].__set__
+_set_event_data = Event.__dict__["data"].__set__
+_set_response_id = Response.__dict__["id"].__set__
+_set_response_status = Response.__dict__["status"].__set__
+_set_response_data = Response.__dict__["data"].__set__
+_set_items = MessagesFrame.__dict__["items"].__set__
+
+# The C scanner behind json.loads; called at offset 1 it parses an a-frame without a slice copy
+# and without the two whitespace regexes json.loads runs.
+_scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+_json_loads = json.loads
+
+
+def _make_event(kind: str, data: Any) -> Event:
+    event: Event = _new(Event)
+    _set_event_kind(event, kind)
+    _set_event_data(event, data)
+    return event
+
+
+def _make_response(request_id: int, status: int, data: Any) -> Response:
+    response: Response = _new(Response)
+    _set_response_id(response, request_id)
+    _set_response_status(response, status)
+    _set_response_data(response, data)
+    return response
+
+
+def _malformed(why: str, text: str) -> ProtocolError:
+    return ProtocolError(f"malformed frame ({why}): {excerpt(text, 120)!r}")
+
+
+def _parse_json_at(text: str, start: int, what: str) -> Any:
+    """One JSON value starting at ``start`` that must run to the end of ``text``."""
+    try:
+        value, end = _scan(text, start)
+    except StopIteration:
+        raise _malformed(f"{what} is not JSON", text) from None
+    except (ValueError, RecursionError) as exc:
+        raise _malformed(f"{what} is not JSON", text) from exc
+    if end != len(text) and not text[end:].isspace():
+        raise _malformed(f"data after the {what}", text)
+    return value
+
+
+def decode_frame(text: str | bytes) -> Frame:
+    """Decode one server WebSocket message.
+
+    Raises :class:`ProtocolError` (and nothing else) for anything that is not a well-formed
+    ``o``, ``h``, ``a[...]`` or ``c[code,"reason"]``. Bytes are accepted as UTF-8 for servers that
+    send binary frames.
+    """
+    if type(text) is not str:
+        if not isinstance(text, bytes | bytearray | memoryview):
+            raise ProtocolError(f"frame is {type(text).__name__}, not text")
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError:
+            raise ProtocolError("frame is not UTF-8") from None
+    if not text:
+        raise ProtocolError("empty frame")
+    kind = text[0]
+    if kind == "a":
+        return _decode_messages(text)
+    if kind == "h" and len(text) == 1:
+        return _HEARTBEAT
+    if kind == "o" and len(text) == 1:
+        return _OPEN
+    if kind == "c":
+        payload = _parse_json_at(text, 1, "close payload")
+        if (
+            type(payload) is not list
+            or len(payload) != 2
+            or type(payload[0]) is not int
+            or type(payload[1]) is not str
+        ):
+            raise _malformed('close payload is not [code,"reason"]', text)
+        return CloseFrame(payload[0], payload[1])
+    raise _malformed("unknown frame type", text)
+
+
+def _decode_messages(text: str) -> MessagesFrame:
+    try:
+        items, end = _scan(text, 1)
+    except StopIteration:
+        raise _malformed("message array is not JSON", text) from None
+    except (ValueError, RecursionError) as exc:
+        raise _malformed("message array is not JSON", text) from exc
+    if end != len(text) and not text[end:].isspace():
+        raise _malformed("data after the message array", text)
+    if type(items) is not list:
+        raise _malformed("a-frame payload is not an array", text)
+    out: list[Message] = []
+    append = out.append
+    for item in items:
+        if type(item) is not dict:
+            raise _malformed("message is not an object", text)
+        kind = item.get("e")
+        if kind is not None:
+            if type(kind) is not str:
+                raise _malformed("event kind is not a string", text)
+            data = item.get("d")
+            if kind == "clock" and type(data) is str:
+                try:
+                    data = _json_loads(data)
+                except (ValueError, RecursionError) as exc:
+                    raise _malformed("clock data is not JSON", text) from exc
+            append(_make_event(kind, data))
+            continue
+        request_id = item.get("i")
+        status = item.get("s")
+        if type(request_id) is not int or type(status) is not int:
+            raise _malformed("message is neither an event nor a response", text)
+        append(_make_response(request_id, status, item.get("d")))
+    frame: MessagesFrame = _new(MessagesFrame)
+    _set_items(frame, tuple(out))
+    return frame
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def encode_frame(frame: Frame) -> str:
+    """Encode a server frame: the inverse of :func:`decode_frame` (for simulators and tests)."""
+    if isinstance(frame, OpenFrame):
+        return "o"
+    if isinstance(frame, HeartbeatFrame):
+        return "h"
+    if isinstance(frame, CloseFrame):
+        return "c" + _compact([frame.code, frame.reason])
+    objects: list[dict[str, Any]] = []
+    for item in frame.items:
+        if isinstance(item, Event):
+            data = _compact(item.data) if item.kind == "clock" else item.data
+            objects.append({"e": item.kind, "d": data})
+        else:
+            message: dict[str, Any] = {"s": item.status, "i": item.id}
+            if item.data is not None:
+                message["d"] = item.data
+            objects.append(message)
+    return "a" + _compact(objects)
+
+
+# --------------------------------------------------------------------------------------------
+# Client requests
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Request:
+    """A decoded client request (the simulator's view of :func:`encode_request`)."""
+
+    endpoint: str
+    id: int
+    query: str
+    body: str
+
+
+def normalize_endpoint(endpoint: str) -> str:
+    """``/v1/account/list`` or ``/account/list`` -> ``account/list`` (the wire form)."""
+    path = endpoint.lstrip("/")
+    if path[:3].lower() == "v1/":
+        path = path[3:]
+    if not path or "\n" in path or "\r" in path:
+        raise ValueError(f"invalid endpoint {endpoint!r}")
+    return path
+
+
+def encode_query(query: Mapping[str, Any] | str | None) -> str:
+    """A mapping is URL-encoded (sequences become repeated keys); a string is sent as given."""
+    if query is None:
+        return ""
+    if isinstance(query, str):
+        text = query[1:] if query.startswith("?") else query
+    else:
+        text = urlencode(
+            {k: _query_value(v) for k, v in query.items()},
+            doseq=True,
+        )
+    if "\n" in text:
+        raise ValueError("query must not contain a newline")
+    return text
+
+
+def _query_value(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
+def encode_body(body: Any) -> str:
+    """``None`` -> empty; ``str`` -> sent verbatim (pre-serialised JSON); else compact JSON."""
+    if body is None:
+        return ""
+    if isinstance(body, str):
+        return body
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+
+
+def encode_request(
+    endpoint: str,
+    request_id: int,
+    query: Mapping[str, Any] | str | None = None,
+    body: Any = None,
+) -> str:
+    """``endpoint\\nid\\nquery\\nbody`` with every field present, even when empty."""
+    return (
+        f"{normalize_endpoint(endpoint)}\n{int(request_id)}\n{encode_query(query)}\n"
+        f"{encode_body(body)}"
+    )
+
+
+def decode_request(text: str) -> Request:
+    """Parse a client request; missing trailing fields count as empty (the official examples
+    sometimes omit the body's newline). Raises :class:`ProtocolError`."""
+    parts = text.split("\n", 3)
+    if len(parts) < 2:
+        raise _malformed("request has no id line", text)
+    parts += [""] * (4 - len(parts))
+    try:
+        request_id = int(parts[1])
+    except ValueError:
+        raise _malformed("request id is not an integer", text) from None
+    return Request(parts[0], request_id, parts[2], parts[3])
+
+
+def encode_authorize(request_id: int, token: str) -> str:
+    """The documented authorization: ``authorize\\n<id>\\n\\n<raw token>`` (no JSON quotes)."""
+    return f"authorize\n{int(request_id)}\n\n{token}"
+
+
+def encode_json_auth(token: str) -> str:
+    """The partner-document variant ``{"request":"auth","accessToken":"<token>"}``."""
+    return _compact({"request": "auth", "accessToken": token})
+
+
+# --------------------------------------------------------------------------------------------
+# Decisions
+
+
+class AuthOutcome(enum.Enum):
+    """What an answer to the authorization means for the connect procedure."""
+
+    ACCEPTED = "accepted"
+    #: 401/403: the token was refused; renew it once and try again.
+    REJECTED = "rejected"
+    #: 429: the user is locked out; reconnecting would extend it.
+    RATE_LIMITED = "rate_limited"
+    #: Any other status: a server-side failure, worth another attempt later.
+    FAILED = "failed"
+
+
+def interpret_auth_response(response: Response, expected_id: int | None) -> AuthOutcome | None:
+    """Classify ``response`` as the answer to our authorization, or ``None`` if it is not.
+
+    ``expected_id`` is the authorize request's id; ``None`` accepts any id (the JSON auth frame
+    has no id, so its answer can only be recognised as "the first response").
+    """
+    if expected_id is not None and response.id != expected_id:
+        return None
+    status = response.status
+    if 200 <= status < 300:
+        return AuthOutcome.ACCEPTED
+    if status in (401, 403):
+        return AuthOutcome.REJECTED
+    if status == 429:
+        return AuthOutcome.RATE_LIMITED
+    return AuthOutcome.FAILED
+
+
+def error_text(data: Any) -> str | None:
+    """The error text of a failed response. The server sometimes double-quotes it
+    (``"\\"Not found: quote/subscribe\\""``); that is undone."""
+    if data is None:
+        return None
+    if isinstance(data, str):
+        if len(data) >= 2 and data[0] == '"' and data[-1] == '"':
+            try:
+                inner = json.loads(data)
+            except ValueError:
+                return data
+            if isinstance(inner, str):
+                return inner
+        return data
+    if isinstance(data, Mapping):
+        for key in ("errorText", "failureText", "message"):
+            value = data.get(key)
+            if isinstance(value, str) and value:
+                return value
+    return excerpt(_compact_or_repr(data))
+
+
+def _compact_or_repr(value: Any) -> str:
+    try:
+        return _compact(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Penalty:
+    """A penalty ticket: wait ``seconds``, then resend with ``"p-ticket": ticket`` in the body."""
+
+    ticket: str
+    seconds: float
+    captcha: bool
+
+
+def penalty_of(data: Any) -> Penalty | None:
+    """The penalty carried by a 2xx response's ``d``, if any.
+
+    ``p-captcha`` counts when it is ``true`` or the string ``"true"`` (its type is not
+    documented). A ticket without a usable ``p-time`` waits 0 s.
+    """
+    if type(data) is not dict:
+        return None
+    captcha = data.get("p-captcha") in (True, "true")
+    if "p-ticket" not in data and not captcha:
+        return None
+    ticket = data.get("p-ticket")
+    raw_time = data.get("p-time")
+    seconds = (
+        float(raw_time)
+        if isinstance(raw_time, int | float) and not isinstance(raw_time, bool) and raw_time > 0
+        else 0.0
+    )
+    return Penalty(str(ticket) if ticket is not None else "", seconds, captcha)
+
+
+_READ_ONLY_OPERATIONS: Final = frozenset(
+    {"list", "item", "items", "find", "finds", "deps", "ldeps", "suggest"}
+)
+_READ_ONLY_ENDPOINTS: Final = frozenset({"auth/me", "user/syncrequest"})
+
+
+def is_read_only(endpoint: str) -> bool:
+    """Whether resending ``endpoint`` after a dropped connection cannot change account state.
+
+    True for the entity queries (``*/list``, ``*/item``, ``*/items``, ``*/find``, ``*/finds``,
+    ``*/deps``, ``*/ldeps``, ``*/suggest``), ``auth/me``, ``user/syncrequest`` and every
+    ``md/*`` request (market-data subscriptions die with the socket anyway). Everything else —
+    orders, order strategies, replay control, account changes — is treated as state-changing.
+    """
+    path = endpoint.lstrip("/").lower()
+    if path.startswith("v1/"):
+        path = path[3:]
+    if path in _READ_ONLY_ENDPOINTS or path.startswith("md/"):
+        return True
+    _, _, operation = path.rpartition("/")
+    return operation in _READ_ONLY_OPERATIONS
+
+
+class ReconnectBackoff:
+    """When to try the next reconnect: exponential backoff with full jitter.
+
+    * The first attempt after a drop waits ``uniform(0, first_jitter)`` (a few milliseconds), so a
+      single blip costs almost nothing.
+    * Attempt ``n >= 1`` waits ``uniform(0, min(maximum, initial * factor ** (n - 1)))``: full
+      jitter, so many bots dropped by one server restart do not return in lock-step.
+    * The attempt counter resets only when a connection stayed up ``stable_after`` seconds. A
+      server that accepts and then closes at once (bad token, overload) does not get hammered.
+    * After a ``shutdown`` for ``ConnectionQuotaReached``/``IPQuotaReached`` the next delay is
+      ``quota_delay * uniform(1, 1.25)``: reconnecting at once would evict the oldest connection
+      of the same user and revoke its token.
+
+    Pure: it takes "now" as an argument and draws randomness from ``rng``.
+    """
+
+    __slots__ = (
+        "_attempt",
+        "_quota_pending",
+        "_rng",
+        "_up_since",
+        "factor",
+        "first_jitter",
+        "initial",
+        "maximum",
+        "quota_delay",
+        "stable_after",
+    )
+
+    def __init__(
+        self,
+        *,
+        initial: float = 0.1,
+        maximum: float = 30.0,
+        factor: float = 2.0,
+        first_jitter: float = 0.005,
+        stable_after: float = 5.0,
+        quota_delay: float = 60.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        if initial <= 0 or maximum < initial or factor < 1 or first_jitter < 0:
+            raise ValueError("need 0 < initial <= maximum, factor >= 1, first_jitter >= 0")
+        if stable_after < 0 or quota_delay < 0:
+            raise ValueError("stable_after and quota_delay must be >= 0")
+        self.initial = initial
+        self.maximum = maximum
+        self.factor = factor
+        self.first_jitter = first_jitter
+        self.stable_after = stable_after
+        self.quota_delay = quota_delay
+        self._rng = rng if rng is not None else random.Random()
+        self._attempt = 0
+        self._up_since: float | None = None
+        self._quota_pending = False
+
+    @property
+    def attempt(self) -> int:
+        """How many delays were handed out since the last reset."""
+        return self._attempt
+
+    def connected(self, now: float) -> None:
+        """A connection is up (authorized) since ``now``."""
+        self._up_since = now
+
+    def disconnected(self, now: float, *, quota: bool = False) -> None:
+        """The connection that was up went down at ``now``; ``quota`` for a quota shutdown."""
+        if self._up_since is not None and now - self._up_since >= self.stable_after:
+            self._attempt = 0
+        self._up_since = None
+        if quota:
+            self._quota_pending = True
+
+    def ceiling(self, attempt: int) -> float:
+        """The upper bound of the jittered delay for ``attempt`` (without quota handling)."""
+        if attempt == 0:
+            return self.first_jitter
+        exponent = min(attempt - 1, 64)  # float overflow guard; the cap applies long before
+        return min(self.maximum, self.initial * self.factor**exponent)
+
+    def next_delay(self) -> float:
+        """The delay before the next attempt; counts the attempt."""
+        attempt = self._attempt
+        self._attempt = attempt + 1
+        if self._quota_pending:
+            self._quota_pending = False
+            return self.quota_delay * self._rng.uniform(1.0, 1.25)
+        return self._rng.uniform(0.0, self.ceiling(attempt))
+
+
+T = TypeVar("T")
+
+
+class PendingTable(Generic[T]):
+    """Waiters of in-flight requests by id, for one connection.
+
+    Ids come from one counter per socket object, so they are unique per connection and a late
+    answer from an old connection can never match a request on the new one.
+    """
+
+    __slots__ = ("_next_id", "_waiters")
+
+    def __init__(self, first_id: int = 1) -> None:
+        self._next_id = first_id
+        self._waiters: dict[int, T] = {}
+
+    def allocate(self) -> int:
+        """A fresh request id."""
+        request_id = self._next_id
+        self._next_id = request_id + 1
+        return request_id
+
+    def add(self, request_id: int, waiter: T) -> None:
+        if request_id in self._waiters:
+            raise ValueError(f"request id {request_id} is already pending")
+        self._waiters[request_id] = waiter
+
+    def pop(self, request_id: int) -> T | None:
+        """The waiter for ``request_id`` (removed), or ``None`` for an unknown or late answer."""
+        return self._waiters.pop(request_id, None)
+
+    def drain(self) -> list[T]:
+        """Remove and return every waiter (the connection is gone)."""
+        waiters = list(self._waiters.values())
+        self._waiters.clear()
+        return waiters
+
+    def __len__(self) -> int:
+        return len(self._waiters)
+
+    def __contains__(self, request_id: object) -> bool:
+        return request_id in self._waiters
+
+
+class EventBuffer:
+    """A bounded FIFO of events with a drop policy that never loses state changes.
+
+    When ``maxlen`` events are buffered and another arrives:
+
+    * the **oldest** buffered ``md``/``chart`` event is dropped (a later quote or bar supersedes
+      it); if none is buffered and the new event is ``md``/``chart``, the new one is dropped;
+    * any other kind (``props``, ``shutdown``, ``clock``, the library's own events) is always
+      kept, so the buffer may exceed ``maxlen`` by those.
+
+    ``dropped`` counts dropped events. Two internal queues keep every operation O(1) while
+    preserving the arrival order.
+    """
+
+    __slots__ = ("_droppable", "_kept", "_seq", "dropped", "maxlen")
+
+    def __init__(self, maxlen: int) -> None:
+        if maxlen < 1:
+            raise ValueError("maxlen must be >= 1")
+        self.maxlen = maxlen
+        self.dropped = 0
+        self._seq = 0
+        self._droppable: deque[tuple[int, Event]] = deque()
+        self._kept: deque[tuple[int, Event]] = deque()
+
+    def __len__(self) -> int:
+        return len(self._droppable) + len(self._kept)
+
+    def __bool__(self) -> bool:
+        return bool(self._droppable) or bool(self._kept)
+
+    def put(self, event: Event) -> bool:
+        """Buffer ``event``; returns ``False`` if it was itself dropped."""
+        seq = self._seq
+        self._seq = seq + 1
+        droppable = event.kind in DROPPABLE_EVENT_KINDS
+        if len(self._droppable) + len(self._kept) >= self.maxlen:
+            if self._droppable:
+                self._droppable.popleft()
+                self.dropped += 1
+            elif droppable:
+                self.dropped += 1
+                return False
+        (self._droppable if droppable else self._kept).append((seq, event))
+        return True
+
+    def extend(self, events: Iterable[Event]) -> None:
+        for event in events:
+            self.put(event)
+
+    def get(self) -> Event:
+        """The oldest buffered event. Raises ``IndexError`` when empty."""
+        droppable = self._droppable
+        kept = self._kept
+        if not kept:
+            return droppable.popleft()[1]
+        if not droppable or kept[0][0] < droppable[0][0]:
+            return kept.popleft()[1]
+        return droppable.popleft()[1]
+
+    def __iter__(self) -> Iterator[Event]:
+        """Drain in order (for tests and shutdown)."""
+        while self:
+            yield self.get()
