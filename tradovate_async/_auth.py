@@ -65,7 +65,7 @@ class Authenticator:
         extra = [token.access_token.reveal()]
         if token.md_access_token:
             extra.append(token.md_access_token.reveal())
-        self.scrub = Scrubber([*extra, self.config.password.reveal(), self.config.sec.reveal()])
+        self.scrub = Scrubber([self.config.password.reveal(), self.config.sec.reveal()], extra)
 
     def _url(self, path: str) -> str:
         return f"{self.config.api_url}/{path}"

@@ -24,12 +24,12 @@ from ._errors import (
     PenaltyLimitError,
     RateLimitedError,
     TokenRejectedError,
+    TokenStoreError,
     TradovateError,
     TransportError,
-    excerpt,
 )
 from ._models import AccessToken
-from ._responses import parse_json_body
+from ._responses import parse_json_body, scrubbed_excerpt
 
 __all__ = [
     "Penalty",
@@ -55,15 +55,21 @@ class Penalty:
 
 
 class Scrubber:
-    """Removes known secret values from text that came back from the server."""
+    """Removes known secret values from text that came back from the server.
 
-    def __init__(self, secrets: Iterable[str]) -> None:
-        self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+    Passwords and API secrets are replaced whole; tokens keep their first 8 characters, the
+    prefix the library shows anyway, so a log can still tell two tokens apart.
+    """
+
+    def __init__(self, secrets: Iterable[str], tokens: Iterable[str] = ()) -> None:
+        replacements = {t: t[:8] + "…" for t in tokens if len(t) >= 4}
+        replacements.update({s: "********" for s in secrets if len(s) >= 4})
+        self._replacements = sorted(replacements.items(), key=lambda kv: len(kv[0]), reverse=True)
 
     def __call__(self, text: str) -> str:
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, secret[:8] + "…")
+        for value, mask in self._replacements:
+            if value in text:
+                text = text.replace(value, mask)
         return text
 
 
@@ -100,7 +106,7 @@ def interpret_token_response(
             raise InvalidResponseError(
                 "token answer is not a JSON object",
                 status=status,
-                body_excerpt=scrub(excerpt(body)),
+                body_excerpt=scrubbed_excerpt(body, scrub),
             )
         if "p-ticket" in data:
             if data.get("p-captcha") in (True, "true", "True", 1):
@@ -108,14 +114,17 @@ def interpret_token_response(
             ticket, wait = data.get("p-ticket"), data.get("p-time")
             if not isinstance(ticket, str) or not ticket:
                 raise InvalidResponseError("penalty without a usable p-ticket", status=status)
-            if (
-                isinstance(wait, bool)
-                or not isinstance(wait, int | float)
-                or not math.isfinite(wait)
-                or wait < 0
-            ):
+            if isinstance(wait, bool) or not isinstance(wait, int | float):
                 raise InvalidResponseError("penalty without a usable p-time", status=status)
-            return Penalty(ticket, float(wait))
+            try:
+                seconds = float(wait)
+            except OverflowError:  # an integer beyond float: longer than any allowed wait
+                seconds = math.inf
+            if not math.isfinite(seconds) and isinstance(wait, float):
+                raise InvalidResponseError("penalty without a usable p-time", status=status)
+            if seconds < 0:
+                raise InvalidResponseError("penalty without a usable p-time", status=status)
+            return Penalty(ticket, seconds)
         error_text = data.get("errorText")
         if isinstance(error_text, str) and error_text:
             text = scrub(error_text)
@@ -126,7 +135,7 @@ def interpret_token_response(
             return AccessToken.from_response(data, issued_at=issued_at)
         except (ValueError, TypeError, OverflowError) as exc:
             raise InvalidResponseError(f"token answer unusable ({exc})", status=status) from None
-    text = scrub(excerpt(body))
+    text = scrubbed_excerpt(body, scrub)
     if status == 401 or (status == 400 and call == "renew"):
         if call == "login":
             raise InvalidCredentialsError("login refused (HTTP 401)", error_text=text or None)
@@ -150,7 +159,7 @@ def interpret_token_response(
 
 def is_transient(error: BaseException) -> bool:
     """Whether a later attempt may succeed without anyone changing anything."""
-    if isinstance(error, TransportError | InvalidResponseError):
+    if isinstance(error, TransportError | InvalidResponseError | TokenStoreError):
         return True
     if isinstance(error, RateLimitedError | LockoutWarningError):
         return False
@@ -178,7 +187,7 @@ class PenaltyPolicy:
                 f"penalty asks for {penalty.wait_seconds:.0f} s, more than "
                 f"max_penalty_wait={self.max_wait:.0f} s"
             )
-            error.retry_after = dt.timedelta(seconds=penalty.wait_seconds)
+            error.retry_after = dt.timedelta(seconds=min(penalty.wait_seconds, 86_400.0))
             raise error
         return penalty.wait_seconds
 

@@ -23,7 +23,14 @@ from ._errors import (
     excerpt,
 )
 
-__all__ = ["interpret_api_response", "parse_json_body"]
+__all__ = ["interpret_api_response", "parse_json_body", "scrubbed_excerpt"]
+
+
+def scrubbed_excerpt(body: bytes | str, scrub: Callable[[str], str]) -> str:
+    """A short excerpt of a body with secrets removed *before* it is cut, so that a secret
+    straddling the cut cannot survive in part."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    return excerpt(scrub(text))
 
 
 def parse_json_body(status: int, body: bytes, scrub: Callable[[str], str]) -> Any:
@@ -34,7 +41,7 @@ def parse_json_body(status: int, body: bytes, scrub: Callable[[str], str]) -> An
         return json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise InvalidResponseError(
-            "body is not JSON", status=status, body_excerpt=scrub(excerpt(body))
+            "body is not JSON", status=status, body_excerpt=scrubbed_excerpt(body, scrub)
         ) from None
 
 
@@ -60,12 +67,12 @@ def interpret_api_response(
                 )
             violations = data.get("violations")
             if isinstance(violations, list) and violations:
-                text = scrub(excerpt(json.dumps(violations)))
+                text = scrubbed_excerpt(json.dumps(violations), scrub)
                 raise RequestFailedError(
                     f"{where} rejected: {text}", status=status, error_text=text
                 )
         return data
-    text = scrub(excerpt(body))
+    text = scrubbed_excerpt(body, scrub)
     if status == 401:
         raise TokenRejectedError(
             f"{where} refused the token (HTTP 401) even after a renewal: check the API key's "

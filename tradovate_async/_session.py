@@ -255,10 +255,12 @@ class TradovateSession:
             return
         self._state = _State.CLOSED
         task_group, self._task_group = self._task_group, None
-        if task_group is not None:
-            task_group.cancel_scope.cancel()
-            await task_group.__aexit__(None, None, None)
-        await self._shutdown()
+        try:
+            if task_group is not None:
+                task_group.cancel_scope.cancel()
+                await task_group.__aexit__(None, None, None)
+        finally:
+            await self._shutdown()
 
     async def _shutdown(self) -> None:
         self._state = _State.CLOSED
@@ -441,18 +443,34 @@ class TradovateSession:
                 if self._schedule.retry_pending(now):
                     # Requests do not hammer the token endpoint while the renewer backs off.
                     raise self._last_error
+            # Without the store's lock a fleet sharing one token would renew it several times
+            # over, each renewal retiring the others' token: while the token has plenty of life
+            # left, a scheduled renewal waits for the store to come back instead.
+            may_defer = (
+                reason == "renew"
+                and current is not None
+                and now < current.expiration_time - self._schedule.margin(current) / 2
+            )
             try:
-                async with self._store_lock():
-                    token = await self._obtain(seen, reason)
+                async with self._store_lock(may_defer=may_defer):
+                    token, how = await self._obtain(seen, reason)
             except TradovateError as exc:
                 self._last_error = exc
                 self._record_failure(exc, current)
                 raise
             self._last_error = None
             self._publish(token)
+            if how == "login":
+                self.stats.logins += 1
+            elif how == "renewal":
+                self.stats.renewals += 1
+            else:
+                self.stats.adopted_from_store += 1
             return token
 
-    async def _obtain(self, seen: AccessToken | None, reason: Reason) -> AccessToken:
+    async def _obtain(
+        self, seen: AccessToken | None, reason: Reason
+    ) -> tuple[AccessToken, Literal["adopted", "renewal", "login"]]:
         """Inside both locks: adopt the stored token, renew, or log in."""
         auth = self._auth
         assert auth is not None
@@ -468,8 +486,7 @@ class TradovateSession:
             current = stored
             if reason in ("expired", "rejected") or self._schedule.is_fresh(stored, now):
                 logger.debug("adopted the token from the store")
-                self.stats.adopted_from_store += 1
-                return stored
+                return stored, "adopted"
         elif current is None and stored is not None and not stored.is_expired(now):
             current = stored  # not usable for requests any more, but still renewable
 
@@ -481,18 +498,16 @@ class TradovateSession:
                 except TokenRejectedError as exc:
                     logger.warning("renewal refused (%s); logging in again", exc)
                 else:
-                    self.stats.renewals += 1
                     await self._store_save(token)
-                    return token
+                    return token, "renewal"
             else:
                 logger.warning(
                     "renewal budget (%d/h) spent; logging in instead",
                     self._schedule.renewals_per_hour,
                 )
         token = await auth.login()
-        self.stats.logins += 1
         await self._store_save(token)
-        return token
+        return token, "login"
 
     def _record_failure(self, error: TradovateError, current: AccessToken | None) -> None:
         now = self._clock()
@@ -537,12 +552,15 @@ class TradovateSession:
     # -- store access that never takes the session down -------------------------------------
 
     @contextlib.asynccontextmanager
-    async def _store_lock(self) -> AsyncIterator[None]:
+    async def _store_lock(self, *, may_defer: bool = False) -> AsyncIterator[None]:
         lock_cm = self._store.lock(self.config.token_key)
         try:
             await lock_cm.__aenter__()
         except TokenStoreError as exc:
             self.stats.store_errors += 1
+            if may_defer:
+                logger.warning("token store lock unavailable (%s); renewal deferred", exc)
+                raise
             logger.warning("token store lock unavailable (%s); going on without it", exc)
             yield
             return

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import math
 import random
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -463,11 +464,12 @@ def penalty_of(data: Any) -> Penalty | None:
         return None
     ticket = data.get("p-ticket")
     raw_time = data.get("p-time")
-    seconds = (
-        float(raw_time)
-        if isinstance(raw_time, int | float) and not isinstance(raw_time, bool) and raw_time > 0
-        else 0.0
-    )
+    seconds = 0.0
+    if isinstance(raw_time, int | float) and not isinstance(raw_time, bool) and raw_time > 0:
+        try:
+            seconds = float(raw_time)
+        except OverflowError:  # an integer beyond float: longer than any wait allowed
+            seconds = math.inf
     return Penalty(str(ticket) if ticket is not None else "", seconds, captcha)
 
 
