@@ -47,7 +47,7 @@ import anyio.to_thread
 import filelock
 
 from ._errors import ConfigError, TokenStoreError
-from ._models import AccessToken
+from ._models import AccessToken, token_from_record
 
 if TYPE_CHECKING:
     from cryptography.fernet import Fernet
@@ -454,12 +454,7 @@ class FileTokenStore:
 
 
 def _parse(record: object) -> AccessToken | None:
-    if not isinstance(record, dict):
-        return None
-    try:
-        return AccessToken.from_record(record)
-    except (ValueError, TypeError, KeyError):
-        return None
+    return token_from_record(record)
 
 
 def _reason(exc: BaseException) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 
 from ._secret import Secret
 
-__all__ = ["AccessToken", "UserInfo", "parse_timestamp"]
+__all__ = ["AccessToken", "UserInfo", "parse_timestamp", "token_from_record"]
 
 
 def parse_timestamp(value: str) -> dt.datetime:
@@ -131,6 +131,17 @@ class AccessToken:
         return dataclasses.replace(
             token, issued_at=parse_timestamp(issued) if isinstance(issued, str) else None
         )
+
+
+def token_from_record(record: object) -> AccessToken | None:
+    """A stored record (:meth:`AccessToken.to_record`) as a token, or ``None`` if it is not one:
+    stores treat a foreign or damaged record as absent."""
+    if not isinstance(record, dict):
+        return None
+    try:
+        return AccessToken.from_record(record)
+    except (ValueError, TypeError, KeyError):
+        return None
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

@@ -44,7 +44,7 @@ from urllib.parse import urlsplit, urlunsplit
 import anyio
 
 from ._errors import TokenStoreError, excerpt
-from ._models import AccessToken
+from ._models import AccessToken, token_from_record
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -400,13 +400,7 @@ def _parse(raw: object) -> AccessToken | None:
         return None
     if document.get("version") != VERSION:
         return None
-    record = document.get("token")
-    if not isinstance(record, dict):
-        return None
-    try:
-        return AccessToken.from_record(record)
-    except (ValueError, TypeError, KeyError):
-        return None
+    return token_from_record(document.get("token"))
 
 
 def _reason(exc: BaseException) -> str:
