@@ -50,7 +50,9 @@ async def soak(days: float, minutes: float, drop_every_hours: float) -> dict[str
     process = psutil.Process()
     renewal_times: list[float] = []
     requests = failures = 0
-    async with SimulatedTradovate(clock=clock.time, quote_interval=0.05) as sim:
+    async with SimulatedTradovate(
+        clock=clock.time, quote_interval=0.05, request_log_limit=1_000
+    ) as sim:
         gc.collect()
         baseline_tasks = len(asyncio.all_tasks())
         rss_start = process.memory_info().rss

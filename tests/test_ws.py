@@ -169,7 +169,7 @@ async def test_first_connect_refused_after_renewal_raises(auth_frame: str) -> No
         with pytest.raises(TokenRejectedError):
             async with ws:
                 pass  # pragma: no cover
-        assert source.rejections == 1
+        assert source.rejections == 2  # three refusals in one attempt, then final
         assert ws.closed
         with pytest.raises(SessionClosedError):
             async with ws:

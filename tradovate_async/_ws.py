@@ -96,6 +96,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+#: Authorize refusals tolerated in one connect attempt before the socket gives up.
+_MAX_REFUSALS: Final = 3
+
 #: Kind of the library's event announcing a lost connection (``data``: :class:`Disconnected`).
 EVENT_DISCONNECTED: Final = "disconnected"
 #: Kind of the library's event announcing a restored connection (``data``: :class:`Reconnected`).
@@ -929,22 +932,31 @@ class TradovateWebSocket:
                 logger.exception("reconnect attempt %d failed unexpectedly", attempts)
 
     async def _attempt(self) -> _Link:
-        """One connect: current token, authorize; on refusal renew once and try once more."""
+        """One connect: the current token, authorize; on a refusal ask the source again.
+
+        After a refusal the source renews (single-flight) or hands out the token that already
+        replaced the refused one: a renewal elsewhere may retire a token between our fetching
+        it and the server checking it. The session itself refuses to renew again when the very
+        token its refusal-driven renewal produced is refused (permissions, wrong environment);
+        for any source, the third refusal in one attempt is final.
+        """
         token = await self._source.current_token()
-        try:
-            return await self._open(token)
-        except _Refused as first:
-            logger.warning(
-                "%s socket: token refused (%d); renewing it once", self.kind, first.status
-            )
-        token = await self._source.token_rejected(token)
-        try:
-            return await self._open(token)
-        except _Refused as second:
-            raise TokenRejectedError(
-                f"the {self.kind} socket refused the renewed token too "
-                f"({second.status}: {second.text or 'no reason given'})"
-            ) from None
+        for refusals in range(1, _MAX_REFUSALS + 1):
+            try:
+                return await self._open(token)
+            except _Refused as refused:
+                if refusals == _MAX_REFUSALS:
+                    raise TokenRejectedError(
+                        f"the {self.kind} socket refused the renewed token too "
+                        f"({refused.status}: {refused.text or 'no reason given'})"
+                    ) from None
+                logger.warning(
+                    "%s socket: token refused (%d); asking for a renewed token",
+                    self.kind,
+                    refused.status,
+                )
+            token = await self._source.token_rejected(token)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _raw_token(self, token: AccessToken) -> str:
         secret = token.access_token if self.kind == "trading" else token.market_data_token

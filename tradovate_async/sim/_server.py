@@ -173,6 +173,8 @@ class SimulatedTradovate:
         max_renewals_per_hour: renewals per rolling hour before 429 (None: unlimited).
         strict_penalties: see above.
         close_sockets_on_expiry: close sockets whose session's token has expired.
+        request_log_limit: how many requests ``request_log`` keeps (the newest); counters are
+            unaffected. Long soaks lower it so the log does not weigh on memory figures.
     """
 
     def __init__(
@@ -196,6 +198,7 @@ class SimulatedTradovate:
         max_renewals_per_hour: int | None = 15,
         strict_penalties: bool = True,
         close_sockets_on_expiry: bool = False,
+        request_log_limit: int = 100_000,
     ) -> None:
         if (certfile is None) != (keyfile is None):
             raise ValueError("give both certfile and keyfile, or neither")
@@ -209,6 +212,7 @@ class SimulatedTradovate:
             max_failed_logins=max_failed_logins,
             max_renewals_per_hour=max_renewals_per_hour,
             strict_penalties=strict_penalties,
+            request_log_limit=request_log_limit,
         )
         self._host = host
         self._port = port

@@ -184,6 +184,7 @@ class SimState:
         max_failed_logins: int | None,
         max_renewals_per_hour: int | None,
         strict_penalties: bool,
+        request_log_limit: int = _LOG_LIMIT,
     ) -> None:
         self.lock = threading.Lock()
         self.users: dict[str, SimUser] = {}
@@ -221,7 +222,7 @@ class SimState:
         self._tickets: dict[str, _Ticket] = {}
         self._orders: dict[str, list[dict[str, Any]]] = {}
 
-        self.log: collections.deque[RequestRecord] = collections.deque(maxlen=_LOG_LIMIT)
+        self.log: collections.deque[RequestRecord] = collections.deque(maxlen=request_log_limit)
         self._counts: collections.Counter[tuple[str, int]] = collections.Counter()
         self.logins = 0
         self.renewals = 0
