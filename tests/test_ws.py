@@ -274,7 +274,7 @@ async def test_penalty_is_waited_out_and_resent_with_the_ticket(
                 await ws.request("position/list")
 
             sim.inject("fill/list", Fault.penalty(120.0), transport="ws")
-            with pytest.raises(PenaltyLimitError, match="exceeds"):
+            with pytest.raises(PenaltyLimitError, match="more than max_penalty_wait"):
                 await ws.request("fill/list", timeout=1.0)
             assert ws.connected
 

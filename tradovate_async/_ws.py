@@ -44,6 +44,7 @@ import anyio.lowlevel
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
+from ._auth_core import Penalty, PenaltyPolicy
 from ._errors import (
     CaptchaRequiredError,
     ConnectFailedError,
@@ -428,8 +429,7 @@ class TradovateWebSocket:
         self._request_timeout = request_timeout
         self._open_timeout = open_timeout
         self._close_timeout = close_timeout
-        self._max_penalty_wait = max_penalty_wait
-        self._max_penalty_rounds = max_penalty_rounds
+        self._penalty_policy = PenaltyPolicy(max_penalty_rounds, max_penalty_wait)
         self._ssl = ssl
         self._compression = compression
         self._max_message_size = max_message_size
@@ -741,25 +741,18 @@ class TradovateWebSocket:
                 return response.data, used
             if penalty.captcha:
                 raise CaptchaRequiredError()
-            rounds += 1
             self.stats.penalties += 1
-            if rounds > self._max_penalty_rounds:
-                raise PenaltyLimitError(
-                    f"{endpoint}: still penalised after {self._max_penalty_rounds} round(s)"
-                )
-            if penalty.seconds > self._max_penalty_wait:
-                raise PenaltyLimitError(
-                    f"{endpoint}: penalty of {penalty.seconds:.0f} s exceeds "
-                    f"max_penalty_wait={self._max_penalty_wait:.0f} s"
-                )
+            # The same bounds as a penalised login: at most so many rounds, so long a wait.
+            wait = self._penalty_policy.wait_for(Penalty(penalty.ticket, penalty.seconds), rounds)
+            rounds += 1
             logger.warning(
                 "%s: penalty ticket, waiting %.1f s before resending (round %d of %d)",
                 endpoint,
-                penalty.seconds,
+                wait,
                 rounds,
-                self._max_penalty_rounds,
+                self._penalty_policy.max_rounds,
             )
-            await anyio.sleep(penalty.seconds)
+            await anyio.sleep(wait)
             body = _with_ticket(body, penalty.ticket)
 
     async def _exchange(
