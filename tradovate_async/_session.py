@@ -29,6 +29,7 @@ from ._auth import Authenticator, utc_now
 from ._auth_core import PenaltyPolicy, is_transient
 from ._config import TradovateConfig
 from ._errors import (
+    InvalidResponseError,
     SessionClosedError,
     TokenRejectedError,
     TokenStoreError,
@@ -334,8 +335,6 @@ class TradovateSession:
 
     async def me(self) -> UserInfo:
         """``GET /auth/me`` as a :class:`UserInfo`."""
-        from ._errors import InvalidResponseError
-
         data = await self.get("auth/me")
         if not isinstance(data, dict):
             raise InvalidResponseError("/auth/me answer is not a JSON object")
