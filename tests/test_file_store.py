@@ -6,7 +6,6 @@ each child prints one line per step so that the parent can follow it.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import os
@@ -21,27 +20,15 @@ import anyio
 import anyio.lowlevel
 import pytest
 
+from tests.tokens import make_token
 from tradovate_async._errors import ConfigError, TokenStoreError
 from tradovate_async._file_store import ENCRYPTION_KEY_ENV, FileTokenStore
 from tradovate_async._models import AccessToken
-from tradovate_async._secret import Secret
 
 KEY = "demo|bot-user|app"
 LOGGER = "tradovate_async._file_store"
 
 Spawn = Callable[..., Awaitable[Any]]  # the spawn_python fixture (tests/conftest.py)
-
-
-def make_token(n: int = 1, *, minutes: float = 90.0, secret: str | None = None) -> AccessToken:
-    now = dt.datetime.now(dt.UTC)
-    return AccessToken(
-        access_token=Secret(secret or f"access-secret-{n}"),
-        md_access_token=Secret(f"md-secret-{n}"),
-        expiration_time=now + dt.timedelta(minutes=minutes),
-        user_id=n,
-        name="bot-user",
-        issued_at=now,
-    )
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ restart test has a server of its own (``private_redis_server``).
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import signal
@@ -19,10 +18,9 @@ import anyio.to_thread
 import pytest
 import redis.asyncio
 
+from tests.tokens import make_token
 from tradovate_async._errors import TokenStoreError
-from tradovate_async._models import AccessToken
 from tradovate_async._redis_store import RedisTokenStore
-from tradovate_async._secret import Secret
 
 KEY = "demo|bot-user|app"
 LOGGER = "tradovate_async._redis_store"
@@ -31,18 +29,6 @@ if TYPE_CHECKING:
     from redis_server import RedisServer
 
 Spawn = Callable[..., Awaitable[Any]]  # the spawn_python fixture (tests/conftest.py)
-
-
-def make_token(n: int = 1, *, minutes: float = 90.0, secret: str | None = None) -> AccessToken:
-    now = dt.datetime.now(dt.UTC)
-    return AccessToken(
-        access_token=Secret(secret or f"access-secret-{n}"),
-        md_access_token=Secret(f"md-secret-{n}"),
-        expiration_time=now + dt.timedelta(minutes=minutes),
-        user_id=n,
-        name="bot-user",
-        issued_at=now,
-    )
 
 
 @pytest.fixture

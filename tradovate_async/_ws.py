@@ -999,8 +999,8 @@ class TradovateWebSocket:
             raise
 
     async def _discard(self, conn: ClientConnection | None, *, graceful: bool = False) -> None:
-        """Drop a connection that never became usable: with a closing handshake when the
-        server is talking to us (it refused the token), else without waiting for the peer."""
+        """Drop a connection: with a closing handshake when the server is talking to us (it
+        refused the token, or ended the session in order), else without waiting for the peer."""
         if conn is None:
             return
         with anyio.CancelScope(shield=True):
@@ -1095,17 +1095,7 @@ class TradovateWebSocket:
     async def _release(self, link: _Link) -> None:
         """Free a dead connection quickly: a closing handshake when the server ended the
         session in order, else cut the TCP connection at once (recovery must not wait)."""
-        conn = link.conn
-        with anyio.CancelScope(shield=True):
-            if link.graceful:
-                with anyio.move_on_after(self._close_timeout):
-                    try:
-                        await conn.close(1000)
-                    except Exception:  # the peer may be gone already
-                        logger.debug("closing handshake failed", exc_info=True)
-            conn.transport.abort()
-            with anyio.move_on_after(self._close_timeout):
-                await conn.wait_closed()
+        await self._discard(link.conn, graceful=link.graceful)
 
     def _ready(
         self,
