@@ -13,12 +13,8 @@ Run: ``python bench/fleet.py [--processes 8] [--lifetimes 4]``
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import anyio
@@ -26,50 +22,25 @@ import anyio
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.fleet_child import child_env, run_children  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
-from tradovate_async.sim import SimulatedTradovate, SimUser, WarpClock  # noqa: E402
+from tradovate_async.sim import SimulatedTradovate, WarpClock  # noqa: E402
 
-CHILD = ROOT / "tests" / "fleet_child.py"
 LIFETIME = 5400.0
 
 
 async def run_fleet(store: str, processes: int, lifetimes: float, speed: float) -> dict[str, float]:
     clock = WarpClock(speed=speed)
     async with SimulatedTradovate(clock=clock.time) as sim:
-        user = SimUser()
         seconds = lifetimes * LIFETIME / speed
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TRADOVATE_")}
-        env.update(
-            TRADOVATE_API_URL=sim.api_url,
-            TRADOVATE_USERNAME=user.username,
-            TRADOVATE_PASSWORD=user.password,
-            TRADOVATE_APP_ID=user.app_id,
-            TRADOVATE_SEC=user.sec,
-            TRADOVATE_DEVICE_ID="bench-fleet",
-            FLEET_STORE=store,
+        env = child_env(
+            sim,
+            store,
             FLEET_SECONDS=str(seconds),
             FLEET_CLOCK_SPEED=str(speed),
             FLEET_CLOCK_EPOCH=repr(clock.epoch),
-            FLEET_START_AT=str(time.time() + 2.0),
-            PYTHONPATH=str(ROOT),
         )
-
-        def run_all() -> list[dict[str, object]]:
-            procs = [
-                subprocess.Popen(
-                    [sys.executable, str(CHILD)], env=env, stdout=subprocess.PIPE, text=True
-                )
-                for _ in range(processes)
-            ]
-            reports = []
-            for proc in procs:
-                out, _ = proc.communicate(timeout=300)
-                if proc.returncode != 0:
-                    raise SystemExit(f"a fleet process failed ({proc.returncode})")
-                reports.append(json.loads(out.strip().splitlines()[-1]))
-            return reports
-
-        reports = await anyio.to_thread.run_sync(run_all)
+        reports = await anyio.to_thread.run_sync(lambda: run_children(processes, env, start_in=2.0))
         elapsed_lifetimes = lifetimes  # each process runs this long after its first token
         return {
             "token requests": sim.token_requests,

@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
+from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -22,7 +26,53 @@ from tradovate_async import (
     TradovateConfig,
     TradovateSession,
 )
-from tradovate_async.sim import WarpClock
+from tradovate_async.sim import SimulatedTradovate, SimUser, WarpClock
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def child_env(sim: SimulatedTradovate, store: str, **extra: str) -> dict[str, str]:
+    """The environment of a fleet process: the simulator's URLs and its default user's
+    credentials (nothing inherited from TRADOVATE_*), the store, and ``extra`` FLEET_* knobs."""
+    user = SimUser()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADOVATE_")}
+    env.update(
+        TRADOVATE_API_URL=sim.api_url,
+        TRADOVATE_WS_URL=sim.ws_url,
+        TRADOVATE_MD_URL=sim.md_url,
+        TRADOVATE_USERNAME=user.username,
+        TRADOVATE_PASSWORD=user.password,
+        TRADOVATE_APP_ID=user.app_id,
+        TRADOVATE_SEC=user.sec,
+        TRADOVATE_DEVICE_ID="fleet-device",
+        FLEET_STORE=store,
+        PYTHONPATH=str(ROOT),
+    )
+    env.update(extra)
+    return env
+
+
+def run_children(count: int, env: dict[str, str], *, start_in: float = 1.5) -> list[dict[str, Any]]:
+    """Start ``count`` fleet processes to begin together ``start_in`` seconds from now; their
+    JSON reports. Blocking: call it from a worker thread in async code."""
+    env = {**env, "FLEET_START_AT": str(time.time() + start_in)}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, __file__],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(count)
+    ]
+    reports = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        if proc.returncode != 0:
+            raise RuntimeError(f"a fleet process failed ({proc.returncode}):\n{err[-2000:]}")
+        reports.append(json.loads(out.strip().splitlines()[-1]))
+    return reports
 
 
 def make_store(spec: str) -> TokenStore:

@@ -13,7 +13,6 @@ from tradovate_async._auth_core import (
     Scrubber,
     build_login_body,
     interpret_token_response,
-    is_transient,
 )
 from tradovate_async._config import TradovateConfig
 from tradovate_async._errors import (
@@ -27,7 +26,6 @@ from tradovate_async._errors import (
     RateLimitedError,
     RequestFailedError,
     TokenRejectedError,
-    TransportError,
 )
 from tradovate_async._models import AccessToken
 from tradovate_async._responses import interpret_api_response
@@ -152,15 +150,6 @@ def test_html_502_excerpt_is_short_and_scrubbed() -> None:
     with pytest.raises(APIError) as info:
         interpret_token_response("login", 500, raw, issued_at=NOW, scrub=Scrubber([secret]))
     assert secret not in str(info.value)
-
-
-def test_transient_classification() -> None:
-    assert is_transient(TransportError("x"))
-    assert is_transient(APIError("x", status=503))
-    assert is_transient(InvalidResponseError("x", status=200))
-    assert not is_transient(RateLimitedError("x", status=429))
-    assert not is_transient(APIError("x", status=404))
-    assert not is_transient(InvalidCredentialsError("x"))
 
 
 def test_penalty_policy_bounds() -> None:

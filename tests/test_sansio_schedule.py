@@ -134,3 +134,13 @@ def test_invalid_arguments() -> None:
         RenewalSchedule(dt.timedelta(0))
     with pytest.raises(ValueError):
         RenewalSchedule(jitter=2.0)
+
+
+def test_deferral_window_and_rejection_grace() -> None:
+    s = schedule(jitter=0.0)
+    tok = token()
+    assert s.may_defer(tok, T0 + 85 * MIN)  # 5 min left, margin 5 min: more than half
+    assert not s.may_defer(tok, T0 + 88 * MIN)  # 2 min left: renew now, lock or not
+    assert not s.may_defer(None, T0)
+    assert s.rejection_grace(tok) == dt.timedelta(seconds=60)
+    assert s.rejection_grace(token(lifetime=100 * SEC)) == 10 * SEC

@@ -24,9 +24,6 @@ from ._errors import (
     PenaltyLimitError,
     RateLimitedError,
     TokenRejectedError,
-    TokenStoreError,
-    TradovateError,
-    TransportError,
 )
 from ._models import AccessToken
 from ._responses import parse_json_body, scrubbed_excerpt
@@ -37,7 +34,6 @@ __all__ = [
     "Scrubber",
     "build_login_body",
     "interpret_token_response",
-    "is_transient",
 ]
 
 TokenCall = Literal["login", "renew"]
@@ -45,10 +41,15 @@ TokenCall = Literal["login", "renew"]
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Penalty:
-    """A time penalty (``p-ticket``): wait ``wait_seconds``, then resend with ``ticket``."""
+    """A time penalty (``p-ticket``): wait ``wait_seconds``, then resend with ``ticket``.
+
+    ``captcha`` penalties cannot be served by a program (REST logins raise
+    :class:`CaptchaRequiredError` before building one; WebSocket answers carry the flag).
+    """
 
     ticket: str
     wait_seconds: float
+    captcha: bool = False
 
     def __repr__(self) -> str:  # the ticket is opaque and IP-bound; keep it out of logs
         return f"Penalty(wait_seconds={self.wait_seconds})"
@@ -157,17 +158,6 @@ def interpret_token_response(
     raise APIError(f"{call} failed", status=status, body_excerpt=text)
 
 
-def is_transient(error: BaseException) -> bool:
-    """Whether a later attempt may succeed without anyone changing anything."""
-    if isinstance(error, TransportError | InvalidResponseError | TokenStoreError):
-        return True
-    if isinstance(error, RateLimitedError | LockoutWarningError):
-        return False
-    if isinstance(error, APIError):
-        return error.status is None or error.status >= 500 or error.status == 408
-    return False
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class PenaltyPolicy:
     """How many penalty rounds, and how long a wait, a login may sit out."""
@@ -190,8 +180,3 @@ class PenaltyPolicy:
             error.retry_after = dt.timedelta(seconds=min(penalty.wait_seconds, 86_400.0))
             raise error
         return penalty.wait_seconds
-
-
-def describe(error: TradovateError) -> str:
-    """A one-line description for logs (type and message; never a secret by construction)."""
-    return f"{type(error).__name__}: {error}"

@@ -174,10 +174,6 @@ class TradovateConfig:
         """The key under which token stores keep this user's token: environment, user, app."""
         return f"{self.api_url}|{self.username}|{self.app_id}"
 
-    def with_urls(self, *, api_url: str, ws_url: str, md_url: str) -> TradovateConfig:
-        """A copy pointed at other endpoints (for example the simulator)."""
-        return dataclasses.replace(self, api_url=api_url, ws_url=ws_url, md_url=md_url)
-
     @classmethod
     def from_env(
         cls,

@@ -20,12 +20,6 @@ from ._ws import TradovateWebSocket
 
 __all__ = ["run_demo"]
 
-_T0 = time.monotonic()
-
-
-def _say(text: str) -> None:
-    print(f"[{time.monotonic() - _T0:5.1f}s] {text}", flush=True)
-
 
 def _quote_text(event_data: Any) -> str:
     quotes = event_data.get("quotes", []) if isinstance(event_data, dict) else []
@@ -48,8 +42,11 @@ async def _next_event(ws: TradovateWebSocket, kind: str, within: float = 10.0) -
 async def run_demo() -> None:
     from .sim import Fault, SimulatedTradovate
 
-    global _T0
-    _T0 = time.monotonic()
+    started = time.monotonic()
+
+    def _say(text: str) -> None:
+        print(f"[{time.monotonic() - started:5.1f}s] {text}", flush=True)
+
     async with SimulatedTradovate(token_lifetime=20.0, quote_interval=0.25) as sim:
         _say(f"simulator listening on {sim.api_url}")
         sim.inject("auth/accesstokenrequest", Fault.penalty(1.0))

@@ -91,7 +91,7 @@ class RenewalSchedule:
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self._rng = rng or random.Random()
-        self._renew_at: dict[int, dt.datetime] = {}
+        self._renew_for: tuple[AccessToken, dt.datetime] | None = None
         self._attempts: collections.deque[dt.datetime] = collections.deque()
         self._failures = 0
         self._retry_at: dt.datetime | None = None
@@ -112,14 +112,13 @@ class RenewalSchedule:
 
     def renew_at(self, token: AccessToken) -> dt.datetime:
         """When to renew ``token``; the jitter is drawn once per token and remembered."""
-        key = id(token.access_token)
-        cached = self._renew_at.get(key)
-        if cached is None:
-            margin = self.margin(token)
-            extra = margin * (self.jitter * self._rng.random())
-            cached = token.expiration_time - margin - extra
-            self._renew_at = {key: cached}  # only the current token matters
-        return cached
+        if self._renew_for is not None and self._renew_for[0] is token:
+            return self._renew_for[1]
+        margin = self.margin(token)
+        extra = margin * (self.jitter * self._rng.random())
+        when = token.expiration_time - margin - extra
+        self._renew_for = (token, when)  # only the current token matters
+        return when
 
     def is_usable(self, token: AccessToken | None, now: dt.datetime) -> bool:
         """Whether a request may go out with ``token`` now."""
@@ -128,6 +127,16 @@ class RenewalSchedule:
     def is_fresh(self, token: AccessToken | None, now: dt.datetime) -> bool:
         """Usable and not yet due for renewal: adopt it from a store without any call."""
         return token is not None and now < token.expiration_time - self.margin(token)
+
+    def may_defer(self, token: AccessToken | None, now: dt.datetime) -> bool:
+        """Whether a due renewal may wait (e.g. for the token store's lock to come back): the
+        token still has more than half its margin left."""
+        return token is not None and now < token.expiration_time - self.margin(token) / 2
+
+    def rejection_grace(self, token: AccessToken) -> dt.timedelta:
+        """How soon after a refusal-driven renewal a refusal of its product means permissions
+        or the wrong environment rather than expiry: ``min(60 s, lifetime / 10)``."""
+        return min(dt.timedelta(seconds=60), (token.lifetime or dt.timedelta(0)) / 10)
 
     # -- decisions --------------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ import anyio.abc
 import httpx
 
 from ._auth import Authenticator, utc_now
-from ._auth_core import PenaltyPolicy, is_transient
+from ._auth_core import PenaltyPolicy
 from ._config import TradovateConfig
 from ._errors import (
     InvalidResponseError,
@@ -408,8 +408,11 @@ class TradovateSession:
             return current
         self.stats.rejected_tokens += 1
         product, when = self._rejection_refresh
-        grace = min(dt.timedelta(seconds=60), (token.lifetime or dt.timedelta(0)) / 10)
-        if token is product and when is not None and now - when < grace:
+        if (
+            token is product
+            and when is not None
+            and now - when < self._schedule.rejection_grace(token)
+        ):
             raise TokenRejectedError(
                 "the server refused the token obtained moments ago after a refusal; not "
                 "renewing again. Either another login of this user keeps ending this session "
@@ -445,11 +448,7 @@ class TradovateSession:
             # Without the store's lock a fleet sharing one token would renew it several times
             # over, each renewal retiring the others' token: while the token has plenty of life
             # left, a scheduled renewal waits for the store to come back instead.
-            may_defer = (
-                reason == "renew"
-                and current is not None
-                and now < current.expiration_time - self._schedule.margin(current) / 2
-            )
+            may_defer = reason == "renew" and self._schedule.may_defer(current, now)
             try:
                 async with self._store_lock(may_defer=may_defer):
                     token, how = await self._obtain(seen, reason)
@@ -530,8 +529,6 @@ class TradovateSession:
             max(left, 0.0),
             (retry_at - now).total_seconds(),
         )
-        if not is_transient(error):
-            logger.debug("treated the non-transient %s as transient", type(error).__name__)
 
     def _publish(self, token: AccessToken) -> None:
         auth = self._auth

@@ -44,7 +44,7 @@ import anyio.lowlevel
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
-from ._auth_core import Penalty, PenaltyPolicy
+from ._auth_core import PenaltyPolicy
 from ._errors import (
     CaptchaRequiredError,
     ConnectFailedError,
@@ -743,7 +743,7 @@ class TradovateWebSocket:
                 raise CaptchaRequiredError()
             self.stats.penalties += 1
             # The same bounds as a penalised login: at most so many rounds, so long a wait.
-            wait = self._penalty_policy.wait_for(Penalty(penalty.ticket, penalty.seconds), rounds)
+            wait = self._penalty_policy.wait_for(penalty, rounds)
             rounds += 1
             logger.warning(
                 "%s: penalty ticket, waiting %.1f s before resending (round %d of %d)",

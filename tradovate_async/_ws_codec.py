@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Final, Generic, TypeAlias, TypeVar
 from urllib.parse import urlencode
 
+from ._auth_core import Penalty
 from ._errors import ProtocolError, excerpt
 
 __all__ = [
@@ -440,15 +441,6 @@ def _compact_or_repr(value: Any) -> str:
         return _compact(value)
     except (TypeError, ValueError):
         return repr(value)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Penalty:
-    """A penalty ticket: wait ``seconds``, then resend with ``"p-ticket": ticket`` in the body."""
-
-    ticket: str
-    seconds: float
-    captcha: bool
 
 
 def penalty_of(data: Any) -> Penalty | None:

@@ -450,7 +450,7 @@ def test_mutated_frames_decode_or_raise_protocol_error(pair: tuple[bytes, bytes]
                 if isinstance(item, Response):
                     assert isinstance(interpret_auth_response(item, item.id), AuthOutcome)
                     penalty = penalty_of(item.data)
-                    assert penalty is None or penalty.seconds >= 0
+                    assert penalty is None or penalty.wait_seconds >= 0
                     text = error_text(item.data)
                     assert text is None or isinstance(text, str)
 
@@ -536,7 +536,7 @@ def test_huge_integer_p_time_is_longer_than_any_allowed_wait(site: str) -> None:
         frame = decode_frame('a[{"s":200,"i":1,"d":{"p-ticket":"t","p-time":' + HUGE + "}}]")
         assert isinstance(frame, MessagesFrame) and isinstance(frame.items[0], Response)
         ws_penalty = penalty_of(frame.items[0].data)
-        assert ws_penalty is not None and ws_penalty.seconds == math.inf
+        assert ws_penalty is not None and ws_penalty.wait_seconds == math.inf
 
 
 def test_secret_cut_by_the_excerpt_is_still_scrubbed() -> None:
