@@ -8,19 +8,34 @@ Prints, from one run against the simulator on loopback:
   ``httpx.AsyncClient`` with a fixed ``Authorization`` header doing ``get`` + ``.json()``
   against the same server, measured in interleaved rounds (target: <= 1.05).
 
-Run: ``python bench/session.py [--requests N] [--rounds R]``
+Then, against ``bench/_fast_http.py`` (a pre-encoded keep-alive HTTP server in its own process,
+faster than any client: a raw-socket "null client" round proves it), 50 concurrent workers in
+interleaved rounds with: plain httpx (its default pool), plain httpx with a keep-alive pool as
+large as the concurrency, plain aiohttp, httpx over the ``httpx-aiohttp`` transport, and the
+library's ``session.get`` with its default transport. Prints requests per second and, last, the
+library divided by plain aiohttp (target >= 0.8).
+
+Run: ``python bench/session.py [--requests N] [--rounds R] [--concurrent-requests N]``
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import statistics
+import subprocess
+import sys
 import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 
+import aiohttp
 import anyio
 import httpx
+from httpx_aiohttp import AiohttpTransport
 
-from tradovate_async import TradovateSession
+from tradovate_async import TradovateConfig, TradovateSession
 from tradovate_async.sim import SimulatedTradovate, WarpClock
 
 
@@ -69,11 +84,125 @@ async def per_request(requests: int, rounds: int) -> tuple[float, float]:
     return statistics.median(lib_times), statistics.median(plain_times)
 
 
+class FastServer:
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("_fast_http.py"))],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        self.url: str = json.loads(self.proc.stdout.readline())["url"]
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(timeout=10)
+
+
+async def fan_out(workers: int, total: int, call: Callable[[], Awaitable[object]]) -> float:
+    """Seconds for ``workers`` concurrent loops to make ``total`` calls."""
+
+    async def worker(count: int) -> None:
+        for _ in range(count):
+            await call()
+
+    start = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        for n in range(workers):
+            tg.start_soon(worker, total // workers + (n < total % workers))
+    return time.perf_counter() - start
+
+
+async def null_client(url: str, workers: int, total: int) -> float:
+    """Raw keep-alive connections that only count answers: how fast the server alone is."""
+    host, port = url.split("//")[1].split("/")[0].split(":")
+    head = f"GET /v1/account/list HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    conns = [await asyncio.open_connection(host, int(port)) for _ in range(workers)]
+
+    async def worker(conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], count: int) -> None:
+        reader, writer = conn
+        for _ in range(count):
+            writer.write(head)
+            await reader.readuntil(b"\r\n\r\n")
+            await reader.readuntil(b"]")  # the body is one JSON array
+
+    start = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        for n, conn in enumerate(conns):
+            tg.start_soon(worker, conn, total // workers + (n < total % workers))
+    elapsed = time.perf_counter() - start
+    for _, writer in conns:
+        writer.close()
+    return elapsed
+
+
+async def concurrent(total: int, rounds: int, workers: int = 50) -> dict[str, float]:
+    server = FastServer()
+    url = server.url
+    headers = {"Accept": "application/json", "Authorization": "Bearer fast-server-token"}
+    config = TradovateConfig(
+        username="bench",
+        password="bench-password",
+        app_id="bench",
+        sec="bench-secret",
+        device_id="bench",
+        api_url=url,
+    )
+    big_pool = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+    try:
+        async with (
+            httpx.AsyncClient(base_url=url + "/", headers=headers) as default_httpx,
+            httpx.AsyncClient(base_url=url + "/", headers=headers, limits=big_pool) as tuned,
+            httpx.AsyncClient(
+                base_url=url + "/", headers=headers, transport=AiohttpTransport()
+            ) as over_aiohttp,
+            aiohttp.ClientSession(base_url=url + "/", headers=headers) as plain_aiohttp,
+            TradovateSession(config) as session,
+        ):
+
+            async def via_httpx(client: httpx.AsyncClient) -> None:
+                response = await client.get("account/list")
+                response.raise_for_status()
+                response.json()
+
+            async def via_aiohttp() -> None:
+                async with plain_aiohttp.get("account/list") as response:
+                    response.raise_for_status()
+                    await response.json()
+
+            clients: dict[str, Callable[[], Awaitable[object]]] = {
+                "httpx (default pool)": lambda: via_httpx(default_httpx),
+                "httpx (keep-alive 100)": lambda: via_httpx(tuned),
+                "httpx + aiohttp transport": lambda: via_httpx(over_aiohttp),
+                "aiohttp": via_aiohttp,
+                "library session.get": lambda: session.get("account/list"),
+            }
+            times: dict[str, list[float]] = {name: [] for name in clients}
+            times["server (null client)"] = []
+            names = list(times)
+            for name in names[:-1]:
+                await fan_out(workers, workers * 4, clients[name])  # warm the pools
+            for round_no in range(rounds):
+                shift = round_no % len(names)
+                for name in names[shift:] + names[:shift]:
+                    if name == "server (null client)":
+                        times[name].append(await null_client(url, workers, total))
+                    else:
+                        times[name].append(await fan_out(workers, total, clients[name]))
+            return {name: total / statistics.median(ts) for name, ts in times.items()}
+    finally:
+        server.close()
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--concurrency", type=int, default=1000)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--concurrent-requests", type=int, default=5000)
+    parser.add_argument("--concurrent-rounds", type=int, default=5)
     args = parser.parse_args()
 
     token_requests = await single_flight(args.concurrency)
@@ -83,6 +212,16 @@ async def main() -> None:
     lib, plain = await per_request(args.requests, args.rounds)
     print(f"median session.get: {lib * 1e6:.0f} us; plain httpx: {plain * 1e6:.0f} us")
     print(f"session.get / plain httpx median ratio: {lib / plain:.3f} (target <= 1.05)")
+    rates = await concurrent(args.concurrent_requests, args.concurrent_rounds)
+    print("\n50 concurrent workers, requests/s, median of interleaved rounds:")
+    for name, rate in sorted(rates.items(), key=lambda kv: -kv[1]):
+        print(f"  {name:>26}: {rate:>9,.0f}")
+    fastest = max(v for k, v in rates.items() if not k.startswith("server"))
+    print(f"  server / fastest client: {rates['server (null client)'] / fastest:.1f}x")
+    print(
+        f"ratio library session.get / plain aiohttp, 50 concurrent: "
+        f"{rates['library session.get'] / rates['aiohttp']:.2f} (target >= 0.8)"
+    )
 
 
 if __name__ == "__main__":

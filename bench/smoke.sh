@@ -3,7 +3,7 @@
 # Figures from a CI machine are noisy; the README's figures come from the full default runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python bench/session.py --requests 50 --rounds 4
-python bench/websocket.py --frames 3000 --rounds 3 --drops 10
+python bench/session.py --requests 50 --rounds 4 --concurrent-requests 500 --concurrent-rounds 2
+python bench/websocket.py --events 3000 --rounds 2 --drops 3 --memory-events 20000
 python bench/fleet.py --processes 4 --lifetimes 2
 python bench/soak.py --days 1 --minutes 0.25

@@ -1,186 +1,319 @@
-"""WebSocket benchmark: market-data throughput and recovery after a drop.
+"""WebSocket benchmark: market-data throughput against the real floor, and recovery after a drop.
 
-The simulator runs in a child process (its own interpreter lock) and streams bursts of ``md``
-frames, unthrottled, to the authorized market-data sockets. Three consumers take the same
-bursts in interleaved rounds:
+The sender (``bench/_fast_sender.py``) runs in its own process and writes pre-encoded, realistic
+``md`` quote frames straight to the socket: every burst is encoded before its first byte goes out.
+A first round with a null reader (raw TCP, no WebSocket parsing) proves that the sender is much
+faster than any client: its rate is printed beside the clients'.
 
-- ``ws.events()`` of the library (decoded, typed events);
-- the obvious hand-written loop: ``websockets.connect`` with its defaults, ``recv()``, and
-  ``json.loads`` of each ``a[...]`` frame;
-- bare ``recv()`` of ``websockets`` without any decoding.
+Clients, each taking the same bursts in interleaved rounds (the order rotates every round):
 
-Prints events per second of each, the library divided by the hand-written loop (target >= 1.1)
-and by bare recv (target >= 0.8), and the median time from a server-side drop to the socket
-being re-authorized and resubscribed (target <= 50 ms on loopback, first attempt).
+- ``bare recv``: ``websockets`` ``recv()`` without decoding, compression off (the floor of this
+  stack) and on (``websockets``' default, permessage-deflate);
+- ``json.loads``, ``orjson``, ``msgspec``: the best hand-written loops a user could write
+  (``recv(decode=False)`` bytes for orjson and msgspec, no compression);
+- ``library``: ``ws.events()`` of ``tradovate_async`` with its defaults.
 
-Run: ``python bench/websocket.py [--frames 20000] [--rounds 5] [--drops 20]``
+Each figure is the median over rounds, at 1 and 10 events per frame. The last lines are the
+ratios the performance issue sets targets for. Then: the library's memory (retained bytes per
+undelivered event, RSS growth over a long stream) and the drop -> re-authorized -> resubscribed
+time against the simulator.
+
+Run: ``python bench/websocket.py [--events 200000] [--rounds 5] [--drops 20]``
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import base64
+import gc
 import json
+import os
+import socket
 import statistics
 import subprocess
 import sys
 import time
+import tracemalloc
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import anyio
+import msgspec
+import orjson
+import psutil
 import websockets
 
-from tradovate_async import TradovateConfig, TradovateSession, TradovateWebSocket
-from tradovate_async.sim import SimUser
+sys.path.insert(0, str(Path(__file__).parent))
+from _fast_sender import burst_blob, encode_message
+
+from tradovate_async import TradovateSession
+from tradovate_async.sim import SimulatedTradovate
 
 
-class SimProcess:
+class Sender:
+    """The fast sender's child process."""
+
     def __init__(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).with_name("_sim_process.py"))],
+            [sys.executable, str(Path(__file__).with_name("_fast_sender.py"))],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
         assert self.proc.stdout is not None
-        self.urls = json.loads(self.proc.stdout.readline())
-
-    async def command(self, line: str) -> str:
-        def run() -> str:
-            assert self.proc.stdin is not None and self.proc.stdout is not None
-            self.proc.stdin.write(line + "\n")
-            self.proc.stdin.flush()
-            return self.proc.stdout.readline().strip()
-
-        return await anyio.to_thread.run_sync(run)
+        self.url: str = json.loads(self.proc.stdout.readline())["url"]
 
     def close(self) -> None:
-        if self.proc.stdin is not None:
-            self.proc.stdin.write("quit\n")
-            self.proc.stdin.flush()
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
         self.proc.wait(timeout=10)
 
 
-async def timed_burst(
-    sim: SimProcess, frames: int, consume: Callable[[int], Awaitable[None]]
-) -> float:
-    """Seconds for ``consume`` to take ``frames`` md events of one burst."""
-    start = time.perf_counter()
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(sim.command, f"burst {frames} 1")
-        await consume(frames)
-    return time.perf_counter() - start
+def stream_request(events: int, batch: int, request_id: int = 2) -> str:
+    body = json.dumps({"events": events, "batch": batch})
+    return f"bench/stream\n{request_id}\n\n{body}"
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=20_000)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--drops", type=int, default=20)
-    args = parser.parse_args()
-
-    sim = SimProcess()
+async def null_reader(url: str, events: int, batch: int) -> float:
+    """Seconds for raw TCP reads to take a burst without any parsing: the sender's own speed."""
+    host, port = url.split("//")[1].split("/")[0].split(":")
+    loop = asyncio.get_running_loop()
+    sock = socket.create_connection((host, int(port)))
+    sock.setblocking(False)
     try:
-        user = SimUser()
-        config = TradovateConfig(
-            username=user.username,
-            password=user.password,
-            app_id=user.app_id,
-            sec=user.sec,
-            device_id="bench",
-            api_url=sim.urls["api_url"],
-            ws_url=sim.urls["ws_url"],
-            md_url=sim.urls["md_url"],
+        key = base64.b64encode(os.urandom(16)).decode()
+        handshake = (
+            f"GET /v1/websocket HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
         )
-        async with TradovateSession(config) as session:
-            token = session.token.market_data_token.reveal()
-            times: dict[str, list[float]] = {"library": [], "hand-written": [], "bare recv": []}
+        await loop.sock_sendall(sock, handshake.encode())
+        buffered = b""
+        while b"\r\n\r\n" not in buffered or len(buffered.split(b"\r\n\r\n", 1)[1]) < 3:
+            buffered += await loop.sock_recv(sock, 4096)  # the 101 answer and the 'o' frame
+        payload = stream_request(events, batch).encode()
+        mask = b"\x01\x02\x03\x04"
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        header = bytes((0x81, 0x80 | 126)) + len(payload).to_bytes(2, "big")
+        blob, _ = burst_blob(events, batch, False)
+        expected = len(encode_message(b'a[{"s":200,"i":2}]', compressed=False)) + len(blob)
+        start = time.perf_counter()
+        await loop.sock_sendall(sock, header + mask + masked)
+        view = memoryview(bytearray(1 << 20))
+        received = 0
+        while received < expected:
+            received += await loop.sock_recv_into(sock, view)
+        return time.perf_counter() - start
+    finally:
+        sock.close()
 
-            async def library_round() -> float:
-                ws: TradovateWebSocket
-                async with session.websocket(kind="md") as ws:
-                    events = ws.events()
 
-                    async def consume(n: int) -> None:
-                        seen = 0
-                        async for event in events:
-                            if event.kind == "md":
-                                seen += 1
-                                if seen == n:
-                                    return
+async def raw_client(url: str, events: int, batch: int, how: str) -> float:
+    """Seconds for one hand-written client to take a burst of ``events``."""
+    compression = "deflate" if how == "recv+deflate" else None
+    async with websockets.connect(url, compression=compression, max_size=None) as raw:
+        assert await raw.recv() == "o"
+        await raw.send("authorize\n1\n\nbench-token")
+        assert '"s":200' in str(await raw.recv())
+        frames = events // batch
+        start = time.perf_counter()
+        await raw.send(stream_request(events, batch))
+        await raw.recv()  # the answer to bench/stream
+        seen = 0
+        if how.startswith("recv"):
+            for _ in range(frames):
+                await raw.recv()
+            seen = events
+        elif how == "json.loads":
+            loads = json.loads
+            while seen < events:
+                for item in loads((await raw.recv())[1:]):
+                    if item["e"] == "md":
+                        seen += 1
+        elif how == "orjson":
+            oloads = orjson.loads
+            while seen < events:
+                for item in oloads(memoryview(await raw.recv(decode=False))[1:]):
+                    if item["e"] == "md":
+                        seen += 1
+        elif how == "msgspec":
+            decode = msgspec.json.Decoder().decode
+            while seen < events:
+                for item in decode(memoryview(await raw.recv(decode=False))[1:]):
+                    if item["e"] == "md":
+                        seen += 1
+        elapsed = time.perf_counter() - start
+        assert seen == events, (how, seen)
+        return elapsed
 
-                    return await timed_burst(sim, args.frames, consume)
 
-            async def raw_round(decode: bool) -> float:
-                async with websockets.connect(config.md_url) as raw:
-                    assert await raw.recv() == "o"
-                    await raw.send(f"authorize\n1\n\n{token}")
-                    answer = await raw.recv()
-                    assert '"s":200' in str(answer), answer
+async def library_client(session: TradovateSession, url: str, events: int, batch: int) -> float:
+    async with session.websocket(kind="md", url=url) as ws:
+        stream = ws.events()
+        start = time.perf_counter()
+        await ws.request("bench/stream", body={"events": events, "batch": batch})
+        seen = 0
+        async for event in stream:
+            if event.kind == "md":
+                seen += 1
+                if seen == events:
+                    break
+        return time.perf_counter() - start
 
-                    async def consume(n: int) -> None:
-                        seen = 0
-                        while seen < n:
-                            message = await raw.recv()
-                            if not isinstance(message, str) or not message.startswith("a"):
-                                continue
-                            if decode:
-                                for item in json.loads(message[1:]):
-                                    if item.get("e") == "md":
-                                        seen += 1
-                            else:
-                                seen += 1
 
-                    return await timed_burst(sim, args.frames, consume)
+CLIENTS = ("recv", "recv+deflate", "json.loads", "orjson", "msgspec", "library")
 
-            for round_no in range(args.rounds):
-                order = [
-                    ("library", library_round),
-                    ("hand-written", lambda: raw_round(True)),
-                    ("bare recv", lambda: raw_round(False)),
-                ]
-                if round_no % 2:
-                    order.reverse()
-                for name, run in order:
-                    times[name].append(await run())
 
-            rate = {name: args.frames / statistics.median(ts) for name, ts in times.items()}
-            for name, value in rate.items():
-                print(f"{name:>13}: {value:,.0f} md events/s (median of {args.rounds} rounds)")
-            print(
-                f"library / hand-written websockets+json.loads: "
-                f"{rate['library'] / rate['hand-written']:.2f} (target >= 1.1)"
-            )
-            print(
-                f"library / bare websockets recv: {rate['library'] / rate['bare recv']:.2f} "
-                "(target >= 0.8)"
-            )
+async def throughput(
+    session: TradovateSession, url: str, events: int, batch: int, rounds: int
+) -> dict[str, float]:
+    runs: dict[str, Callable[[], Awaitable[float]]] = {
+        name: (lambda name=name: raw_client(url, events, batch, name)) for name in CLIENTS[:-1]
+    }
+    runs["library"] = lambda: library_client(session, url, events, batch)
+    runs["sender (null reader)"] = lambda: null_reader(url, events, batch)
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    names = list(runs)
+    burst_blob(events, batch, False)  # encoded in this process too (the null reader's count)
+    for name in names:  # warm-up: the sender encodes each burst once, connections warm
+        await runs[name]()
+    for round_no in range(rounds):
+        shift = round_no % len(names)
+        for name in names[shift:] + names[:shift]:
+            gc.collect()
+            times[name].append(await runs[name]())
+    return {name: events / statistics.median(ts) for name, ts in times.items()}
 
-            recoveries: list[float] = []
-            end_to_end: list[float] = []
-            # stable_after below the spacing of the drops, so that every drop meets a reset
-            # backoff and measures a first attempt, as the target asks.
+
+def wire_bytes(events: int, batch: int) -> tuple[int, int]:
+    plain, _ = burst_blob(events, batch, False)
+    compressed, _ = burst_blob(events, batch, True)
+    return len(plain), len(compressed)
+
+
+async def memory(session: TradovateSession, url: str, events: int) -> tuple[float, float]:
+    """(retained bytes per undelivered event at the peak, RSS growth in MB over ``events``)."""
+    async with session.websocket(kind="md", url=url) as ws:
+        stream = ws.events()
+        tracemalloc.start()
+        base = tracemalloc.get_traced_memory()[0]
+        await ws.request("bench/stream", body={"events": 20_000, "batch": 1})
+        await anyio.sleep(1.0)  # nobody consumes: the buffer holds what arrived
+        held = ws.stats.buffered_events if hasattr(ws.stats, "buffered_events") else None
+        peak = tracemalloc.get_traced_memory()[1] - base
+        tracemalloc.stop()
+        seen = 0
+        async for event in stream:
+            if event.kind == "md":
+                seen += 1
+                if seen == 20_000:
+                    break
+        held_count = held if isinstance(held, int) and held else 20_000
+        per_event = peak / held_count
+        rss = psutil.Process()
+        gc.collect()
+        before = rss.memory_info().rss
+        chunk = 100_000
+        for _ in range(max(1, events // chunk)):
+            await ws.request("bench/stream", body={"events": chunk, "batch": 10})
+            seen = 0
+            async for event in stream:
+                if event.kind == "md":
+                    seen += 1
+                    if seen == chunk:
+                        break
+        gc.collect()
+        growth = (rss.memory_info().rss - before) / 1e6
+        return per_event, growth
+
+
+async def recovery(drops: int) -> tuple[float, float]:
+    """Median ms from the client seeing a drop, and from the server's drop, to resubscribed."""
+    recoveries: list[float] = []
+    end_to_end: list[float] = []
+    async with SimulatedTradovate(quote_interval=3600.0) as sim:
+        async with TradovateSession(sim.config()) as session:
             async with session.websocket(kind="md", stable_after=0.2) as md:
                 await md.subscribe("md/subscribeQuote", {"symbol": "ESZ6"})
                 events = md.events()
-                for _ in range(args.drops):
+                for _ in range(drops):
                     await anyio.sleep(0.3)  # let the connection count as stable again
                     start = time.perf_counter()
-                    await sim.command("drop md")
+                    sim.drop_sockets("md")
                     async for event in events:
                         if event.kind == "reconnected":
                             end_to_end.append(time.perf_counter() - start)
                             recoveries.append(event.data.recovery_seconds)
-                            assert event.data.attempts == 1, event.data
                             break
+    return statistics.median(recoveries) * 1000, statistics.median(end_to_end) * 1000
+
+
+def report(batch: int, rate: dict[str, float]) -> None:
+    print(f"\n{batch} event(s) per frame, events/s, median of interleaved rounds:")
+    for name, value in sorted(rate.items(), key=lambda kv: -kv[1]):
+        print(f"  {name:>22}: {value:>12,.0f}")
+    fastest_client = max(v for k, v in rate.items() if not k.startswith("sender"))
+    print(
+        f"  sender / fastest client: {rate['sender (null reader)'] / fastest_client:.1f}x "
+        "(the sender is not the limit when this is well above 1)"
+    )
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--drops", type=int, default=20)
+    parser.add_argument("--memory-events", type=int, default=1_000_000)
+    args = parser.parse_args()
+    events = args.events - args.events % 10
+
+    sender = Sender()
+    try:
+        async with SimulatedTradovate() as sim:
+            config = sim.config()
+            async with TradovateSession(config) as session:
+                rates = {}
+                for batch in (1, 10):
+                    rates[batch] = await throughput(session, sender.url, events, batch, args.rounds)
+                    report(batch, rates[batch])
+                for batch in (1, 10):
+                    plain, packed = wire_bytes(events, batch)
+                    print(
+                        f"\nwire bytes per event at {batch}/frame: {plain / events:.0f} plain, "
+                        f"{packed / events:.0f} with permessage-deflate "
+                        f"({packed / plain:.0%}); CPU: recv {rates[batch]['recv']:,.0f}/s vs "
+                        f"recv+deflate {rates[batch]['recv+deflate']:,.0f}/s"
+                    )
+                per_event, growth = await memory(session, sender.url, args.memory_events)
+                print(f"\nretained bytes per undelivered event (peak, traced): {per_event:,.0f}")
+                print(
+                    f"RSS growth over {args.memory_events:,} events: {growth:+.2f} MB (target < 1)"
+                )
+        ms_seen, ms_total = await recovery(args.drops)
+        print(
+            f"drop -> re-authorized and resubscribed: median {ms_seen:.1f} ms after the client "
+            f"saw the drop, {ms_total:.1f} ms from the server's drop ({args.drops} drops; "
+            "target <= 50 ms)"
+        )
+        print()
+        for batch in (1, 10):
+            r = rates[batch]
+            best = max(r["orjson"], r["msgspec"])
             print(
-                f"drop -> re-authorized and resubscribed: median "
-                f"{statistics.median(recoveries) * 1000:.1f} ms after the client saw the drop, "
-                f"{statistics.median(end_to_end) * 1000:.1f} ms from the server's drop command "
-                f"({args.drops} drops; target <= 50 ms)"
+                f"ratio library / best of recv+orjson|msgspec at {batch}/frame: "
+                f"{r['library'] / best:.2f} (target >= 1.0)"
             )
+            print(
+                f"ratio library / recv+json.loads at {batch}/frame: "
+                f"{r['library'] / r['json.loads']:.2f}"
+            )
+        print(
+            f"ratio library / bare recv at 1/frame: {rates[1]['library'] / rates[1]['recv']:.2f} "
+            "(target >= 0.5)"
+        )
     finally:
-        sim.close()
+        sender.close()
 
 
 if __name__ == "__main__":
