@@ -16,7 +16,14 @@ from dotenv import dotenv_values
 from ._errors import ConfigError
 from ._secret import Secret
 
-__all__ = ["ENVIRONMENTS", "Endpoints", "TradovateConfig", "default_token_file", "merged_settings"]
+__all__ = [
+    "ENVIRONMENTS",
+    "Endpoints",
+    "TradovateConfig",
+    "default_token_file",
+    "merged_settings",
+    "read_env_file",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +79,8 @@ ENV_VARS: Final[Mapping[str, str]] = {
 }
 
 _REQUIRED: Final = ("username", "password", "app_id", "sec", "device_id")
+# Kept exactly as written: a space may be part of a password (quote it in a .env file).
+_SECRETS: Final = ("password", "sec")
 _MAX_FIELD = 64  # the token request schema caps name, password, appId, appVersion, deviceId
 
 
@@ -96,7 +105,17 @@ def _check_url(value: str, secure: str, plain: str) -> str | None:
         return f"must be a {secure}:// URL"
     if parts.scheme == plain and not _is_loopback(parts.hostname):
         return f"must use {secure}:// for a host that is not loopback (TLS is never turned off)"
+    try:
+        port = parts.port
+    except ValueError:
+        return "has a port that is not a number from 1 to 65535"
+    if port == 0:
+        return "has a port that is not a number from 1 to 65535"
     return None
+
+
+def _key_part(text: str) -> str:
+    return text.replace("%", "%25").replace("|", "%7C")
 
 
 def _derived_ws(api_url: str) -> str:
@@ -171,8 +190,13 @@ class TradovateConfig:
 
     @property
     def token_key(self) -> str:
-        """The key under which token stores keep this user's token: environment, user, app."""
-        return f"{self.api_url}|{self.username}|{self.app_id}"
+        """The key under which token stores keep this user's token: environment, user, app.
+
+        The parts are joined with ``|`` after ``%`` and ``|`` inside each part are
+        percent-encoded, so no two (environment, user, app) triples share a key; names without
+        those two characters keep the key that earlier versions wrote.
+        """
+        return "|".join(_key_part(p) for p in (self.api_url, self.username, self.app_id))
 
     @classmethod
     def from_env(
@@ -192,7 +216,7 @@ class TradovateConfig:
         if env_file is not None:
             path = Path(env_file)
             if path.is_file():
-                file_values = dict(dotenv_values(path))
+                file_values = read_env_file(path)
                 logger.debug("read %d settings from %s", len(file_values), path)
             elif str(env_file) != ".env":
                 raise ConfigError({"env_file": f"{path} does not exist"})
@@ -209,7 +233,8 @@ class TradovateConfig:
             if value is None:
                 value = file_values.get(var)
             if value is not None:
-                raw[field] = value.strip()
+                raw[field] = value if field in _SECRETS else value.strip()
+        _warn_about_edge_spaces(raw)
 
         problems: dict[str, str] = {}
         kwargs: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
@@ -235,6 +260,43 @@ class TradovateConfig:
         raise ConfigError(problems)
 
 
+def read_env_file(path: Path) -> dict[str, str | None]:
+    """The assignments of a ``.env`` file, or a :class:`ConfigError` if it is not UTF-8.
+
+    The error names the variable assigned on the first undecodable line (or ``env_file`` when
+    that line assigns nothing) and the line number, never the bytes themselves.
+    """
+    try:
+        return dict(dotenv_values(path, encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        data = exc.object if isinstance(exc.object, bytes) else b""
+        line_no = data.count(b"\n", 0, exc.start) + 1
+        start = data.rfind(b"\n", 0, exc.start) + 1
+        line = data[start : exc.start].decode("utf-8", "replace").strip()
+        if line.startswith("export "):
+            line = line[len("export ") :].lstrip()
+        name, sep, _ = line.partition("=")
+        name = name.strip()
+        variable = name if sep and name.isidentifier() else "env_file"
+        raise ConfigError(
+            {variable: f"{path} is not valid UTF-8 (line {line_no}); save it as UTF-8"}
+        ) from None
+    except OSError as exc:
+        raise ConfigError({"env_file": f"cannot read {path}: {exc.strerror or exc}"}) from None
+
+
+def _warn_about_edge_spaces(raw: Mapping[str, str]) -> None:
+    """A WARNING, before any login, for a secret with spaces at either end (kept as written)."""
+    for field in _SECRETS:
+        value = raw.get(field)
+        if value and value != value.strip():
+            logger.warning(
+                "%s has leading or trailing whitespace, which is kept as part of the value; "
+                "remove it if it is not part of the secret",
+                ENV_VARS[field],
+            )
+
+
 def default_token_file(settings: Mapping[str, str] | None = None) -> Path:
     """Where the CLI and examples keep tokens: ``TRADOVATE_TOKEN_FILE``, else
     ``$XDG_CACHE_HOME/tradovate-async/tokens.json`` (``~/.cache`` by default).
@@ -255,6 +317,6 @@ def merged_settings(env_file: str | os.PathLike[str] | None = ".env") -> dict[st
     ``TRADOVATE_REDIS_URL``. Nothing is written into ``os.environ``."""
     merged: dict[str, str] = {}
     if env_file is not None and Path(env_file).is_file():
-        merged.update({k: v for k, v in dotenv_values(env_file).items() if v})
+        merged.update({k: v for k, v in read_env_file(Path(env_file)).items() if v})
     merged.update(os.environ)
     return merged

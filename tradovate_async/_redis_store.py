@@ -35,11 +35,12 @@ import dataclasses
 import json
 import logging
 import random
+import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable
 from typing import TYPE_CHECKING, Any, Final, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 import anyio
 
@@ -408,18 +409,23 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+_CREDENTIAL_PARAM: Final = re.compile(r"pass|secret|token|auth|key|cred|user", re.IGNORECASE)
+
+
 def _mask_url(url: str) -> str:
-    """The URL without its password (``redis://user:***@host``)."""
+    """The URL with every credential masked: the userinfo (``redis://***@host``) and the value
+    of each query parameter that may hold one (``?password=***``); the fragment is dropped."""
     try:
         parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        user = parts.username or ""
-        host = parts.hostname or ""
-        if ":" in host:
-            host = f"[{host}]"
-        if parts.port is not None:
-            host = f"{host}:{parts.port}"
-        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+        netloc = parts.netloc
+        if "@" in netloc:
+            netloc = "***@" + netloc.rpartition("@")[2]
+        query = "&".join(
+            f"{name}=***" if _CREDENTIAL_PARAM.search(unquote_plus(name)) else field
+            for field in parts.query.split("&")
+            if field
+            for name in (field.partition("=")[0],)
+        )
+        return urlunsplit(parts._replace(netloc=netloc, query=query, fragment=""))
     except ValueError:
         return "<unparsable url>"

@@ -1226,4 +1226,6 @@ def markdown_table(cases: list[FaultCase] = CASES) -> str:
 
 
 if __name__ == "__main__":
-    print(markdown_table())
+    from tests.reliability.hostile_faults import HOSTILE_CASES
+
+    print(markdown_table([*CASES, *HOSTILE_CASES]))

@@ -14,6 +14,7 @@ import anyio
 import pytest
 
 from .fault_table import CASES, FaultCase, Lab
+from .hostile_faults import HOSTILE_CASES
 
 ROW_TIMEOUT = 60.0
 
@@ -26,12 +27,12 @@ def _param(case: FaultCase) -> Any:
 
 
 def test_the_table_is_complete() -> None:
-    names = [case.name for case in CASES]
+    names = [case.name for case in [*CASES, *HOSTILE_CASES]]
     assert len(names) >= 20 and len(set(names)) == len(names)
-    assert all(case.fault and case.expected_outcome for case in CASES)
+    assert all(case.fault and case.expected_outcome for case in [*CASES, *HOSTILE_CASES])
 
 
-@pytest.mark.parametrize("case", [_param(case) for case in CASES])
+@pytest.mark.parametrize("case", [_param(case) for case in [*CASES, *HOSTILE_CASES]])
 async def test_fault(case: FaultCase, tmp_path: Path, spawn_python: Any) -> None:
     with anyio.fail_after(ROW_TIMEOUT):
         async with contextlib.AsyncExitStack() as stack:
