@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+
 import pytest
+
+import tradovate_async
+
+# CI runs part of the suite against the installed wheel (see .ci/run): then the package must come
+# from the virtual environment, never from a checkout that happens to be on sys.path.
+if os.environ.get("TRADOVATE_ASYNC_TESTS_ON_WHEEL") == "1":
+    _imported_from = Path(tradovate_async.__file__).resolve()
+    if not _imported_from.is_relative_to(Path(sys.prefix).resolve()):
+        raise pytest.UsageError(f"tests must import the installed wheel, not {_imported_from}")
 
 
 @pytest.fixture
@@ -73,11 +86,8 @@ def debug_logs() -> Iterator[RecordCollector]:
 
 # --- token store fixtures: real redis-server, python child processes (token stores) -----------
 
-import os  # noqa: E402
 import signal  # noqa: E402
-import sys  # noqa: E402
 from collections.abc import Awaitable, Callable  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import anyio  # noqa: E402
 import anyio.abc  # noqa: E402

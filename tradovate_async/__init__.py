@@ -45,6 +45,7 @@ from ._schedule import RenewalSchedule
 from ._secret import Secret
 from ._session import BearerAuth, SessionStats, TradovateSession
 from ._store import MemoryTokenStore, TokenStore
+from ._version import __version__
 from ._ws import (
     EVENT_DISCONNECTED,
     EVENT_RECONNECTED,
@@ -57,8 +58,6 @@ from ._ws import (
     WebSocketStats,
 )
 from ._ws_codec import Event, Response
-
-__version__ = "0.1.0"
 
 __all__ = [
     "EVENT_RECONNECTED",

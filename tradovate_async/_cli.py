@@ -18,6 +18,7 @@ from ._config import TradovateConfig, default_token_file, merged_settings
 from ._errors import ConfigError, TradovateError
 from ._session import TradovateSession
 from ._store import MemoryTokenStore, TokenStore
+from ._version import __version__
 
 __all__ = ["main"]
 
@@ -151,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tradovate-async",
         description="Tradovate API client: tokens, /auth/me, and an offline simulator.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     token = commands.add_parser(
         "token", help="get (or reuse) an access token and show its first 8 characters"
