@@ -1,9 +1,12 @@
-"""A market-data quote stream that survives drops: subscribe once, quotes forever.
+"""Typed quotes that survive drops: ``async for quote in md.quotes(...)``.
 
-The market-data socket authorizes with ``mdAccessToken`` (falling back to the access token),
-and replays ``md/subscribeQuote`` after every reconnect. Quotes are keyed by ``contractId``.
+``session.market_data()`` opens the market-data socket (authorized with ``mdAccessToken``),
+resolves each symbol to its contract id once (``contract/find``) and hands out typed
+:class:`~tradovate_async.Quote`\\ s. A slow consumer never falls behind: the latest quote per
+contract waits for it (``stream.superseded`` counts the ones it skipped). The subscriptions come
+back by themselves after a reconnect.
 
-    python examples/quote_stream.py ESZ6             # forever
+    python examples/quote_stream.py ESZ6 CLF7          # forever
     EXAMPLE_QUOTES=5 python examples/quote_stream.py ESZ6
 """
 
@@ -17,28 +20,25 @@ import anyio
 from tradovate_async import TradovateConfig, TradovateSession
 
 
-async def main(symbol: str) -> None:
+async def main(symbols: list[str]) -> None:
     wanted = int(os.environ.get("EXAMPLE_QUOTES", "0")) or None
     async with (
         TradovateSession(TradovateConfig.from_env()) as session,
-        session.websocket(kind="md") as md,
+        session.market_data() as md,
+        md.quotes(*symbols) as quotes,
     ):
-        await md.subscribe("md/subscribeQuote", {"symbol": symbol})
         count = 0
-        async for event in md.events():
-            if event.kind != "md":
-                print(f"{event.kind}: {event.data}")
-                continue
-            for quote in event.data.get("quotes", []):
-                entries = quote.get("entries", {})
-                bid = entries.get("Bid", {}).get("price")
-                offer = entries.get("Offer", {}).get("price")
-                print(f"{symbol} ({quote.get('contractId')}): bid {bid} offer {offer}")
-                count += 1
+        async for quote in quotes:
+            print(
+                f"{quote.timestamp:%H:%M:%S} {quote.symbol} ({quote.contract_id}): "
+                f"bid {quote.bid} x {quote.bid_size}  offer {quote.offer} x {quote.offer_size}  "
+                f"last {quote.trade}  volume {quote.volume}"
+            )
+            count += 1
             if wanted is not None and count >= wanted:
                 break
-        print(f"{count} quote(s); dropped by the buffer: {md.stats.dropped_events}")
+        print(f"{count} quote(s); superseded before the consumer saw them: {quotes.superseded}")
 
 
 if __name__ == "__main__":
-    anyio.run(main, sys.argv[1] if len(sys.argv) > 1 else "ESZ6")
+    anyio.run(main, sys.argv[1:] or ["ESZ6"])

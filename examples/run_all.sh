@@ -9,7 +9,7 @@ cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; r
 trap cleanup EXIT
 
 port=$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-tradovate-async sim --port "$port" --token-lifetime 30 >"$work/sim.log" 2>&1 &
+tradovate-async sim --port "$port" --token-lifetime 30 --market-speed 60 >"$work/sim.log" 2>&1 &
 pids+=($!)
 redis_port=$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 redis_bin=$(python -c 'import sys; sys.path.insert(0, "tests"); from redis_server import find_redis_server; print(find_redis_server() or "")')
@@ -46,6 +46,7 @@ run get_token.py
 run me.py
 EXAMPLE_SECONDS=3 run long_running_bot.py
 EXAMPLE_SECONDS=3 EXAMPLE_DEMO_ORDER=1 run props_consumer.py
-EXAMPLE_QUOTES=3 run quote_stream.py ESZ6
+EXAMPLE_QUOTES=3 run quote_stream.py ESZ6 CLF7
+EXAMPLE_LIVE=2 run chart_history.py ESZ6
 run redis_fleet.py 4
 echo "all examples ran"

@@ -39,6 +39,26 @@ from ._errors import (
 )
 from ._file_store import FileTokenStore
 from ._logging import RedactingFilter, install_redaction
+from ._market_data import MarketData
+from ._md_models import (
+    Bar,
+    BarSpec,
+    ChartUpdate,
+    Daily,
+    DomLevel,
+    DomSnapshot,
+    Histogram,
+    Minute,
+    PriceSize,
+    Quote,
+    QuoteEntries,
+    Range,
+    ReplayClock,
+    Tick,
+    Ticks,
+    Volume,
+)
+from ._md_streams import ChartStream, LatestStream, TickStream
 from ._models import AccessToken, UserInfo
 from ._redis_store import RedisTokenStore
 from ._schedule import RenewalSchedule
@@ -111,6 +131,26 @@ __all__ = [
     "default_token_file",
     "merged_settings",
     "install_redaction",
+    "Bar",
+    "BarSpec",
+    "ChartStream",
+    "ChartUpdate",
+    "Daily",
+    "DomLevel",
+    "DomSnapshot",
+    "Histogram",
+    "LatestStream",
+    "MarketData",
+    "Minute",
+    "PriceSize",
+    "Quote",
+    "QuoteEntries",
+    "Range",
+    "ReplayClock",
+    "Tick",
+    "TickStream",
+    "Ticks",
+    "Volume",
 ]
 
 # Show the public path in reprs and tracebacks, as httpx does.

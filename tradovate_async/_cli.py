@@ -120,7 +120,12 @@ def _run_with_config(
 def _cmd_sim(args: argparse.Namespace) -> int:
     from .sim import SimulatedTradovate
 
-    sim = SimulatedTradovate(port=args.port, host=args.host, token_lifetime=args.token_lifetime)
+    sim = SimulatedTradovate(
+        port=args.port,
+        host=args.host,
+        token_lifetime=args.token_lifetime,
+        market_speed=args.market_speed,
+    )
     sim.start()
     user = sim.users[0]
     print("Tradovate simulator running; point a bot at it with:")
@@ -165,6 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--host", default="127.0.0.1", help="loopback address (default 127.0.0.1)")
     sim.add_argument(
         "--token-lifetime", type=float, default=5400.0, help="token lifetime in seconds (5400)"
+    )
+    sim.add_argument(
+        "--market-speed",
+        type=float,
+        default=1.0,
+        help="market time runs this many times faster than the clock (default 1)",
     )
     sim.add_argument("--verbose", action="store_true", help="DEBUG logs on stderr (redacted)")
     demo = commands.add_parser(

@@ -43,6 +43,7 @@ from ._schedule import Blocked, Login, Renew, RenewalSchedule, Wait
 from ._store import MemoryTokenStore, TokenStore
 
 if TYPE_CHECKING:
+    from ._market_data import MarketData
     from ._ws import TradovateWebSocket
 
 __all__ = ["BearerAuth", "SessionStats", "TradovateSession"]
@@ -362,6 +363,18 @@ class TradovateSession:
             url = self.config.md_url if kind == "md" else self.config.ws_url
         options.setdefault("ssl", self._ssl_context)
         return TradovateWebSocket(self, url=url, kind=kind, **options)
+
+    def market_data(self, **options: Any) -> MarketData:
+        """Typed market data over a new market-data socket (use it with ``async with``).
+
+        Symbols are resolved with ``contract/find`` over REST; ``options`` go to the socket
+        (see :meth:`websocket`). See :class:`~tradovate_async.MarketData`.
+        """
+        from ._market_data import MarketData, session_resolver
+
+        return MarketData(
+            self.websocket(kind="md", **options), resolve=session_resolver(self), own_socket=True
+        )
 
     def add_token_listener(self, listener: TokenListener) -> Callable[[], None]:
         """Call ``listener(token)`` for every new token (login, renewal, adoption from the store).

@@ -12,7 +12,14 @@ import random
 import zlib
 from typing import Any
 
-__all__ = ["QuoteFeed", "contract_entity", "contract_id", "iso_time"]
+__all__ = [
+    "QuoteFeed",
+    "contract_entity",
+    "contract_id",
+    "iso_time",
+    "product_entity",
+    "symbol_of",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -25,26 +32,63 @@ def iso_time(epoch: float) -> str:
     return stamp.replace("+00:00", "Z")
 
 
+_NAMES: dict[int, str] = {}
+
+
 def contract_id(symbol: str | int) -> int:
-    """A stable id for a symbol; an integer (or digit string) is already a contract id."""
+    """A stable id for a symbol; an integer (or digit string) is already a contract id.
+
+    Names seen here are remembered, so that market data for an id knows its product."""
     if isinstance(symbol, int):
         return symbol
     text = symbol.strip()
     if text.isdigit():
         return int(text)
-    return 2_000_000 + zlib.crc32(text.upper().encode()) % 1_000_000
+    name = text.upper()
+    cid = 2_000_000 + zlib.crc32(name.encode()) % 1_000_000
+    _NAMES.setdefault(cid, name)
+    return cid
+
+
+def symbol_of(cid: int) -> str:
+    """The name behind a contract id (``SIM<id>`` for ids never seen as a name)."""
+    return _NAMES.get(cid, f"SIM{cid}")
 
 
 def contract_entity(symbol: str | int) -> dict[str, Any]:
     """A ``contract/item``-shaped entity for a symbol name."""
+    from ._prices import product_spec
+
     cid = contract_id(symbol)
-    name = str(symbol).strip().upper() if not str(symbol).strip().isdigit() else f"SIM{cid}"
+    name = symbol_of(cid)
+    spec = product_spec(name)
     return {
         "id": cid,
         "name": name,
         "contractMaturityId": cid % 100_000,
+        "productId": spec.product_id,
+        "productName": spec.name,
         "status": "DefinitionChecked",
-        "providerTickSize": TICK,
+        "providerTickSize": spec.tick_size,
+    }
+
+
+def product_entity(name: str) -> dict[str, Any]:
+    """A ``product/item``-shaped entity (``valuePerPoint`` is what open P&L needs)."""
+    from ._prices import root_spec
+
+    spec = root_spec(name)
+    return {
+        "id": spec.product_id,
+        "name": spec.name,
+        "description": spec.description,
+        "currencyId": 1,
+        "productType": "Futures",
+        "status": "Verified",
+        "tickSize": spec.tick_size,
+        "valuePerPoint": spec.value_per_point,
+        "priceFormatType": "Decimal",
+        "priceFormat": -2,
     }
 
 

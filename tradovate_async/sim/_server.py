@@ -28,6 +28,9 @@ from starlette.routing import Route, WebSocketRoute
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from .._config import TradovateConfig
+from ._market import contract_id
+from ._md import MarketSim
+from ._prices import PricePath
 from ._rest import RestFrontEnd
 from ._state import SimState
 from ._types import ConnectionInfo, Fault, RequestRecord, SimUser
@@ -175,6 +178,11 @@ class SimulatedTradovate:
         close_sockets_on_expiry: close sockets whose session's token has expired.
         request_log_limit: how many requests ``request_log`` keeps (the newest); counters are
             unaffected. Long soaks lower it so the log does not weigh on memory figures.
+        market_speed: how fast market time runs against the simulator's wall clock (600: a
+            one-minute bar every 0.1 s), from the moment of creation. Token time is unaffected.
+        price_seed: seed of the price path every quote, DOM, histogram and bar comes from.
+        cancel_chart_by: which ``md/getChart`` id ``md/cancelChart`` accepts (``"realtime"`` or
+            ``"historical"``; sources disagree, so a client must cope with both).
     """
 
     def __init__(
@@ -199,6 +207,9 @@ class SimulatedTradovate:
         strict_penalties: bool = True,
         close_sockets_on_expiry: bool = False,
         request_log_limit: int = 100_000,
+        market_speed: float = 1.0,
+        price_seed: int = 0,
+        cancel_chart_by: Literal["realtime", "historical"] = "realtime",
     ) -> None:
         if (certfile is None) != (keyfile is None):
             raise ValueError("give both certfile and keyfile, or neither")
@@ -218,6 +229,11 @@ class SimulatedTradovate:
         self._port = port
         self._certfile = certfile
         self._keyfile = keyfile
+        if not market_speed > 0:
+            raise ValueError("market_speed must be positive")
+        self.market_speed = market_speed
+        self._market_epoch = self._state.now()
+        self._market = MarketSim(PricePath(price_seed), cancel_chart_by=cancel_chart_by)
         self._hub = SocketHub(
             self._state,
             auth_timeout=auth_timeout,
@@ -226,6 +242,8 @@ class SimulatedTradovate:
             quote_interval=quote_interval,
             close_on_expiry=close_sockets_on_expiry,
             abort_client=self._abort_client,
+            market=self._market,
+            market_clock=self.market_time,
         )
         self._rest = RestFrontEnd(self._state, self._hub, self._abort_client)
         self._app = Starlette(
@@ -453,6 +471,20 @@ class SimulatedTradovate:
     def now(self) -> float:
         """The simulator's wall clock (epoch seconds)."""
         return self._state.now()
+
+    def market_time(self) -> float:
+        """Market time in epoch seconds: the wall clock, ``market_speed`` times faster."""
+        epoch = self._market_epoch
+        return epoch + (self._state.now() - epoch) * self.market_speed
+
+    def price(self, symbol: str | int, at: float | None = None) -> float:
+        """The simulated last trade price of ``symbol`` at market time ``at`` (default now)."""
+        return self._market.price(contract_id(symbol), self.market_time() if at is None else at)
+
+    @property
+    def cancelled_charts(self) -> list[int]:
+        """Realtime ids of charts cancelled by ``md/cancelChart`` (in order)."""
+        return list(self._market.cancelled)
 
     def advance_clock(self, seconds: float) -> None:
         """Move the simulator's wall clock; token expiry and rolling limits follow it."""

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
-from ._market import contract_entity, contract_id, iso_time
+from ._market import contract_entity, contract_id, iso_time, product_entity
 from ._types import DEFAULT_ERROR_TEXT, Fault, RequestRecord, SimAccount, SimUser
 
 __all__ = ["Reply", "SimState", "normalize_path"]
@@ -728,6 +728,11 @@ class SimState:
                 if not ident.isdigit():
                     return Reply.plain(404, f"Not found: {endpoint}")
                 return Reply.json(contract_entity(int(ident)))
+            case "product/find":
+                name = query.get("name")
+                if not name:
+                    return Reply.plain(404, f"Not found: {endpoint}")
+                return Reply.json(product_entity(name))
         return Reply.plain(404, f"Not found: {endpoint}")
 
 

@@ -26,6 +26,7 @@ from urllib.parse import parse_qsl
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ._market import QuoteFeed
+from ._md import MarketSim, MdConnState
 from ._state import Reply, Session, SimState, normalize_path
 from ._types import ConnectionInfo, Fault, RequestRecord
 
@@ -36,13 +37,17 @@ logger = logging.getLogger(__name__)
 Kind = Literal["trading", "md"]
 QUOTE = "md/subscribeQuote"
 DOM = "md/subscribeDOM"
+HISTOGRAM = "md/subscribeHistogram"
+CHART = "md/getChart"
 _SUBSCRIBE = {
     "md/subscribequote": QUOTE,
     "md/subscribedom": DOM,
+    "md/subscribehistogram": HISTOGRAM,
 }
 _UNSUBSCRIBE = {
     "md/unsubscribequote": QUOTE,
     "md/unsubscribedom": DOM,
+    "md/unsubscribehistogram": HISTOGRAM,
 }
 
 
@@ -84,11 +89,13 @@ class Conn:
         self.requests: collections.deque[str] = collections.deque(maxlen=1000)
         self.request_count = 0
         self.synced = False
+        self.md = MdConnState()
         self.closing = False
         self.closed = False
         self.done = asyncio.Event()
         self.send_lock = asyncio.Lock()
         self.tasks: set[asyncio.Task[None]] = set()
+        self.outbox: list[str] = []
 
     @property
     def username(self) -> str | None:
@@ -159,8 +166,12 @@ class SocketHub:
         quote_interval: float | None,
         close_on_expiry: bool,
         abort_client: Callable[[tuple[str, int] | None], bool],
+        market: MarketSim | None = None,
+        market_clock: Callable[[], float] | None = None,
     ) -> None:
         self.state = state
+        self.market = market or MarketSim()
+        self.market_clock = market_clock or state.now
         self.auth_timeout = auth_timeout
         self.heartbeat_timeout = heartbeat_timeout
         self.server_heartbeat = server_heartbeat
@@ -263,16 +274,14 @@ class SocketHub:
             if conn.authorized and conn.subs:
                 await self._send_market_data(conn)
 
+    def market_now(self, conn: Conn) -> float:
+        """Market time for ``conn``: the market clock (replay sockets: their replay clock)."""
+        return self.market_clock()
+
     async def _send_market_data(self, conn: Conn) -> None:
-        now = self.state.now()
-        with self.state.lock:
-            subs = sorted(conn.subs)
-        quotes = [self.feed.quote(symbol, now) for endpoint, symbol in subs if endpoint == QUOTE]
-        doms = [self.feed.dom(symbol, now) for endpoint, symbol in subs if endpoint == DOM]
-        if quotes:
-            await conn.send(frame({"e": "md", "d": {"quotes": quotes}}))
-        if doms:
-            await conn.send(frame({"e": "md", "d": {"doms": doms}}))
+        for text in self.market.live(conn.md, self.market_now(conn)):
+            if not await conn.send(text):
+                return
 
     # ------------------------------------------------------------------------ requests
 
@@ -338,8 +347,9 @@ class SocketHub:
         reply = await self._dispatch(conn, endpoint, rid, query, body, parsed)
         await self._answer(conn, endpoint, rid, reply, fault=fault, ticket=ticket)
         await self.apply(reply)
-        if reply.status == 200 and endpoint in _SUBSCRIBE and conn.authorized:
-            await self._send_market_data(conn)
+        outbox, conn.outbox = conn.outbox, []
+        for text in outbox:
+            await conn.send(text)
 
     def _fault_reply(self, endpoint: str, fault: Fault) -> Reply:
         if fault.kind == "penalty":
@@ -429,18 +439,30 @@ class SocketHub:
         return Reply(200, payload=None)
 
     def _market_data(self, conn: Conn, endpoint: str, body: Any) -> Reply:
-        target = _SUBSCRIBE.get(endpoint) or _UNSUBSCRIBE.get(endpoint)
-        if target is None:
-            return Reply.plain(404, f"Not found: {endpoint}")
-        symbol = body.get("symbol") if isinstance(body, dict) else None
-        if isinstance(symbol, bool) or not isinstance(symbol, str | int) or not str(symbol):
-            return Reply.plain(400, "symbol is required")
         with self.state.lock:
-            if endpoint in _SUBSCRIBE:
-                conn.subs.add((target, str(symbol)))
-            else:
-                conn.subs.discard((target, str(symbol)))
-        return Reply(200, payload=None)
+            status, payload, frames = self.market.request(
+                conn.md, endpoint, body, self.market_now(conn)
+            )
+            if status == 200:
+                self._note_subscription(conn, endpoint, body, payload)
+        if status != 200:
+            return Reply.plain(status, str(payload))
+        conn.outbox.extend(frames)
+        return Reply(200, payload=payload)
+
+    def _note_subscription(self, conn: Conn, endpoint: str, body: Any, payload: Any) -> None:
+        """Keep ``conn.subs`` (what ``ConnectionInfo.subscriptions`` shows) in step."""
+        symbol = str(body.get("symbol")) if isinstance(body, dict) else ""
+        target = _SUBSCRIBE.get(endpoint)
+        if target is not None:
+            conn.subs.add((target, symbol))
+        elif (target := _UNSUBSCRIBE.get(endpoint)) is not None:
+            conn.subs.discard((target, symbol))
+        elif endpoint == "md/getchart" and isinstance(payload, dict):
+            conn.subs.add((CHART, str(payload["realtimeId"])))
+        elif endpoint == "md/cancelchart":
+            live = {str(rid) for rid in conn.md.charts}
+            conn.subs = {(e, s) for e, s in conn.subs if e != CHART or s in live}
 
     # --------------------------------------------------------------- server-side actions
 

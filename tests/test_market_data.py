@@ -1,0 +1,440 @@
+"""Typed market data against the real simulator: quotes, DOM, histograms, charts, tick charts.
+
+The simulator's market clock runs fast (``market_speed``), so minute bars complete in a tenth
+of a second of real time; waits are bounded (``fail_after``) and no assertion depends on how
+long anything took.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import pytest
+
+from tradovate_async import TradovateSession
+from tradovate_async._charts import BarSeries
+from tradovate_async._market_data import MarketData
+from tradovate_async._md_models import (
+    Bar,
+    ChartUpdate,
+    Daily,
+    Minute,
+    Quote,
+    Range,
+    Ticks,
+    Volume,
+    decode_ticks,
+)
+from tradovate_async.sim import SimulatedTradovate
+from tradovate_async.sim._market import contract_id
+
+FAST: dict[str, Any] = {
+    "heartbeat_interval": 0.2,
+    "silence_timeout": 3.0,
+    "request_timeout": 5.0,
+    "open_timeout": 5.0,
+    "backoff_max": 0.3,
+}
+
+
+@pytest.fixture
+async def fast_sim() -> AsyncIterator[SimulatedTradovate]:
+    """One market minute every 0.1 s of real time."""
+    async with SimulatedTradovate(
+        market_speed=600, quote_interval=0.02, server_heartbeat=0.25
+    ) as server:
+        yield server
+
+
+async def _open(sim: SimulatedTradovate) -> tuple[TradovateSession, MarketData]:
+    session = TradovateSession(sim.config())
+    await session.__aenter__()
+    md = session.market_data(**FAST)
+    await md.__aenter__()
+    return session, md
+
+
+async def _close(session: TradovateSession, md: MarketData) -> None:
+    await md.aclose()
+    await session.aclose()
+
+
+def _stamp(second: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(second, dt.UTC)
+
+
+# -- quotes, DOM, histograms ------------------------------------------------------------------
+
+
+async def test_quotes_are_typed_and_symbols_resolve_once(fast_sim: SimulatedTradovate) -> None:
+    session, md = await _open(fast_sim)
+    try:
+        seen: dict[str, Quote] = {}
+        with anyio.fail_after(10):
+            async for quote in md.quotes("ESZ6", "CLF7"):
+                assert isinstance(quote, Quote)
+                seen[quote.symbol or ""] = quote
+                if len(seen) == 2:
+                    break
+        es, cl = seen["ESZ6"], seen["CLF7"]
+        assert es.contract_id == contract_id("ESZ6") and cl.contract_id == contract_id("CLF7")
+        for quote in (es, cl):
+            assert quote.bid is not None and quote.offer is not None and quote.bid < quote.offer
+            assert quote.trade == quote.offer and quote.volume and quote.volume > 0
+            assert quote.timestamp.tzinfo is not None
+        # ES trades in quarters, crude in cents: the price path uses each product's tick
+        assert (es.trade or 0) * 4 == int((es.trade or 0) * 4)
+        assert 40 < (cl.trade or 0) < 100 < (es.trade or 0)
+        # a second stream on the same symbols resolves nothing again
+        with anyio.fail_after(10):
+            async with md.quotes("ESZ6") as again:
+                quote = await again.__anext__()
+        assert quote.symbol == "ESZ6"
+        assert fast_sim.count("contract/find") == 2
+    finally:
+        await _close(session, md)
+
+
+async def test_quotes_coalesce_per_contract_under_a_sleeping_consumer() -> None:
+    """The consumer sleeps while 200 quotes of two contracts arrive: it then gets exactly the
+    latest quote of each contract, in the order the contracts first appeared."""
+    async with SimulatedTradovate(quote_interval=None, server_heartbeat=0.25) as sim:
+        session, md = await _open(sim)
+        try:
+            es, cl = contract_id("ESZ6"), contract_id("CLF7")
+            stream = md.quotes("ESZ6", "CLF7")
+            await stream.__aenter__()
+            # drop the snapshots sent on subscribe
+            with anyio.fail_after(10):
+                for _ in range(2):
+                    await stream.__anext__()
+            base = 1_800_000_000
+            for i in range(100):
+                quotes = [
+                    {
+                        "timestamp": _iso(base + i),
+                        "contractId": cid,
+                        "entries": {"Trade": {"price": 100.0 + i, "size": 1}},
+                    }
+                    for cid in (es, cl)
+                ]
+                sim.send_raw("a" + json.dumps([{"e": "md", "d": {"quotes": quotes}}]), "md")
+            with anyio.fail_after(10):
+                while stream.superseded < 198:
+                    await anyio.sleep(0.01)
+            first = await stream.__anext__()
+            second = await stream.__anext__()
+            assert [first.contract_id, second.contract_id] == [es, cl]
+            assert first.trade == second.trade == 199.0
+            assert first.timestamp == _stamp(base + 99)
+            assert stream.superseded == 198 and stream.delivered == 4
+            await stream.aclose()
+            with anyio.fail_after(5):
+                assert [q async for q in stream] == []
+        finally:
+            await _close(session, md)
+
+
+async def test_dom_and_histogram_are_typed_and_histograms_merge(
+    fast_sim: SimulatedTradovate,
+) -> None:
+    session, md = await _open(fast_sim)
+    try:
+        with anyio.fail_after(10):
+            async with md.dom("ESZ6") as doms:
+                dom = await doms.__anext__()
+        assert dom.symbol == "ESZ6" and len(dom.bids) == len(dom.offers) == 5
+        assert dom.bids[0].price < dom.offers[0].price
+        assert [level.price for level in dom.bids] == sorted(
+            (level.price for level in dom.bids), reverse=True
+        )
+        with anyio.fail_after(10):
+            async with md.histogram("ESZ6") as hists:
+                first = await hists.__anext__()
+                assert first.refresh
+                later = first
+                while later.refresh or later.timestamp <= first.timestamp:
+                    later = await hists.__anext__()
+        # an update carries only changed offsets on the wire: the stream hands out the merge,
+        # which holds every price level traded since the refresh
+        assert set(first.items) <= set(later.items)
+        assert sum(later.items.values()) > sum(first.items.values())
+        assert later.trade_date is not None and later.base == first.base
+    finally:
+        await _close(session, md)
+
+
+# -- charts -----------------------------------------------------------------------------------
+
+
+def _check_continuous(bars: list[Bar], step: float) -> None:
+    stamps = [b.timestamp.timestamp() for b in bars]
+    assert stamps == sorted(set(stamps)), "bars out of order or duplicated"
+    gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False) if b - a != step]
+    assert not gaps, f"gaps in the series: {gaps}"
+
+
+async def test_chart_history_then_live_without_gap_or_duplicate(
+    fast_sim: SimulatedTradovate,
+) -> None:
+    session, md = await _open(fast_sim)
+    try:
+        new_times: list[float] = []
+        updates: list[ChartUpdate] = []
+        with anyio.fail_after(20):
+            async with md.chart("ESZ6", bars=Minute(1), history=30) as chart:
+                async for update in chart:
+                    updates.append(update)
+                    if update.new:
+                        new_times.append(update.bar.timestamp.timestamp())
+                    if len(new_times) >= 40:
+                        break
+                bars = list(chart.series.bars)
+        history = [u for u in updates if u.historical]
+        assert len(history) == 30 and all(u.new for u in history)
+        assert updates[:30] == history, "history comes first"
+        assert any(not u.new for u in updates), "the forming bar is updated in place"
+        assert new_times == sorted(set(new_times))
+        _check_continuous(bars, 60.0)
+        # completed bars equal the simulator's own bars from its price path
+        for bar in bars[:-1]:
+            assert bar == _sim_bar(fast_sim, "ESZ6", bar.timestamp.timestamp(), 60)
+    finally:
+        await _close(session, md)
+
+
+async def test_chart_stitches_across_two_reconnects(fast_sim: SimulatedTradovate) -> None:
+    session, md = await _open(fast_sim)
+    try:
+        with anyio.fail_after(30):
+            async with md.chart("CLF7", bars=Minute(1), history=10) as chart:
+                new = 0
+                drops = 0
+                resynced: list[ChartUpdate] = []
+                async for update in chart:
+                    new += update.new
+                    if update.resynced:
+                        resynced.append(update)
+                    if new in (15, 30) and drops < (1 if new == 15 else 2):
+                        drops += 1
+                        generation = md.websocket.generation
+                        # a slow authorize keeps the socket down for ~5 market minutes
+                        fast_sim.authorize_delay = 0.5
+                        fast_sim.drop_sockets("md")
+                        await md.websocket.wait_connected(after=generation)
+                        fast_sim.authorize_delay = 0.0
+                    if new >= 45 and chart.resyncs == 2 and not chart.loading:
+                        break
+                bars = list(chart.series.bars)
+        assert md.websocket.stats.reconnects == 2
+        assert chart.resyncs == 2
+        # the bars of each outage came from the refetched history, flagged as such
+        assert sum(u.new and u.historical for u in resynced) >= 6
+        _check_continuous(bars, 60.0)
+        for bar in bars[:-1]:
+            assert bar == _sim_bar(fast_sim, "CLF7", bar.timestamp.timestamp(), 60)
+    finally:
+        await _close(session, md)
+
+
+@pytest.mark.parametrize("cancel_by", ["realtime", "historical"])
+async def test_closing_a_chart_cancels_it_whichever_id_the_server_wants(cancel_by: str) -> None:
+    async with SimulatedTradovate(
+        market_speed=600, quote_interval=0.02, server_heartbeat=0.25, cancel_chart_by=cancel_by
+    ) as sim:
+        session, md = await _open(sim)
+        try:
+            with anyio.fail_after(10):
+                async with md.chart("ESZ6", history=5) as chart:
+                    await chart.__anext__()
+                    historical_id, realtime_id = chart.ids
+                    (conn,) = sim.ws_connections("md")
+                    assert ("md/getChart", str(realtime_id)) in conn.subscriptions
+            assert sim.cancelled_charts == [realtime_id]
+            (conn,) = sim.ws_connections("md")
+            assert not [s for s in conn.subscriptions if s[0] == "md/getChart"]
+            assert historical_id != realtime_id
+        finally:
+            await _close(session, md)
+
+
+async def test_tick_chart_history_then_live_across_a_reconnect(
+    fast_sim: SimulatedTradovate,
+) -> None:
+    session, md = await _open(fast_sim)
+    try:
+        ids: list[int] = []
+        with anyio.fail_after(20):
+            async with md.ticks("ESZ6", history=50) as ticks:
+                async for tick in ticks:
+                    ids.append(tick.id)
+                    if len(ids) == 100:
+                        generation = md.websocket.generation
+                        fast_sim.drop_sockets("md")
+                        await md.websocket.wait_connected(after=generation)
+                    if len(ids) >= 400 and ticks.resyncs == 1 and not ticks.series.loading:
+                        break
+        # one trade per market second: consecutive ids, none twice, none missing
+        assert ids == list(range(ids[0], ids[0] + len(ids)))
+        second = ids[-1]
+        assert fast_sim.price("ESZ6", second) > 0
+    finally:
+        await _close(session, md)
+
+
+@pytest.mark.parametrize(
+    ("spec", "check"),
+    [
+        (Volume(200), "volume"),
+        (Range(8), "range"),
+        (Ticks(30), "ticks"),
+        (Daily(1), "daily"),
+        (Minute(5), "minute5"),
+    ],
+)
+async def test_other_bar_types_and_time_range_parameters(
+    fast_sim: SimulatedTradovate, spec: Any, check: str
+) -> None:
+    session, md = await _open(fast_sim)
+    try:
+        with anyio.fail_after(20):
+            async with md.chart("ESZ6", bars=spec, history=12) as chart:
+                async for _ in chart:
+                    if not chart.loading and chart.series.pending() == 0:
+                        break
+                bars = list(chart.series.bars)
+        assert len(bars) >= 12
+        stamps = [b.timestamp for b in bars]
+        assert stamps == sorted(set(stamps))
+        completed = bars[:12]
+        if check == "volume":
+            # a volume bar closes once its volume reaches the size (or its hour ends)
+            assert sum(b.volume >= 200 for b in completed) >= 10
+        elif check == "range":
+            assert sum(b.high - b.low >= 8 * 0.25 for b in completed) >= 10
+        elif check == "ticks":
+            _check_continuous(completed, 30.0)
+            assert all(b.up_ticks + b.down_ticks == 30 for b in completed)
+        elif check == "daily":
+            _check_continuous(completed, 86_400.0)
+        else:
+            _check_continuous(completed, 300.0)
+    finally:
+        await _close(session, md)
+
+
+async def test_as_far_as_and_closest_timestamp_bound_the_history(
+    fast_sim: SimulatedTradovate,
+) -> None:
+    session, md = await _open(fast_sim)
+    try:
+        now = fast_sim.market_time()
+        closest = now - now % 60 - 3600
+        far = closest - 20 * 60
+        with anyio.fail_after(20):
+            async with md.chart(
+                "ESZ6", bars=Minute(1), history=None, closest=_iso(closest), as_far_as=_iso(far)
+            ) as chart:
+                history = []
+                async for update in chart:
+                    if not update.historical:
+                        break
+                    history.append(update.bar)
+        stamps = [b.timestamp.timestamp() for b in history]
+        assert stamps[0] == far and stamps[-1] == closest - 60
+        _check_continuous(history, 60.0)
+    finally:
+        await _close(session, md)
+
+
+# -- the stitcher on its own (sans I/O) -----------------------------------------------------------
+
+
+def _wire_bar(second: int, close: float) -> dict[str, Any]:
+    return {
+        "timestamp": _iso(second),
+        "open": close,
+        "high": close,
+        "low": close,
+        "close": close,
+        "upVolume": 1,
+    }
+
+
+def test_series_orders_history_pages_and_holds_live_bars_until_the_end_of_history() -> None:
+    series = BarSeries()
+    series.begin(1, 2, resync=False)
+    t = 1_800_000_000
+    # live update before history ended; pages newest first
+    assert series.feed({"id": 2, "bars": [_wire_bar(t + 180, 4.5)]})
+    assert series.feed({"id": 1, "bars": [_wire_bar(t + 120, 3), _wire_bar(t + 180, 4)]})
+    assert series.feed({"id": 1, "bars": [_wire_bar(t, 1), _wire_bar(t + 60, 2)]})
+    assert not series.feed({"id": 99, "bars": [_wire_bar(t + 240, 9)]})
+    assert series.take() is None, "nothing before the end of history"
+    series.feed({"id": 1, "eoh": True})
+    out = list(series.take_all())
+    assert [u.bar.close for u in out] == [1, 2, 3, 4.5]
+    assert [u.historical for u in out] == [True, True, True, False]
+    # the same bar again is not an update; a changed one is; a new one is new
+    series.feed({"id": 2, "bars": [_wire_bar(t + 180, 4.5)]})
+    assert series.take() is None
+    series.feed({"id": 2, "bars": [_wire_bar(t + 180, 5), _wire_bar(t + 240, 6)]})
+    out = list(series.take_all())
+    assert [(u.bar.close, u.new) for u in out] == [(5, False), (6, True)]
+    # a refetch after a reconnect: the old ids are ignored, overlapping bars merge
+    series.begin(3, 4, resync=True)
+    assert not series.feed({"id": 2, "bars": [_wire_bar(t + 300, 7)]})
+    series.feed({"id": 3, "bars": [_wire_bar(t + 240, 6.25), _wire_bar(t + 300, 7)]})
+    series.feed({"id": 3, "eoh": True})
+    out = list(series.take_all())
+    assert [(u.bar.close, u.new, u.resynced) for u in out] == [(6.25, False, True), (7, True, True)]
+    assert [b.close for b in series.bars] == [1, 2, 3, 5, 6.25, 7]
+
+
+def test_undelivered_updates_of_one_bar_coalesce() -> None:
+    series = BarSeries()
+    series.begin(None, 2, resync=False)
+    t = 1_800_000_000
+    for i in range(100):
+        series.feed({"id": 2, "bars": [_wire_bar(t, float(i))]})
+    series.feed({"id": 2, "bars": [_wire_bar(t + 60, 1.0)]})
+    out = list(series.take_all())
+    assert [(u.bar.close, u.new) for u in out] == [(99.0, True), (1.0, True)]
+
+
+def test_tick_packets_decode_relative_prices_and_times() -> None:
+    packet = {
+        "id": 1,
+        "bp": 6946,
+        "bt": 1_563_421_179_735,
+        "ts": 0.01,
+        "tks": [{"t": 0, "p": 0, "s": 3, "b": -1, "a": 0, "bs": 122, "as": 28, "id": 11768401}],
+    }
+    (tick,) = decode_ticks(packet)
+    assert tick.price == 69.46 and tick.bid == 69.45 and tick.ask == 69.46
+    assert tick.timestamp == _stamp(1_563_421_179.735)
+    assert (tick.size, tick.bid_size, tick.ask_size, tick.id) == (3, 122, 28, 11768401)
+    with pytest.raises(ValueError):
+        decode_ticks({"tks": []})
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+
+def _iso(second: float) -> str:
+    return _stamp(second).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _sim_bar(sim: SimulatedTradovate, symbol: str, start: float, length: int) -> Bar:
+    """The simulator's own bar for ``[start, start + length)``, decoded like the client's."""
+    from tradovate_async._md_models import decode_bars
+    from tradovate_async.sim._md import ChartSub
+
+    market = sim._market  # the simulator's market, read only
+    sub = ChartSub(0, 0, contract_id(symbol), "time", length, "UnderlyingUnits")
+    raw = market.bar(sub, int(start), int(start) + length, int(start) + length)
+    return decode_bars([raw])[0]

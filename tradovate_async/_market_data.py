@@ -1,0 +1,532 @@
+"""Typed market data over a Tradovate market-data (or replay) socket.
+
+``async with session.market_data() as md:`` opens a market-data socket and a dispatcher task
+that reads its events and routes them, decoded into msgspec Structs, to the streams the
+consumer opened::
+
+    async for quote in md.quotes("ESZ6", "CLF7"): ...
+    async for dom in md.dom("ESZ6"): ...
+    async for hist in md.histogram("ESZ6"): ...
+    async with md.chart("ESZ6", bars=Minute(5), history=500) as chart:
+        async for update in chart: ...
+
+Why it is built this way:
+
+* **Symbols are resolved once.** Market data arrives keyed by ``contractId``, not by the name
+  asked for; ``contract/find`` answers are cached for the life of the object.
+* **The dispatcher never waits for a consumer.** Each stream has its own buffer with its own
+  overflow policy (see :mod:`._md_streams`), so a slow chart consumer cannot delay quotes, and
+  the socket's own buffer stays nearly empty.
+* **Nothing is lost silently.** Quote, DOM and histogram subscriptions are replayed by the
+  socket after a reconnect. Charts are not: after a reconnect, or when the socket reports
+  events dropped by its buffer (``stats.dropped_events`` grew), every chart fetches its history
+  again from the last bar it holds and merges it in (``ChartUpdate.resynced`` and a WARNING say
+  so), and every histogram is subscribed again so that the server sends a full refresh.
+* **Cancelling a chart** sends ``md/cancelChart`` with the ``realtimeId`` (the reference's
+  prose, the partner docs) and then with the ``historicalId`` (the reference's parameter
+  comment, the official JS tutorial EX-10 and the strategy example): sources disagree, the
+  server refuses the wrong one, and either way the subscription ends.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+import anyio
+import anyio.abc
+import msgspec
+
+from ._errors import ConnectionLostError, SessionClosedError, TradovateError
+from ._md_models import BarSpec, DomSnapshot, Histogram, Minute, Quote, ReplayClock, Ticks
+from ._md_streams import ChartStream, LatestStream, TickStream
+from ._ws import EVENT_DISCONNECTED, EVENT_RECONNECTED, TradovateWebSocket
+
+if TYPE_CHECKING:
+    from ._session import TradovateSession
+
+__all__ = ["MarketData"]
+
+logger = logging.getLogger(__name__)
+
+Resolver = Callable[[str], Awaitable[int]]
+ClockListener = Callable[[ReplayClock], None]
+_SUBSCRIBE = {
+    "quote": "md/subscribeQuote",
+    "dom": "md/subscribeDOM",
+    "histogram": "md/subscribeHistogram",
+}
+_ORPHANS = 10_000
+_QUOTES = msgspec.convert  # bound once: the hot path calls it per event
+
+
+def session_resolver(session: TradovateSession) -> Resolver:
+    """``contract/find?name=`` over the session's REST client."""
+
+    async def resolve(name: str) -> int:
+        data = await session.get("contract/find", params={"name": name})
+        ident = data.get("id") if isinstance(data, Mapping) else None
+        if isinstance(ident, bool) or not isinstance(ident, int):
+            raise TradovateError(f"contract/find gave no contract id for {name!r}")
+        return ident
+
+    return resolve
+
+
+class MarketData:
+    """Typed quotes, DOM, histograms, charts and tick charts over one market-data socket.
+
+    Args:
+        ws: a market-data or replay :class:`TradovateWebSocket` (opened by ``async with`` of
+            this object when ``own_socket``; else the caller keeps it open).
+        resolve: ``name -> contract id`` (``contract/find``); called once per name.
+        own_socket: open and close ``ws`` with this object.
+    """
+
+    def __init__(
+        self, ws: TradovateWebSocket, *, resolve: Resolver, own_socket: bool = False
+    ) -> None:
+        self._ws = ws
+        self._resolve = resolve
+        self._own_socket = own_socket
+        self._contracts: dict[str, int] = {}
+        self._resolve_lock = anyio.Lock()
+        self._latest: dict[str, list[LatestStream[Any]]] = {k: [] for k in _SUBSCRIBE}
+        self._refs: dict[tuple[str, int], int] = {}
+        self._histograms: dict[int, Histogram] = {}
+        self._charts: list[ChartStream | TickStream] = []
+        # chart packets nobody owns yet: ``md/getChart``'s answer and the first packets for its
+        # ids arrive back to back, and the packets may reach the dispatcher before the answer
+        # reaches the requesting task
+        self._orphans: collections.deque[Mapping[str, Any]] = collections.deque(maxlen=_ORPHANS)
+        self._clock_listeners: list[ClockListener] = []
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._scopes: set[anyio.CancelScope] = set()
+        self._dropped_seen = 0
+        self._failure: BaseException | None = None
+        self.finished = False
+        #: the last replay ``clock`` event seen (replay sockets only)
+        self.clock: ReplayClock | None = None
+        self.malformed = 0
+
+    def __repr__(self) -> str:
+        return f"MarketData(ws={self._ws!r}, charts={len(self._charts)})"
+
+    @property
+    def websocket(self) -> TradovateWebSocket:
+        return self._ws
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._own_socket:
+            await self._ws.__aenter__()
+        self._dropped_seen = self._ws.stats.dropped_events
+        task_group = anyio.create_task_group()
+        await task_group.__aenter__()
+        self._task_group = task_group
+        task_group.start_soon(self._guarded, self._dispatch)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """End every stream, stop the dispatcher, close the socket if this object owns it."""
+        self._finish()
+        task_group, self._task_group = self._task_group, None
+        if task_group is not None:
+            # Cancel only the tasks this object started (their own scope): cancelling the task
+            # group's scope would also cancel the task that entered it, i.e. the caller.
+            for scope in list(self._scopes):
+                scope.cancel()
+            await task_group.__aexit__(None, None, None)
+        if self._own_socket:
+            await self._ws.aclose()
+
+    def _finish(self, failure: BaseException | None = None) -> None:
+        if failure is not None and self._failure is None:
+            self._failure = failure
+        self.finished = True
+        for streams in self._latest.values():
+            for stream in streams:
+                stream.wake()
+        for chart in self._charts:
+            chart.wake()
+
+    def raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    def _check_open(self) -> None:
+        if self.finished or self._task_group is None:
+            self.raise_failure()
+            raise SessionClosedError("MarketData is closed (or not opened with 'async with')")
+
+    # -- contracts ------------------------------------------------------------------------------
+
+    async def contract_id(self, symbol: str | int) -> int:
+        """The contract id of ``symbol`` (an int is taken as an id), resolved once."""
+        if isinstance(symbol, int) and not isinstance(symbol, bool):
+            return symbol
+        name = str(symbol).strip()
+        if name.isdigit():
+            return int(name)
+        key = name.upper()
+        cached = self._contracts.get(key)
+        if cached is not None:
+            return cached
+        async with self._resolve_lock:
+            cached = self._contracts.get(key)
+            if cached is None:
+                cached = self._contracts[key] = await self._resolve(name)
+        return cached
+
+    # -- streams --------------------------------------------------------------------------------
+
+    def quotes(self, *symbols: str | int) -> LatestStream[Quote]:
+        """Typed quotes of ``symbols``; the latest per contract waits for the consumer."""
+        return LatestStream(self, "quote", symbols)
+
+    def dom(self, *symbols: str | int) -> LatestStream[DomSnapshot]:
+        """Depth of market of ``symbols``; the latest per contract waits for the consumer."""
+        return LatestStream(self, "dom", symbols)
+
+    def histogram(self, *symbols: str | int) -> LatestStream[Histogram]:
+        """Whole (merged) volume-at-price histograms of ``symbols``, latest per contract."""
+        return LatestStream(self, "histogram", symbols)
+
+    def chart(
+        self,
+        symbol: str | int,
+        *,
+        bars: BarSpec | None = None,
+        history: int | None = 500,
+        closest: str | None = None,
+        as_far_as: str | None = None,
+    ) -> ChartStream:
+        """History then live bars of ``symbol`` (default one-minute bars).
+
+        ``history`` is ``asMuchAsElements``; ``closest`` and ``as_far_as`` are
+        ``closestTimestamp`` and ``asFarAsTimestamp`` (ISO-8601). Tick charts: :meth:`ticks`.
+        """
+        spec = bars or Minute(1)
+        if spec.is_tick_stream:
+            raise ValueError("Ticks(1) is a tick chart: use md.ticks(symbol)")
+        return ChartStream(self, symbol, spec, _time_range(history, closest, as_far_as))
+
+    def ticks(
+        self,
+        symbol: str | int,
+        *,
+        history: int | None = 500,
+        closest: str | None = None,
+        as_far_as: str | None = None,
+        max_pending: int = 100_000,
+    ) -> TickStream:
+        """Every trade of ``symbol`` (a tick chart): history, then live, deduplicated by id."""
+        return TickStream(
+            self, symbol, Ticks(1), _time_range(history, closest, as_far_as), max_pending
+        )
+
+    def on_clock(self, listener: ClockListener) -> Callable[[], None]:
+        """Call ``listener`` with every replay ``clock`` event; returns a remover."""
+        self._clock_listeners.append(listener)
+        return lambda: self._clock_listeners.remove(listener)
+
+    # -- subscriptions (called by the streams) --------------------------------------------------
+
+    async def attach(self, stream: LatestStream[Any]) -> None:
+        self._check_open()
+        self._latest[stream.kind].append(stream)
+        try:
+            for cid in stream.contract_ids:
+                key = (stream.kind, cid)
+                if self._refs.get(key, 0) == 0:
+                    await self._ws.subscribe(_SUBSCRIBE[stream.kind], {"symbol": cid})
+                self._refs[key] = self._refs.get(key, 0) + 1
+        except BaseException:
+            await self.detach(stream)
+            raise
+
+    async def detach(self, stream: LatestStream[Any]) -> None:
+        streams = self._latest[stream.kind]
+        if stream not in streams:
+            return
+        streams.remove(stream)
+        for cid in stream.contract_ids:
+            key = (stream.kind, cid)
+            count = self._refs.get(key, 0) - 1
+            if count > 0:
+                self._refs[key] = count
+                continue
+            self._refs.pop(key, None)
+            if stream.kind == "histogram":
+                self._histograms.pop(cid, None)
+            if not self.finished and self._ws.connected:
+                try:
+                    await self._ws.unsubscribe(_SUBSCRIBE[stream.kind], {"symbol": cid})
+                except TradovateError as exc:
+                    logger.warning("unsubscribing %s %d failed: %s", stream.kind, cid, exc)
+
+    async def open_chart(self, chart: ChartStream | TickStream) -> None:
+        self._check_open()
+        self._charts.append(chart)
+        try:
+            await self._request_chart(chart, chart.time_range, resync=False)
+        except BaseException:
+            self._charts.remove(chart)
+            raise
+
+    async def _request_chart(
+        self, chart: ChartStream | TickStream, time_range: dict[str, object], *, resync: bool
+    ) -> None:
+        body = {
+            "symbol": chart.contract_id,
+            "chartDescription": chart.spec.chart_description(),
+            "timeRange": time_range,
+        }
+        while True:
+            try:
+                data = await self._ws.request("md/getChart", body=body, idempotent=True)
+                break
+            except ConnectionLostError:
+                await self._ws.wait_connected()
+        ids = _chart_ids(data)
+        chart.ids = ids
+        chart.series.begin(ids[0], ids[1], resync=resync)
+        orphans = self._orphans
+        if orphans:
+            kept = [p for p in orphans if not chart.series.feed(p)]
+            orphans.clear()
+            orphans.extend(kept)
+        chart.wake()
+
+    async def close_chart(self, chart: ChartStream | TickStream) -> None:
+        if chart not in self._charts:
+            return
+        self._charts.remove(chart)
+        if not self.finished and self._ws.connected:
+            await self.cancel_chart(*chart.ids)
+
+    async def cancel_chart(self, historical_id: int | None, realtime_id: int | None) -> bool:
+        """``md/cancelChart`` with the realtime id, then the historical id; True if the server
+        accepted either (see the module docstring for why both)."""
+        accepted = False
+        for ident in (realtime_id, historical_id):
+            if ident is None:
+                continue
+            try:
+                await self._ws.request(
+                    "md/cancelChart", body={"subscriptionId": ident}, idempotent=True
+                )
+                accepted = True
+            except TradovateError as exc:
+                logger.debug("md/cancelChart %d refused: %s", ident, exc)
+        if not accepted:
+            logger.warning("md/cancelChart refused both ids %s/%s", realtime_id, historical_id)
+        return accepted
+
+    # -- the dispatcher -------------------------------------------------------------------------
+
+    async def _guarded(self, func: Callable[..., Awaitable[None]], *args: Any) -> None:
+        """Run a background task of this object under the scope :meth:`aclose` cancels."""
+        if self._task_group is None:  # closed before this task got to run
+            return
+        scope = anyio.CancelScope()
+        self._scopes.add(scope)
+        try:
+            with scope:
+                await func(*args)
+        finally:
+            self._scopes.discard(scope)
+
+    async def _dispatch(self) -> None:
+        try:
+            async for event in self._ws.events():
+                try:
+                    self._on_event(event.kind, event.data)
+                except Exception:
+                    # one event the code did not expect must not end market data
+                    self.malformed += 1
+                    logger.exception("market data: handling a %s event failed", event.kind)
+                dropped = self._ws.stats.dropped_events
+                if dropped != self._dropped_seen:
+                    self._dropped_seen = dropped
+                    self._resync("socket buffer overflow", refetch_histograms=True)
+        except TradovateError as exc:
+            self._finish(exc)
+            return
+        self._finish()
+
+    def _on_event(self, kind: str, data: Any) -> None:
+        if kind == "md":
+            self._on_md(data)
+        elif kind == "chart":
+            self._on_chart(data)
+        elif kind == EVENT_RECONNECTED:
+            self._resync("reconnected", refetch_histograms=False)
+        elif kind == EVENT_DISCONNECTED:
+            logger.info("market data interrupted: %s", getattr(data, "reason", ""))
+        elif kind == "clock":
+            self._on_clock(data)
+
+    def _on_md(self, data: Any) -> None:
+        if not isinstance(data, Mapping):
+            return
+        quotes = data.get("quotes")
+        if quotes:
+            self._route("quote", quotes, Quote)
+        doms = data.get("doms")
+        if doms:
+            self._route("dom", doms, DomSnapshot)
+        histograms = data.get("histograms")
+        if histograms:
+            self._route_histograms(histograms)
+
+    def _decode(self, raw: Any, model: type[Any]) -> list[Any]:
+        try:
+            return _QUOTES(raw, list[model], strict=False)  # type: ignore[valid-type]
+        except (msgspec.ValidationError, TypeError) as exc:
+            self.malformed += 1
+            logger.warning("ignoring malformed market data: %s", exc)
+            return []
+
+    def _route(self, kind: str, raw: Any, model: type[Any]) -> None:
+        streams = self._latest[kind]
+        if not streams:
+            return
+        for item in self._decode(raw, model):
+            cid = item.contract_id
+            for stream in streams:
+                symbol = stream.contract_ids.get(cid)
+                if symbol is not None:
+                    if item.symbol is None:
+                        item.symbol = symbol
+                    stream.put(cid, item)
+
+    def _route_histograms(self, raw: Any) -> None:
+        streams = self._latest["histogram"]
+        for update in self._decode(raw, Histogram):
+            cid = update.contract_id
+            held = self._histograms.get(cid)
+            if held is not None and not update.refresh:
+                items = dict(held.items)
+                items.update(update.items)
+                update.items = items
+                if update.trade_date is None:
+                    update.trade_date = held.trade_date
+            self._histograms[cid] = update
+            for stream in streams:
+                symbol = stream.contract_ids.get(cid)
+                if symbol is not None:
+                    if update.symbol is None:
+                        update.symbol = symbol
+                    stream.put(cid, update)
+
+    def _on_chart(self, data: Any) -> None:
+        packets = data.get("charts") if isinstance(data, Mapping) else None
+        if not isinstance(packets, list):
+            return
+        for packet in packets:
+            if not isinstance(packet, Mapping):
+                continue
+            for chart in self._charts:
+                if chart.series.feed(packet):
+                    chart.wake()
+                    break
+            else:
+                self._orphans.append(packet)
+
+    def _on_clock(self, data: Any) -> None:
+        try:
+            if isinstance(data, str):
+                clock = msgspec.json.decode(data, type=_WireClock)
+            else:
+                clock = msgspec.convert(data, _WireClock, strict=False)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            self.malformed += 1
+            logger.warning("ignoring a malformed clock event: %s", exc)
+            return
+        self.clock = ReplayClock(clock.t, clock.s)
+        for listener in list(self._clock_listeners):
+            try:
+                listener(self.clock)
+            except Exception:
+                logger.exception("clock listener failed")
+
+    def _resync(self, why: str, *, refetch_histograms: bool) -> None:
+        """Charts fetch history again from their last bar; histograms resubscribe."""
+        task_group = self._task_group
+        if task_group is None:
+            return
+        for chart in list(self._charts):
+            logger.warning(
+                "chart %s: %s; fetching history again from %s",
+                chart.symbol,
+                why,
+                chart.series.last_time,
+            )
+            task_group.start_soon(
+                self._guarded, self._refetch, chart, not why.startswith("reconnected")
+            )
+        if refetch_histograms:
+            for cid in [c for (kind, c) in self._refs if kind == "histogram"]:
+                logger.warning("histogram %d: %s; subscribing again for a refresh", cid, why)
+                task_group.start_soon(self._guarded, self._resubscribe_histogram, cid)
+
+    async def _refetch(self, chart: ChartStream | TickStream, cancel_old: bool) -> None:
+        try:
+            if cancel_old:
+                await self.cancel_chart(*chart.ids)
+            if chart in self._charts:
+                await self._request_chart(chart, chart.resync_range(), resync=True)
+        except TradovateError as exc:
+            logger.warning("chart %s: refetch failed: %s", chart.symbol, exc)
+
+    async def _resubscribe_histogram(self, cid: int) -> None:
+        try:
+            await self._ws.unsubscribe("md/subscribeHistogram", {"symbol": cid})
+            await self._ws.subscribe("md/subscribeHistogram", {"symbol": cid})
+        except TradovateError as exc:
+            logger.warning("histogram %d: resubscribe failed: %s", cid, exc)
+
+
+class _WireClock(msgspec.Struct):
+    t: dt.datetime
+    s: float = 0.0
+
+
+def _time_range(history: int | None, closest: str | None, as_far_as: str | None) -> dict[str, Any]:
+    time_range: dict[str, Any] = {}
+    if history is not None:
+        if isinstance(history, bool) or not isinstance(history, int) or history < 1:
+            raise ValueError("history must be a positive number of elements")
+        time_range["asMuchAsElements"] = history
+    if closest is not None:
+        time_range["closestTimestamp"] = closest
+    if as_far_as is not None:
+        time_range["asFarAsTimestamp"] = as_far_as
+    if not time_range:
+        raise ValueError("md/getChart needs at least one of history, closest, as_far_as")
+    return time_range
+
+
+def _chart_ids(data: Any) -> tuple[int | None, int | None]:
+    if not isinstance(data, Mapping):
+        raise TradovateError(f"md/getChart answer is not an object: {data!r}"[:200])
+    hist = data.get("historicalId")
+    real = data.get("realtimeId")
+    return (
+        hist if isinstance(hist, int) else None,
+        real if isinstance(real, int) else None,
+    )
