@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import math
 import random
 import zlib
@@ -23,6 +24,10 @@ from typing import Final
 __all__ = ["HOUR", "PricePath", "ProductSpec", "product_of", "product_spec", "root_spec"]
 
 HOUR: Final = 3600
+_STEPS: Final = (-1, 0, 0, 1)
+_SIZES: Final = tuple(range(1, 21))
+#: strides from which ``span`` reads the hourly anchors instead of every second
+_COARSE: Final = 60
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -97,14 +102,14 @@ class PricePath:
         rng = random.Random(zlib.crc32(f"{self.seed}:{cid}:{hour}:walk".encode()))
         start = self._anchor(cid, hour, base, tick)
         end = self._anchor(cid, hour + 1, base, tick)
-        walk = [0]
-        for _ in range(HOUR):
-            walk.append(walk[-1] + rng.choice((-1, 0, 0, 1)))
+        walk = [0, *itertools.accumulate(rng.choices(_STEPS, k=HOUR))]
         drift = (end - start) / tick - walk[-1]
+        first = start / tick
+        per_second = drift / HOUR
         prices = tuple(
-            round(round(start / tick + walk[i] + drift * i / HOUR) * tick, 9) for i in range(HOUR)
+            round(round(first + walk[i] + per_second * i) * tick, 9) for i in range(HOUR)
         )
-        sizes = tuple(rng.randint(1, 20) for _ in range(HOUR))
+        sizes = tuple(rng.choices(_SIZES, k=HOUR))
         return prices, sizes
 
     def hour(
@@ -122,8 +127,20 @@ class PricePath:
     def span(
         self, cid: int, first: int, last: int, base: float, tick: float, stride: int = 1
     ) -> list[tuple[int, float, int]]:
-        """``(second, price, size)`` for ``first <= second < last``, every ``stride`` seconds."""
+        """``(second, price, size)`` for ``first <= second < last``, every ``stride`` seconds.
+
+        From a stride of a minute on (daily bars), prices are interpolated between the hourly
+        anchors and sizes are nominal: cheap, deterministic, and a day's bar still moves."""
         out: list[tuple[int, float, int]] = []
+        if stride >= _COARSE:
+            # long bars (daily): between the hourly anchors, without drawing every second
+            for s in range(first, last, stride):
+                hour, into = divmod(s, HOUR)
+                a = self._anchor(cid, hour, base, tick)
+                b = self._anchor(cid, hour + 1, base, tick)
+                price = round(round((a + (b - a) * into / HOUR) / tick) * tick, 9)
+                out.append((s, price, stride * 10))
+            return out
         second = first
         while second < last:
             prices, sizes = self.hour(cid, second // HOUR, base, tick)
