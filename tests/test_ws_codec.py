@@ -220,8 +220,9 @@ def test_encode_request_query_and_compact_body() -> None:
         "contract/rollcontract", 33, None, {"name": "YMZ6", "forward": True, "ifExpired": True}
     )
     assert text == 'contract/rollcontract\n33\n\n{"name":"YMZ6","forward":true,"ifExpired":true}'
+    # The documentation writes list parameters comma-separated: ``masterids=814,799``.
     assert encode_request("tradingPermission/ldeps", 8, {"masterids": [1, 2]}) == (
-        "tradingPermission/ldeps\n8\nmasterids=1&masterids=2\n"
+        "tradingPermission/ldeps\n8\nmasterids=1,2\n"
     )
     assert encode_request("x/y", 1, {"flag": True, "t": "a b"}) == "x/y\n1\nflag=true&t=a+b\n"
     assert encode_request("x/y", 1, "?a=1&b=2") == "x/y\n1\na=1&b=2\n"

@@ -23,7 +23,7 @@ from ._config import TradovateConfig
 from ._errors import TransportError
 from ._models import AccessToken
 
-__all__ = ["Authenticator", "utc_now"]
+__all__ = ["Authenticator", "utc_now", "warn_account_notices"]
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +32,24 @@ _JSON_HEADERS = {"Accept": "application/json", "Content-Type": "application/json
 
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def warn_account_notices(token: AccessToken, username: str) -> None:
+    """Log what the token answer says the user must act on, in words that say what to do."""
+    if token.outdated_tac:
+        logger.warning(
+            "Tradovate reports that %s has not accepted the current Terms and Conditions "
+            "(outdatedTaC): log in to Tradovate Trader (trader.tradovate.com or the desktop/mobile "
+            "app) as this user and accept them, or the server may refuse trading requests",
+            username,
+        )
+    if token.hibp_hint:
+        logger.warning(
+            "Tradovate reports that the password of %s appears in a known data breach (%s): "
+            "change it in Tradovate Trader",
+            username,
+            token.hibp_hint,
+        )
 
 
 class Authenticator:
@@ -100,6 +118,7 @@ class Authenticator:
             )
             if isinstance(outcome, AccessToken):
                 self.remember_token(outcome)
+                warn_account_notices(outcome, self.config.username)
                 logger.info(
                     "logged in as %s; token expires %s",
                     self.config.username,
@@ -136,6 +155,7 @@ class Authenticator:
             if not isinstance(outcome, Penalty):
                 renewed = outcome.with_md_fallback(token)
                 self.remember_token(renewed)
+                warn_account_notices(renewed, self.config.username)
                 logger.info("token renewed; expires %s", renewed.expiration_time.isoformat())
                 return renewed
             wait = self._policy.wait_for(outcome, rounds)

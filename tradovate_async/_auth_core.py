@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import math
 from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 from ._config import TradovateConfig
 from ._errors import (
     APIError,
-    CaptchaRequiredError,
     InvalidCredentialsError,
     InvalidResponseError,
     LockoutWarningError,
@@ -26,7 +24,7 @@ from ._errors import (
     TokenRejectedError,
 )
 from ._models import AccessToken
-from ._responses import parse_json_body, scrubbed_excerpt
+from ._responses import Penalty, parse_json_body, penalty_in, scrubbed_excerpt
 
 __all__ = [
     "Penalty",
@@ -37,22 +35,6 @@ __all__ = [
 ]
 
 TokenCall = Literal["login", "renew"]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Penalty:
-    """A time penalty (``p-ticket``): wait ``wait_seconds``, then resend with ``ticket``.
-
-    ``captcha`` penalties cannot be served by a program (REST logins raise
-    :class:`CaptchaRequiredError` before building one; WebSocket answers carry the flag).
-    """
-
-    ticket: str
-    wait_seconds: float
-    captcha: bool = False
-
-    def __repr__(self) -> str:  # the ticket is opaque and IP-bound; keep it out of logs
-        return f"Penalty(wait_seconds={self.wait_seconds})"
 
 
 class Scrubber:
@@ -109,23 +91,9 @@ def interpret_token_response(
                 status=status,
                 body_excerpt=scrubbed_excerpt(body, scrub),
             )
-        if "p-ticket" in data:
-            if data.get("p-captcha") in (True, "true", "True", 1):
-                raise CaptchaRequiredError()
-            ticket, wait = data.get("p-ticket"), data.get("p-time")
-            if not isinstance(ticket, str) or not ticket:
-                raise InvalidResponseError("penalty without a usable p-ticket", status=status)
-            if isinstance(wait, bool) or not isinstance(wait, int | float):
-                raise InvalidResponseError("penalty without a usable p-time", status=status)
-            try:
-                seconds = float(wait)
-            except OverflowError:  # an integer beyond float: longer than any allowed wait
-                seconds = math.inf
-            if not math.isfinite(seconds) and isinstance(wait, float):
-                raise InvalidResponseError("penalty without a usable p-time", status=status)
-            if seconds < 0:
-                raise InvalidResponseError("penalty without a usable p-time", status=status)
-            return Penalty(ticket, seconds)
+        penalty = penalty_in(data, status=status)
+        if penalty is not None:
+            return penalty
         error_text = data.get("errorText")
         if isinstance(error_text, str) and error_text:
             text = scrub(error_text)

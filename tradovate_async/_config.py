@@ -30,11 +30,19 @@ logger = logging.getLogger(__name__)
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Endpoints:
-    """The REST base (with ``/v1``) and the two WebSocket URLs of one environment."""
+    """The REST base (with ``/v1``) and the WebSocket URLs of one environment.
+
+    Sources: live/demo/md/replay hosts from Tradovate's API documentation and official examples
+    (``md.tradovateapi.com``, ``replay.tradovateapi.com``); the demo market-data host
+    ``md-demo.tradovateapi.com`` is what the server itself names as ``mdDemo`` in the
+    ``apiHosts`` of token answers since 2026 (the older examples used ``md`` for both); staging
+    hosts from the partner API cheat sheet. The server's ``apiHosts`` win when it sends them.
+    """
 
     api_url: str
     ws_url: str
     md_url: str
+    replay_url: str
 
 
 ENVIRONMENTS: Final[Mapping[str, Endpoints]] = {
@@ -42,21 +50,25 @@ ENVIRONMENTS: Final[Mapping[str, Endpoints]] = {
         "https://live.tradovateapi.com/v1",
         "wss://live.tradovateapi.com/v1/websocket",
         "wss://md.tradovateapi.com/v1/websocket",
+        "wss://replay.tradovateapi.com/v1/websocket",
     ),
     "demo": Endpoints(
         "https://demo.tradovateapi.com/v1",
         "wss://demo.tradovateapi.com/v1/websocket",
-        "wss://md.tradovateapi.com/v1/websocket",
+        "wss://md-demo.tradovateapi.com/v1/websocket",
+        "wss://replay.tradovateapi.com/v1/websocket",
     ),
     "staging-live": Endpoints(
         "https://live-api.staging.ninjatrader.dev/v1",
         "wss://live-api.staging.ninjatrader.dev/v1/websocket",
         "wss://md-api.staging.ninjatrader.dev/v1/websocket",
+        "wss://replay.staging.ninjatrader.dev/v1/websocket",
     ),
     "staging-demo": Endpoints(
         "https://demo-api.staging.ninjatrader.dev/v1",
         "wss://demo-api.staging.ninjatrader.dev/v1/websocket",
         "wss://md-api.staging.ninjatrader.dev/v1/websocket",
+        "wss://replay.staging.ninjatrader.dev/v1/websocket",
     ),
 }
 
@@ -76,6 +88,7 @@ ENV_VARS: Final[Mapping[str, str]] = {
     "api_url": "TRADOVATE_API_URL",
     "ws_url": "TRADOVATE_WS_URL",
     "md_url": "TRADOVATE_MD_URL",
+    "replay_url": "TRADOVATE_REPLAY_URL",
 }
 
 _REQUIRED: Final = ("username", "password", "app_id", "sec", "device_id")
@@ -143,6 +156,7 @@ class TradovateConfig:
     api_url: str = ""
     ws_url: str = ""
     md_url: str = ""
+    replay_url: str = ""
 
     def __post_init__(self) -> None:
         for name in ("password", "sec"):
@@ -159,12 +173,15 @@ class TradovateConfig:
             object.__setattr__(self, "ws_url", known.ws_url if known else _derived_ws(self.api_url))
         if not self.md_url:
             object.__setattr__(self, "md_url", known.md_url if known else self.ws_url)
+        if not self.replay_url:
+            object.__setattr__(self, "replay_url", known.replay_url if known else self.md_url)
         problems.update(
             (ENV_VARS[field], why)
             for field, secure, plain in (
                 ("api_url", "https", "http"),
                 ("ws_url", "wss", "ws"),
                 ("md_url", "wss", "ws"),
+                ("replay_url", "wss", "ws"),
             )
             if (why := _check_url(getattr(self, field), secure, plain))
         )

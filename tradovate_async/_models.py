@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from ._secret import Secret
 
-__all__ = ["AccessToken", "UserInfo", "parse_timestamp", "token_from_record"]
+__all__ = [
+    "AccessToken",
+    "UserInfo",
+    "parse_api_hosts",
+    "parse_timestamp",
+    "token_from_record",
+]
 
 
 def parse_timestamp(value: str) -> dt.datetime:
@@ -55,6 +62,18 @@ class AccessToken:
     user_status: str | None = None
     has_live: bool = False
     issued_at: dt.datetime | None = None
+    password_expiration_time: dt.datetime | None = None
+    has_market_data: bool | None = None
+    outdated_tac: bool | None = None
+    hibp_hint: str | None = None
+    #: ``apiHosts`` of the answer: (key, bare hostname) pairs such as ``("demo",
+    #: "demo.tradovateapi.com")``; empty when the answer had none (see :meth:`api_host`).
+    api_hosts: tuple[tuple[str, str], ...] = ()
+
+    def api_host(self, key: str) -> str | None:
+        """The host ``apiHosts`` names for ``key`` (``live``, ``demo``, ``mdLive``, ``mdDemo``,
+        ``replay`` ...), or ``None``."""
+        return next((host for name, host in self.api_hosts if name == key), None)
 
     def expires_in(self, now: dt.datetime) -> dt.timedelta:
         """Time left until expiry, negative once expired."""
@@ -99,6 +118,8 @@ class AccessToken:
             raise ValueError("userId missing or not an integer")
         name = body.get("name", "")
         status = body.get("userStatus")
+        password_expiry = body.get("passwordExpirationTime")
+        hint = body.get("hibpHint")
         return cls(
             access_token=Secret(token),
             md_access_token=Secret(md) if md else None,
@@ -108,6 +129,11 @@ class AccessToken:
             user_status=status if isinstance(status, str) else None,
             has_live=body.get("hasLive") is True,
             issued_at=_utc(issued_at),
+            password_expiration_time=_optional_time(password_expiry),
+            has_market_data=_optional_bool(body.get("hasMarketData")),
+            outdated_tac=_optional_bool(body.get("outdatedTaC")),
+            hibp_hint=hint if isinstance(hint, str) and hint else None,
+            api_hosts=parse_api_hosts(body.get("apiHosts")),
         )
 
     def to_record(self) -> dict[str, Any]:
@@ -121,6 +147,13 @@ class AccessToken:
             "userStatus": self.user_status,
             "hasLive": self.has_live,
             "issuedAt": self.issued_at.isoformat() if self.issued_at else None,
+            "passwordExpirationTime": (
+                self.password_expiration_time.isoformat() if self.password_expiration_time else None
+            ),
+            "hasMarketData": self.has_market_data,
+            "outdatedTaC": self.outdated_tac,
+            "hibpHint": self.hibp_hint,
+            "apiHosts": dict(self.api_hosts) or None,
         }
 
     @classmethod
@@ -131,6 +164,39 @@ class AccessToken:
         return dataclasses.replace(
             token, issued_at=parse_timestamp(issued) if isinstance(issued, str) else None
         )
+
+
+def _optional_bool(value: object) -> bool | None:
+    return value if isinstance(value, bool) else None
+
+
+def _optional_time(value: object) -> dt.datetime | None:
+    """A time field the client does not depend on: unparseable means absent, not an error."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return parse_timestamp(value)
+    except ValueError:
+        return None
+
+
+_HOSTNAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(?::[0-9]{1,5})?")
+
+
+def parse_api_hosts(value: object) -> tuple[tuple[str, str], ...]:
+    """The usable entries of an ``apiHosts`` object: bare hostnames (optionally with a port),
+    as NinjaTrader's dynamic-API-hosts page describes them. Anything else — a scheme, a path,
+    user info, a non-string — is dropped rather than repaired, so a malformed entry can never
+    send a token somewhere unexpected. Unknown keys are kept (more hosts get added over time)."""
+    if not isinstance(value, Mapping):
+        return ()
+    hosts = []
+    for key, host in value.items():
+        if isinstance(key, str) and isinstance(host, str):
+            bare = host.strip().lower()
+            if len(bare) <= 260 and _HOSTNAME.fullmatch(bare):
+                hosts.append((key, bare))
+    return tuple(sorted(hosts))
 
 
 def token_from_record(record: object) -> AccessToken | None:

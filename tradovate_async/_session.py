@@ -38,7 +38,7 @@ from ._errors import (
     is_permanent,
 )
 from ._models import AccessToken, UserInfo
-from ._responses import interpret_api_response
+from ._responses import Penalty, encode_params, interpret_api_response, with_ticket
 from ._schedule import Blocked, Login, Renew, RenewalSchedule, Wait
 from ._store import MemoryTokenStore, TokenStore
 
@@ -98,7 +98,9 @@ class BearerAuth(httpx.Auth):
         token = await self._session.current_token()
         request.headers["Authorization"] = f"Bearer {token.access_token.reveal()}"
         response = yield request
-        if response.status_code != 401:
+        if response.status_code != 401 and not (
+            response.status_code == 400 and self._session.token_spent(token)
+        ):
             return
         try:
             fresh = await self._session.token_rejected(token)
@@ -311,20 +313,42 @@ class TradovateSession:
         """Send a bearer-signed request and return its parsed JSON.
 
         A 200 with ``errorText``, an order result whose ``failureReason`` is not ``Success``,
-        and every non-2xx answer raise typed errors. A transport failure raises
-        :class:`TransportError` and is never retried: the request may have reached the server.
+        ``violations``, and every non-2xx answer raise typed errors. List parameters go out as
+        the documentation writes them (``ids=1,2,3``). A time penalty (``p-ticket``) is waited
+        out and the identical request resent with the ticket, within the same bounds as a login
+        (the penalised request was not executed); ``p-captcha`` raises
+        :class:`CaptchaRequiredError`. A transport failure raises :class:`TransportError` and is
+        never retried: the request may have reached the server.
         """
         client = self.http
         relative = path.lstrip("/")
-        try:
-            response = await client.request(method, relative, params=params, json=json)
-        except httpx.TransportError as exc:
-            raise TransportError(f"{method} /{relative} failed: {type(exc).__name__}") from exc
+        query = encode_params(params)
+        target = f"{relative}?{query}" if query else relative
         auth = self._auth
         assert auth is not None
-        return interpret_api_response(
-            method, relative, response.status_code, response.content, auth.scrub
-        )
+        rounds = 0
+        while True:
+            try:
+                response = await client.request(method, target, json=json)
+            except httpx.TransportError as exc:
+                raise TransportError(f"{method} /{relative} failed: {type(exc).__name__}") from exc
+            outcome = interpret_api_response(
+                method, relative, response.status_code, response.content, auth.scrub
+            )
+            if not isinstance(outcome, Penalty):
+                return outcome
+            wait = self._penalty_policy.wait_for(outcome, rounds)
+            rounds += 1
+            logger.warning(
+                "%s /%s penalised (p-ticket): waiting %.1f s before resending (round %d of %d)",
+                method,
+                relative,
+                wait,
+                rounds,
+                self._penalty_policy.max_rounds,
+            )
+            await anyio.sleep(wait)
+            json = with_ticket(json, outcome.ticket)
 
     async def get(self, path: str, *, params: dict[str, Any] | None = None) -> Any:
         return await self.request("GET", path, params=params)
@@ -350,17 +374,17 @@ class TradovateSession:
         """A WebSocket bound to this session's token (use it with ``async with``).
 
         ``kind="trading"`` connects to ``config.ws_url``, ``"md"`` to ``config.md_url`` (with the
-        market-data token), ``"replay"`` needs ``url=``. Options go to
-        :class:`TradovateWebSocket`.
+        market-data token), ``"replay"`` to ``config.replay_url``; ``url=`` overrides. Options go
+        to :class:`TradovateWebSocket`.
         """
         from ._ws import TradovateWebSocket
 
         self._check_open()
         url = options.pop("url", None)
         if url is None:
-            if kind == "replay":
-                raise ValueError("a replay socket needs url=")
-            url = self.config.md_url if kind == "md" else self.config.ws_url
+            url = {"md": self.config.md_url, "replay": self.config.replay_url}.get(
+                kind, self.config.ws_url
+            )
         options.setdefault("ssl", self._ssl_context)
         return TradovateWebSocket(self, url=url, kind=kind, **options)
 
@@ -405,6 +429,16 @@ class TradovateSession:
         if token is not None and self._schedule.is_usable(token, now):
             return token
         return await self._refresh(token, "expired")
+
+    def token_spent(self, token: AccessToken) -> bool:
+        """Whether ``token`` had expired (or was within the safety margin) by now.
+
+        The documentation says an expired token gets "400 or 401". A 400 is also the answer to a
+        malformed request, and no public recording shows the body of the expired-token 400, so
+        a 400 counts as a refused token only when the token that signed the request was spent;
+        any other 400 is the request's own fault and is never answered with a renewal.
+        """
+        return not self._schedule.is_usable(token, self._clock())
 
     async def token_rejected(self, token: AccessToken) -> AccessToken:
         """The server refused ``token``: renew it once (single-flight) and return the current one.

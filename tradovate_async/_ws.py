@@ -61,6 +61,7 @@ from ._errors import (
 )
 from ._logging import RedactingLoggerAdapter, redact
 from ._models import AccessToken
+from ._responses import judge_answer
 from ._ws_codec import (
     HEARTBEAT_TEXT,
     AuthOutcome,
@@ -738,7 +739,7 @@ class TradovateWebSocket:
                 raise self._status_error(endpoint, response)
             penalty = penalty_of(response.data)
             if penalty is None:
-                return response.data, used
+                return judge_answer(endpoint, response.status, response.data, redact), used
             if penalty.captcha:
                 raise CaptchaRequiredError()
             self.stats.penalties += 1

@@ -29,10 +29,10 @@ import random
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Final, Generic, TypeAlias, TypeVar
-from urllib.parse import urlencode
 
 from ._auth_core import Penalty
 from ._errors import ProtocolError, excerpt
+from ._responses import encode_params
 
 __all__ = [
     "DROPPABLE_EVENT_KINDS",
@@ -313,25 +313,17 @@ def normalize_endpoint(endpoint: str) -> str:
 
 
 def encode_query(query: Mapping[str, Any] | str | None) -> str:
-    """A mapping is URL-encoded (sequences become repeated keys); a string is sent as given."""
+    """A mapping is URL-encoded as REST does it (lists comma-separated, ``ids=1,2,3``); a string
+    is sent as given."""
     if query is None:
         return ""
     if isinstance(query, str):
         text = query[1:] if query.startswith("?") else query
     else:
-        text = urlencode(
-            {k: _query_value(v) for k, v in query.items()},
-            doseq=True,
-        )
+        text = encode_params(query)
     if "\n" in text:
         raise ValueError("query must not contain a newline")
     return text
-
-
-def _query_value(value: Any) -> Any:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return value
 
 
 def encode_body(body: Any) -> str:

@@ -415,7 +415,7 @@ class SimState:
             "hasLive": user.has_live,
             "hasFunded": False,
             "hasMarketData": True,
-            "outdatedTaC": False,
+            "outdatedTaC": user.outdated_tac,
         }
         if session.md_token is not None:
             body["mdAccessToken"] = session.md_token

@@ -57,6 +57,8 @@ class SimUser:
     full_name: str = "Sim User"
     has_live: bool = False
     accounts: tuple[SimAccount, ...] = (SimAccount(),)
+    #: ``outdatedTaC`` of this user's token answers: the user has terms to accept.
+    outdated_tac: bool = False
 
     def __repr__(self) -> str:
         # The dataclass repr would print the password and secret into test logs.
