@@ -193,6 +193,7 @@ async def test_malformed_record_is_ignored_and_replaced(
         "tokens": {KEY: {"accessToken": "LEAKY-SECRET"}, "other": make_token(2).to_record()},
     }
     path.write_text(json.dumps(doc))
+    path.chmod(0o600)  # a mode readable by others would add its own WARNING
     store = FileTokenStore(path)
     with caplog.at_level(logging.WARNING, logger=LOGGER):
         assert await store.load(KEY) is None

@@ -22,22 +22,29 @@ Design choices, and why:
   holder never blocks the others. ``lock(key)`` therefore excludes every key of the file, which
   is coarse but harmless: logins are rare and a store usually holds one user.
 - ``flock`` excludes open files, not tasks, so one process's tasks are kept apart by an
-  ``anyio.Lock`` in front of the file lock. The task that holds ``lock()`` may call ``save``,
+  :class:`~tradovate_async._store.AnyLoopLock` in front of the file lock, which also works
+  for threads that run their own event loops. The task that holds ``lock()`` may call ``save``,
   ``delete`` and ``lock`` again without deadlocking; every other task, even one it started,
   waits (a task-scoped hold cannot leak into a background task that outlives it).
 - A file that is corrupt, truncated, foreign or cannot be decrypted is logged at WARNING and
-  read as empty, so the next ``save`` replaces it; a bot never stops over a broken cache.
+  read as empty, so the next ``save`` replaces it; a bot never stops over a broken cache. So is
+  anything at the path that is not a regular file, or larger than ``max_file_size``: reads
+  open without blocking (a FIFO) and without following links (see ``_safe_file``).
+- What another user could have planted is refused with
+  :class:`~tradovate_async.TokenStoreError` instead of being replaced or trusted: a token file
+  or a lock file owned by someone else, a lock file that is a link.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import json
 import logging
 import os
 import random
-import tempfile
+import threading
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -48,6 +55,18 @@ import filelock
 
 from ._errors import ConfigError, TokenStoreError
 from ._models import AccessToken, token_from_record
+from ._safe_file import Unusable as _Unusable
+from ._safe_file import (
+    check_lock_file,
+    ensure_dir,
+    open_regular,
+    planted_lock_message,
+    read_capped,
+    remove_stale_temporaries,
+    replace_atomically,
+    tighten_mode,
+)
+from ._store import AnyLoopLock
 
 if TYPE_CHECKING:
     from cryptography.fernet import Fernet
@@ -71,10 +90,12 @@ _KEY_PROBLEM: Final = (
 )
 _POLL_MIN: Final = 0.005
 _POLL_MAX: Final = 0.1
-
-
-class _Unusable(Exception):
-    """The file exists but is not a token file this store can read; the text says why."""
+#: Largest token file read. A record is about 1 KB, so this holds hundreds of keys, while a
+#: huge file planted or grown at the path costs at most this much memory.
+DEFAULT_MAX_FILE_SIZE: Final = 1 << 20
+#: Longest a lock-free read (``load``) may take before it is abandoned: a hung network file
+#: system must not hold up the session that only wanted to look.
+DEFAULT_READ_TIMEOUT: Final = 5.0
 
 
 def _fernet(key: str | bytes, source: str) -> Fernet:
@@ -98,8 +119,17 @@ class FileTokenStore:
     replaced by the next save. ``lock_timeout`` bounds the wait for the lock, in seconds: past
     it, :class:`~tradovate_async.TokenStoreError`.
 
+    Reads are bounded: only a regular file is read (opened without blocking and without
+    following a link), at most ``max_file_size`` bytes (1 MiB), and a lock-free ``load`` gives
+    up after ``read_timeout`` seconds (5 s). Anything else at the path (a FIFO, a device, a
+    symbolic link, a huge file) is ignored with a WARNING and replaced by the next save. A file
+    readable by others has its mode set back to 0600 (WARNING); a file owned by another user is
+    refused (:class:`~tradovate_async.TokenStoreError`), as is a lock file that is a symbolic
+    link or belongs to another user.
+
     Use one instance per file in a process: instances are kept apart by the file lock only, so a
     task holding the lock of one instance cannot save through another instance of the same file.
+    An instance may be shared by threads that run their own event loops.
     """
 
     def __init__(
@@ -108,9 +138,17 @@ class FileTokenStore:
         *,
         encryption_key: str | bytes | None = None,
         lock_timeout: float = 30.0,
+        max_file_size: int = DEFAULT_MAX_FILE_SIZE,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
     ) -> None:
         if not lock_timeout > 0:
             raise ValueError("lock_timeout must be positive")
+        if max_file_size < 1024:
+            raise ValueError("max_file_size must be at least 1024 bytes")
+        if not read_timeout > 0:
+            raise ValueError("read_timeout must be positive")
+        self._max_file_size = int(max_file_size)
+        self._read_timeout = float(read_timeout)
         self._path = Path(path).expanduser().absolute()
         self._lock_path = self._path.with_name(self._path.name + ".lock")
         self._lock_timeout = float(lock_timeout)
@@ -119,8 +157,9 @@ class FileTokenStore:
         )
         # thread_local=False: the lock is taken and released from different worker threads.
         self._file_lock = filelock.FileLock(str(self._lock_path), mode=0o600, thread_local=False)
-        self._guard = anyio.Lock()  # one task of this process at a time in front of the flock
-        self._holder: int | None = None  # id of the task that holds the lock
+        # One task of this process (any thread, any event loop) at a time in front of the flock.
+        self._guard = AnyLoopLock()
+        self._holder: tuple[int, int] | None = None  # (thread, task) that holds the lock
 
     @classmethod
     def from_env(
@@ -173,8 +212,12 @@ class FileTokenStore:
 
         Takes no lock: writes replace the file atomically, so a read sees a whole file.
         """
+        tokens: dict[str, Any] | None = None
         try:
-            tokens = await anyio.to_thread.run_sync(self._read_tokens)
+            # Abandoned on cancellation or timeout: a read changes nothing, and a hung file
+            # system must not hold up the caller (its own move_on_after included).
+            with anyio.move_on_after(self._read_timeout):
+                tokens = await anyio.to_thread.run_sync(self._read_tokens, abandon_on_cancel=True)
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -187,6 +230,13 @@ class FileTokenStore:
         except _Unusable as exc:
             logger.warning(
                 "ignoring the token file %s: %s; the next save replaces it", self._path, exc
+            )
+            return None
+        if tokens is None:
+            logger.warning(
+                "reading the token file %s took more than %g s; continuing without a stored token",
+                self._path,
+                self._read_timeout,
             )
             return None
         record = tokens.get(key)
@@ -229,7 +279,7 @@ class FileTokenStore:
 
     @contextlib.asynccontextmanager
     async def _exclusive(self) -> AsyncIterator[None]:
-        task = anyio.get_current_task().id
+        task = (threading.get_ident(), anyio.get_current_task().id)
         if self._holder == task:
             yield
             return
@@ -271,11 +321,16 @@ class FileTokenStore:
             delay = min(delay * 2, _POLL_MAX)
 
     def _try_file_lock(self) -> bool:
+        check_lock_file(self._lock_path)
         try:
             self._file_lock.acquire(timeout=0)
         except filelock.Timeout:
             return False
         except (OSError, RuntimeError) as exc:
+            if isinstance(exc, OSError) and exc.errno == errno.ELOOP:
+                raise TokenStoreError(
+                    planted_lock_message(self._lock_path, "is a symbolic link")
+                ) from None
             raise TokenStoreError(
                 f"cannot lock the token file {self._lock_path}: {_reason(exc)}"
             ) from exc
@@ -295,31 +350,27 @@ class FileTokenStore:
 
     # -- file I/O (worker threads) -------------------------------------------------------------
 
-    def _ensure_dir(self) -> None:
-        """Create the missing directories of the path, each with mode 0700."""
-        missing: list[Path] = []
-        parent = self._path.parent
-        while not parent.exists():
-            missing.append(parent)
-            parent = parent.parent
-        for directory in reversed(missing):
-            try:
-                directory.mkdir(mode=0o700)
-            except FileExistsError:
-                continue
-            os.chmod(directory, 0o700)  # mkdir's mode is filtered by the umask
-
     def _ensure_dir_or_fail(self) -> None:
         try:
-            self._ensure_dir()
+            ensure_dir(self._path.parent)
         except OSError as exc:
             raise TokenStoreError(
                 f"cannot create the directory of the token file {self._path}: {_reason(exc)}"
             ) from exc
 
     def _read_tokens(self) -> dict[str, Any]:
-        """The token table. Raises ``FileNotFoundError``/``OSError`` or :class:`_Unusable`."""
-        raw = self._path.read_bytes()
+        """The token table. Raises ``FileNotFoundError``/``OSError``, :class:`_Unusable`, or
+        :class:`~tradovate_async.TokenStoreError` for a file owned by another user."""
+        fd, info = open_regular(self._path)
+        try:
+            tokens = self._decode(read_capped(fd, info, self._max_file_size))
+            # Only for a usable file: an unusable one is replaced by a 0600 file anyway.
+            tighten_mode(fd, info, self._path)
+            return tokens
+        finally:
+            os.close(fd)
+
+    def _decode(self, raw: bytes) -> dict[str, Any]:
         try:
             document = json.loads(raw)
         except (ValueError, UnicodeDecodeError, RecursionError):
@@ -406,51 +457,13 @@ class FileTokenStore:
             document["tokens"] = tokens
         data = json.dumps(document, indent=1).encode("utf-8")
         try:
-            self._ensure_dir()
-            self._remove_stale_temporaries()
-            self._replace_atomically(data)
+            ensure_dir(self._path.parent)
+            remove_stale_temporaries(self._path)
+            replace_atomically(self._path, data)
         except OSError as exc:
             raise TokenStoreError(
                 f"cannot write the token file {self._path}: {_reason(exc)}"
             ) from exc
-
-    def _temporary_prefix(self) -> str:
-        return f".{self._path.name}."
-
-    def _remove_stale_temporaries(self) -> None:
-        """Remove the temporary files of writers killed mid-write.
-
-        Safe because every writer holds the file lock, which we hold now.
-        """
-        prefix = self._temporary_prefix()
-        with contextlib.suppress(OSError):
-            for name in os.listdir(self._path.parent):
-                if name.startswith(prefix) and name.endswith(".tmp"):
-                    with contextlib.suppress(OSError):
-                        os.unlink(self._path.parent / name)
-
-    def _replace_atomically(self, data: bytes) -> None:
-        # mkstemp creates the file with mode 0600, which os.replace keeps.
-        fd, temporary = tempfile.mkstemp(
-            dir=self._path.parent, prefix=self._temporary_prefix(), suffix=".tmp"
-        )
-        try:
-            with os.fdopen(fd, "wb") as file:
-                file.write(data)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, self._path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-            raise
-        # Make the rename itself durable; not every platform or filesystem allows it.
-        with contextlib.suppress(OSError):
-            directory = os.open(self._path.parent, os.O_RDONLY)
-            try:
-                os.fsync(directory)
-            finally:
-                os.close(directory)
 
 
 def _parse(record: object) -> AccessToken | None:

@@ -12,17 +12,74 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
+import threading
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
-from typing import Protocol, runtime_checkable
+from typing import Final, Protocol, runtime_checkable
 
 import anyio
+import anyio.lowlevel
 
 from ._models import AccessToken
 
-__all__ = ["MemoryTokenStore", "TokenStore"]
+__all__ = ["AnyLoopLock", "MemoryTokenStore", "TokenStore"]
 
 logger = logging.getLogger(__name__)
+
+_POLL_MIN: Final = 0.001
+_POLL_MAX: Final = 0.05
+
+
+class AnyLoopLock:
+    """An async lock shared by tasks of every thread and event loop of the process.
+
+    A store instance may be shared by threads that each run their own event loop (the README's
+    "one instance per file in a process" invites it). An ``anyio.Lock`` belongs to one loop:
+    a waiter in another loop is never woken. Here each loop queues its own tasks on its own
+    ``anyio.Lock`` (first come, first served, woken at once), and the task at the head of each
+    loop's queue takes a ``threading.Lock`` by polling with a short backoff, which no loop has
+    to be woken for.
+    """
+
+    def __init__(self) -> None:
+        self._thread_lock = threading.Lock()
+        self._meta = threading.Lock()
+        # thread id -> (the loop's token, that loop's queue)
+        self._loop_locks: dict[int, tuple[object, anyio.Lock]] = {}
+
+    def _loop_lock(self) -> anyio.Lock:
+        token = anyio.lowlevel.current_token()
+        ident = threading.get_ident()
+        with self._meta:
+            entry = self._loop_locks.get(ident)
+            if entry is None or entry[0] != token:  # a new loop in this thread
+                entry = (token, anyio.Lock())
+                self._loop_locks[ident] = entry
+            return entry[1]
+
+    async def acquire(self) -> None:
+        loop_lock = self._loop_lock()
+        await loop_lock.acquire()
+        try:
+            delay = _POLL_MIN
+            while not self._thread_lock.acquire(blocking=False):
+                await anyio.sleep(delay * random.uniform(0.5, 1.0))
+                delay = min(delay * 2, _POLL_MAX)
+        except BaseException:
+            loop_lock.release()
+            raise
+
+    def release(self) -> None:
+        """Release from the task (and so the loop) that acquired it."""
+        self._thread_lock.release()
+        self._loop_lock().release()
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.release()
 
 
 @runtime_checkable
@@ -50,11 +107,13 @@ class TokenStore(Protocol):
 
 
 class MemoryTokenStore:
-    """Tokens in this process's memory: shared by every session given the same instance."""
+    """Tokens in this process's memory: shared by every session given the same instance,
+    also by sessions of other threads running their own event loops."""
 
     def __init__(self) -> None:
         self._tokens: dict[str, AccessToken] = {}
-        self._locks: dict[str, anyio.Lock] = {}
+        self._locks: dict[str, AnyLoopLock] = {}
+        self._meta = threading.Lock()
 
     def __repr__(self) -> str:
         return f"MemoryTokenStore(keys={len(self._tokens)})"
@@ -63,18 +122,20 @@ class MemoryTokenStore:
         return self._tokens.get(key)
 
     async def save(self, key: str, token: AccessToken) -> None:
-        current = self._tokens.get(key)
-        if current is not None and current.expiration_time > token.expiration_time:
-            logger.debug("kept the stored token: it expires later than the one offered")
-            return
-        self._tokens[key] = token
+        with self._meta:  # another thread may save the same key at the same moment
+            current = self._tokens.get(key)
+            if current is not None and current.expiration_time > token.expiration_time:
+                logger.debug("kept the stored token: it expires later than the one offered")
+                return
+            self._tokens[key] = token
 
     async def delete(self, key: str) -> None:
         self._tokens.pop(key, None)
 
     @contextlib.asynccontextmanager
     async def lock(self, key: str) -> AsyncIterator[None]:
-        lock = self._locks.setdefault(key, anyio.Lock())
+        with self._meta:
+            lock = self._locks.setdefault(key, AnyLoopLock())
         async with lock:
             yield
 

@@ -7,13 +7,24 @@ things, ``check`` asserts the outcome.
 
 from __future__ import annotations
 
+import os
+import stat
+import threading
+import tracemalloc
 from typing import Any
 
-from tests.reliability.fault_table import FaultCase, Lab, error_of
+import anyio
+import anyio.to_thread
+
+from tests.reliability.fault_table import FaultCase, Lab, error_of, prefix_of, token_file
+from tests.test_store_hostile import _FifoWatchdog, _hammer, inside
 from tradovate_async import (
     ConfigError,
+    FileTokenStore,
     MemoryTokenStore,
     RedisTokenStore,
+    TokenStore,
+    TokenStoreError,
     TradovateConfig,
     TradovateSession,
 )
@@ -125,6 +136,157 @@ async def redis_url_check(lab: Lab) -> None:
     assert all("Q-Secret" not in s and "127.0.0.1:1" in s for s in lab.facts["shown"])
 
 
+# ------------------------------------------------------------------ token files
+
+
+async def fifo_setup(lab: Lab) -> None:
+    path = token_file(lab)
+    path.parent.mkdir()
+    os.mkfifo(path, 0o600)
+    sim = await lab.start_sim()
+    store = FileTokenStore(path)
+    watchdog = _FifoWatchdog(path)
+    try:
+        with anyio.move_on_after(5) as scope:  # what a session start does first
+            await store.load(sim.config().token_key)
+        await lab.open_session(store=store)
+    finally:
+        watchdog.stop()
+    lab.facts["hung"] = watchdog.fired or scope.cancelled_caught
+
+
+async def fifo_check(lab: Lab) -> None:
+    assert not lab.facts["hung"] and lab.sim.logins == 1
+    path = token_file(lab)
+    assert stat.S_ISREG(path.stat().st_mode)  # replaced by the first save
+    assert any("not a regular file" in m for m in lab.warnings)
+
+
+async def huge_file_setup(lab: Lab) -> None:
+    path = token_file(lab)
+    path.parent.mkdir()
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+    os.truncate(fd, 1 << 30)  # 1 GiB, sparse: takes no disk space
+    os.close(fd)
+    await lab.start_sim()
+    tracemalloc.start()
+    try:
+        await lab.open_session(store=FileTokenStore(path))
+        lab.facts["peak"] = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+async def huge_file_check(lab: Lab) -> None:
+    assert lab.facts["peak"] < 8 << 20 and lab.sim.logins == 1
+    assert token_file(lab).stat().st_size < 4096  # replaced by a valid file
+    assert any("larger than 1048576 bytes" in m for m in lab.warnings)
+
+
+async def planted_link_setup(lab: Lab) -> None:
+    path = token_file(lab)
+    path.parent.mkdir()
+    victim = lab.tmp_path / "victim.txt"
+    victim.write_text("not yours to overwrite")
+    path.symlink_to(victim)
+    await lab.start_sim()
+    await lab.open_session(store=FileTokenStore(path))
+
+
+async def planted_link_check(lab: Lab) -> None:
+    path = token_file(lab)
+    assert not path.is_symlink() and stat.S_ISREG(path.stat().st_mode)
+    assert (lab.tmp_path / "victim.txt").read_text() == "not yours to overwrite"
+    assert any("symbolic link, which is never followed" in m for m in lab.warnings)
+    assert lab.sim.logins == 1
+
+
+async def loose_mode_setup(lab: Lab) -> None:
+    path = token_file(lab)
+    await lab.start_sim()
+    first = await lab.open_session(store=FileTokenStore(path))
+    lab.facts["first"] = prefix_of(first)
+    path.chmod(0o644)
+    await lab.open_session(store=FileTokenStore(path))  # a second process, later
+
+
+async def loose_mode_check(lab: Lab) -> None:
+    path = token_file(lab)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert any("had mode 0644 (readable by others); set it to 0600" in m for m in lab.warnings)
+    assert lab.sim.logins == 1  # the second session adopted the stored token
+
+
+async def foreign_owner_setup(lab: Lab) -> None:
+    path = token_file(lab)
+    path.parent.mkdir()
+    path.write_text("{}")
+    path.chmod(0o600)
+    os.chown(path, 4321, 4321)  # tests run as root: give the file to another user
+    await lab.start_sim()
+    await lab.open_session(store=FileTokenStore(path))
+
+
+async def foreign_owner_check(lab: Lab) -> None:
+    assert token_file(lab).stat().st_uid == 4321 and token_file(lab).read_text() == "{}"
+    assert lab.session.stats.store_errors == 2 and lab.sim.logins == 1
+    assert any("owned by another user (uid 4321" in m for m in lab.warnings)
+    await lab.session.get("account/list")
+
+
+async def planted_lock_setup(lab: Lab) -> None:
+    path = token_file(lab)
+    path.parent.mkdir()
+    victim = lab.tmp_path / "victim.txt"
+    victim.write_text("not yours to truncate")
+    path.with_name(path.name + ".lock").symlink_to(victim)
+    store = FileTokenStore(path, lock_timeout=2)
+
+    async def lock() -> None:
+        async with store.lock("k"):
+            pass
+
+    lab.facts["error"] = await error_of(lock())
+    await lab.start_sim()
+    await lab.open_session(store=store)
+
+
+async def planted_lock_check(lab: Lab) -> None:
+    error = lab.facts["error"]
+    assert isinstance(error, TokenStoreError) and "is a symbolic link" in str(error)
+    assert (lab.tmp_path / "victim.txt").read_text() == "not yours to truncate"
+    assert any("another user may have planted it" in m for m in lab.warnings)
+    assert lab.session.stats.store_errors >= 2
+
+
+def threads_setup(kind: str) -> Any:
+    async def setup(lab: Lab) -> None:
+        store: TokenStore = (
+            MemoryTokenStore() if kind == "memory" else FileTokenStore(token_file(lab))
+        )
+        inside.clear()
+        errors: list[BaseException] = []
+        start = threading.Barrier(2)
+        threads = [
+            threading.Thread(target=_hammer, args=(store, 50, start, errors), daemon=True)
+            for _ in range(2)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            await anyio.to_thread.run_sync(thread.join, 40.0)
+        lab.facts["alive"] = [t.is_alive() for t in threads]
+        lab.facts["errors"] = errors
+        lab.facts["stored"] = await store.load("demo|bot-user|app")
+
+    return setup
+
+
+async def threads_check(lab: Lab) -> None:
+    assert lab.facts["alive"] == [False, False] and lab.facts["errors"] == []
+    assert lab.facts["stored"] is not None
+
+
 HOSTILE_CASES: list[FaultCase] = [
     FaultCase(
         "env-not-utf8",
@@ -169,5 +331,82 @@ HOSTILE_CASES: list[FaultCase] = [
         setup=redis_url_setup,
         expected_outcome="`repr(RedisTokenStore)` masks the userinfo and every credential query.",
         check=redis_url_check,
+    ),
+    FaultCase(
+        "token-file-fifo",
+        fault="A FIFO at the token file's path, with no writer",
+        setup=fifo_setup,
+        expected_outcome=(
+            "Opened without blocking (O_NONBLOCK), seen not to be a regular file: WARNING, one "
+            "login, and the first save replaces it; the store's read returns well inside the "
+            "caller's `move_on_after(5)`."
+        ),
+        check=fifo_check,
+    ),
+    FaultCase(
+        "token-file-huge",
+        fault="A 1 GiB file at the token file's path",
+        setup=huge_file_setup,
+        expected_outcome=(
+            "Not read (the cap is 1 MiB, `max_file_size`): WARNING, one login, the file is "
+            "replaced; the store allocates less than 8 MiB."
+        ),
+        check=huge_file_check,
+    ),
+    FaultCase(
+        "token-file-planted-link",
+        fault="A symbolic link planted at the token file's path",
+        setup=planted_link_setup,
+        expected_outcome=(
+            "Never followed (O_NOFOLLOW): WARNING, one login; the save replaces the link itself, "
+            "the file it pointed to is untouched."
+        ),
+        check=planted_link_check,
+    ),
+    FaultCase(
+        "token-file-mode-0644",
+        fault="Our token file has mode 0644 (readable by other users)",
+        setup=loose_mode_setup,
+        expected_outcome="Mode set back to 0600 with a WARNING; the token is still used.",
+        check=loose_mode_check,
+    ),
+    FaultCase(
+        "token-file-foreign-owner",
+        fault="The token file belongs to another user",
+        setup=foreign_owner_setup,
+        expected_outcome=(
+            "Refused, neither trusted nor replaced: TokenStoreError naming the owner's uid, "
+            "logged at WARNING for the load and the save; the session logs in and keeps its "
+            "token in memory."
+        ),
+        check=foreign_owner_check,
+    ),
+    FaultCase(
+        "lock-file-planted-link",
+        fault="The lock file `<path>.lock` is a symbolic link planted by another user",
+        setup=planted_lock_setup,
+        expected_outcome=(
+            "TokenStoreError saying the lock file is a link another user may have planted (not "
+            "followed, its target untouched); the session logs it at WARNING and goes on without "
+            "the store."
+        ),
+        check=planted_lock_check,
+    ),
+    FaultCase(
+        "memory-store-two-loops",
+        fault="One MemoryTokenStore shared by two threads, each with its own event loop",
+        setup=threads_setup("memory"),
+        expected_outcome=(
+            "Works: the lock excludes across loops (a per-loop queue in front of a thread "
+            "lock); 2 × 50 lock/save rounds, never two holders, no hang."
+        ),
+        check=threads_check,
+    ),
+    FaultCase(
+        "file-store-two-loops",
+        fault="One FileTokenStore shared by two threads, each with its own event loop",
+        setup=threads_setup("file"),
+        expected_outcome="Works, as for the memory store; the file holds the last token.",
+        check=threads_check,
     ),
 ]
