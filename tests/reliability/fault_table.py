@@ -736,8 +736,9 @@ from tradovate_async._models import AccessToken
 from tradovate_async._secret import Secret
 
 path, key, first = sys.argv[1], sys.argv[2], int(sys.argv[3])
-store = FileTokenStore(path, lock_timeout=20)
-padding = "x" * 2_000_000  # a big file: a long write (~25 ms), easy to interrupt
+# a big file: a long write (~25 ms), easy to interrupt (above the default 1 MiB read cap)
+store = FileTokenStore(path, lock_timeout=20, max_file_size=8 << 20)
+padding = "x" * 2_000_000
 
 async def main():
     n = first
@@ -756,7 +757,7 @@ anyio.run(main)
 
 async def sigkill_writer_setup(lab: Lab) -> None:
     path = lab.tmp_path / "tokens.json"
-    reader = FileTokenStore(path)
+    reader = FileTokenStore(path, max_file_size=8 << 20)
     rng = random.Random(20240611)
     rounds: list[dict[str, Any]] = []
     reads = 0
