@@ -569,7 +569,8 @@ async def test_ws_authorize_styles(server: SimulatedTradovate, http: httpx.Async
     await ws.send("auth/me\n6\n\n")
     assert (await recv_messages(ws))[0]["d"]["userId"] == USER.user_id
     await ws.send("no/such\n7\n\n")
-    assert await recv_messages(ws) == [{"s": 404, "i": 7, "d": "Not found: no/such"}]
+    # JSON-quoted inside the string, as recorded (tests/wire/samples/frame-404-double-quoted-*)
+    assert await recv_messages(ws) == [{"s": 404, "i": 7, "d": '"Not found: no/such"'}]
     await ws.close()
 
     for token in (body["mdAccessToken"], body["accessToken"]):

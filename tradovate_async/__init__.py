@@ -7,6 +7,7 @@ heartbeat and come back with their subscriptions after a drop. ``tradovate_async
 offline Tradovate server for tests.
 """
 
+from ._api_hosts import ResolvedEndpoints
 from ._config import (
     ENVIRONMENTS,
     Endpoints,
@@ -111,6 +112,7 @@ __all__ = [
     "RenewalSchedule",
     "RequestFailedError",
     "RequestTimeoutError",
+    "ResolvedEndpoints",
     "Response",
     "Secret",
     "SessionClosedError",

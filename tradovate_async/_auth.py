@@ -73,6 +73,8 @@ class Authenticator:
         self._client = client
         self._policy = penalty_policy or PenaltyPolicy()
         self._clock = clock
+        #: Where renewals go: the configured REST base until the server names another.
+        self.api_url = config.api_url
         self.scrub = Scrubber([config.password.reveal(), config.sec.reveal()])
 
     def __repr__(self) -> str:
@@ -86,7 +88,9 @@ class Authenticator:
         self.scrub = Scrubber([self.config.password.reveal(), self.config.sec.reveal()], extra)
 
     def _url(self, path: str) -> str:
-        return f"{self.config.api_url}/{path}"
+        # Logins go to the configured host; renewals follow the server's apiHosts (api_url).
+        base = self.config.api_url if path == "auth/accesstokenrequest" else self.api_url
+        return f"{base}/{path}"
 
     async def _send(
         self, method: str, path: str, *, json_body: object = None, token: AccessToken | None = None

@@ -25,6 +25,7 @@ import anyio
 import anyio.abc
 import httpx
 
+from ._api_hosts import ResolvedEndpoints, resolve_endpoints
 from ._auth import Authenticator, utc_now
 from ._auth_core import PenaltyPolicy
 from ._config import TradovateConfig
@@ -137,6 +138,9 @@ class TradovateSession:
         renewals_per_hour: the renewal budget (the server allows 15 an hour).
         clock: wall clock returning an aware UTC datetime (tests move it).
         rng: random source for jitter (tests seed it).
+        use_api_hosts: build REST and WebSocket URLs from the ``apiHosts`` of token answers
+            (the server's per-user hosts; see :attr:`endpoints`). ``False`` keeps the
+            configured URLs whatever the server says.
     """
 
     def __init__(
@@ -157,6 +161,7 @@ class TradovateSession:
         limits: httpx.Limits | None = None,
         clock: Callable[[], dt.datetime] = utc_now,
         rng: random.Random | None = None,
+        use_api_hosts: bool = True,
     ) -> None:
         if verify is False:
             raise ValueError("TLS verification cannot be turned off (verify=False)")
@@ -197,6 +202,8 @@ class TradovateSession:
         self._auth: Authenticator | None = None
         self._auth_lock: anyio.Lock | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
+        self._use_api_hosts = use_api_hosts
+        self._endpoints = resolve_endpoints(config, None)
 
     def __repr__(self) -> str:
         expiry = self._token.expiration_time.isoformat() if self._token else None
@@ -299,6 +306,12 @@ class TradovateSession:
         return self._client
 
     @property
+    def endpoints(self) -> ResolvedEndpoints:
+        """The URLs in use: the configured ones, or the hosts the server named in the
+        ``apiHosts`` of its token answers (kept when a later answer names none)."""
+        return self._endpoints
+
+    @property
     def store(self) -> TokenStore:
         return self._store
 
@@ -382,9 +395,8 @@ class TradovateSession:
         self._check_open()
         url = options.pop("url", None)
         if url is None:
-            url = {"md": self.config.md_url, "replay": self.config.replay_url}.get(
-                kind, self.config.ws_url
-            )
+            urls = self._endpoints
+            url = {"md": urls.md_url, "replay": urls.replay_url}.get(kind, urls.ws_url)
         options.setdefault("ssl", self._ssl_context)
         return TradovateWebSocket(self, url=url, kind=kind, **options)
 
@@ -583,6 +595,8 @@ class TradovateSession:
         previous, self._token = self._token, token
         auth.remember_token(token)
         self._schedule.on_success()
+        if self._use_api_hosts and token.api_hosts:
+            self._apply_endpoints(resolve_endpoints(self.config, token))
         if previous is not None and previous.access_token == token.access_token:
             return
         logger.info("new token in use; expires %s", token.expiration_time.isoformat())
@@ -591,6 +605,22 @@ class TradovateSession:
                 listener(token)
             except Exception:
                 logger.exception("token listener failed")
+
+    def _apply_endpoints(self, endpoints: ResolvedEndpoints) -> None:
+        """Move requests, renewals and new sockets to the hosts the server named."""
+        previous, self._endpoints = self._endpoints, endpoints
+        if endpoints == previous:
+            return
+        logger.info(
+            "the server's apiHosts move this session to %s (trading socket %s, market data %s)",
+            endpoints.api_url,
+            endpoints.ws_url,
+            endpoints.md_url,
+        )
+        auth = self._auth
+        if endpoints.api_url != previous.api_url and self._client is not None and auth is not None:
+            self._client.base_url = httpx.URL(endpoints.api_url + "/")
+            auth.api_url = endpoints.api_url
 
     # -- store access that never takes the session down -------------------------------------
 

@@ -30,7 +30,17 @@ from tradovate_async._ws_codec import (
     interpret_auth_response,
 )
 
-from .corpus import KINDS, PROVENANCES, SAMPLES, SAMPLES_DIR, Sample, of_kind
+from .corpus import (
+    KINDS,
+    PROVENANCES,
+    SAMPLES,
+    SAMPLES_DIR,
+    Sample,
+    json_shape,
+    missing_fields,
+    of_kind,
+    shape_drift,
+)
 
 NOW = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -240,3 +250,18 @@ def test_socket_and_rest_raise_the_same_for_the_same_body() -> None:
         over_socket.value.failure_reason,
         over_socket.value.failure_text,
     )
+
+
+def test_shape_comparison_reports_invented_fields_wrong_types_and_gaps() -> None:
+    allowed = json_shape({"orderId": 1, "failureReason": "x", "items": {"-1": 2.0, "3": 1}})
+    assert shape_drift(json_shape({"orderId": 5}), allowed) == []
+    assert shape_drift(json_shape({"orderId": "5"}), allowed) == [
+        "$.orderId: string where the corpus has number"
+    ]
+    assert shape_drift(json_shape({"orderId": 5, "archived": False}), allowed) == [
+        "$.archived: field the real server is not known to send"
+    ]
+    assert shape_drift(json_shape({"items": {"7": 1.5}}), allowed) == []
+    assert missing_fields({"a": 1}, [{"a": 1, "b": 2}, {"a": 3, "b": 4}]) == [
+        "$.b: missing (every sample has it)"
+    ]

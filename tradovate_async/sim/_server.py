@@ -579,6 +579,19 @@ class SimulatedTradovate:
     # ---------------------------------------------------------------------- WebSockets
 
     @property
+    def api_hosts(self) -> dict[str, str] | None:
+        """The ``apiHosts`` object token answers carry (bare ``host[:port]`` values per purpose:
+        ``live``, ``demo``, ``mdLive`` ...), or None for answers without one."""
+        with self._state.lock:
+            hosts = self._state.api_hosts
+            return dict(hosts) if hosts is not None else None
+
+    @api_hosts.setter
+    def api_hosts(self, hosts: dict[str, str] | None) -> None:
+        with self._state.lock:
+            self._state.api_hosts = dict(hosts) if hosts is not None else None
+
+    @property
     def authorize_delay(self) -> float:
         """Seconds to wait before answering ``authorize`` (to test client timeouts)."""
         return self._hub.authorize_delay

@@ -210,6 +210,8 @@ class SimState:
         self.max_failed_logins = max_failed_logins
         self.max_renewals = max_renewals_per_hour
         self.strict_penalties = strict_penalties
+        #: ``apiHosts`` of token answers (the real server sends them since 2026-10); None: none.
+        self.api_hosts: dict[str, str] | None = None
 
         self._session_ids = itertools.count(1)
         self._order_ids = itertools.count(1_000_001)
@@ -419,6 +421,8 @@ class SimState:
         }
         if session.md_token is not None:
             body["mdAccessToken"] = session.md_token
+        if self.api_hosts is not None:
+            body["apiHosts"] = dict(self.api_hosts)
         return body
 
     # --------------------------------------------------------------------------- auth
@@ -649,13 +653,9 @@ class SimState:
                 "action": action,
                 "ordStatus": "Working",
                 "admin": False,
-                "archived": False,
-                "external": False,
             }
-            for field in ("clOrdId", "orderType", "orderQty", "price", "stopPrice", "text"):
-                if field in body:
-                    order[field] = body[field]
-            order["isAutomated"] = body.get("isAutomated") is True
+            # Only the Order entity's fields (OpenAPI schema; tests/wire corpus): quantity, type
+            # and prices belong to the orderVersion entity, not to the order.
             self._orders.setdefault(user.username, []).append(order)
         event = {"entityType": "order", "eventType": "Created", "entity": dict(order)}
         logger.debug("order %d placed for %s", order_id, user.username)
