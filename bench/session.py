@@ -42,7 +42,7 @@ from tradovate_async.sim import SimulatedTradovate, WarpClock
 async def single_flight(concurrency: int) -> int:
     clock = WarpClock()
     async with SimulatedTradovate(clock=clock.time) as sim:
-        async with TradovateSession(sim.config(), clock=clock.now, check_interval=60) as session:
+        async with TradovateSession(sim.config(), clock=clock, check_interval=3600.0) as session:
             clock.jump(95 * 60)  # past the 90-minute expiry
             sim.reset_counters()
             async with anyio.create_task_group() as tg:

@@ -25,17 +25,16 @@ import time
 import anyio
 import psutil
 
-from tradovate_async import TradovateSession
+from tradovate_async import Backoff, TradovateSession
 from tradovate_async.sim import SimulatedTradovate, WarpClock
 
 HOUR = 3600.0
 WS_OPTIONS = {
     # Compressed time: reconnect quickly and count a connection as stable sooner than the
     # real-time defaults would, or the backoff would outgrow the simulated hours.
-    "backoff_initial": 0.01,
-    "backoff_max": 0.2,
+    "reconnect_backoff": Backoff(0.01, 0.2),
     "stable_after": 0.3,
-    "request_timeout": 5.0,
+    "timeout": 5.0,
 }
 
 
@@ -59,10 +58,9 @@ async def soak(days: float, minutes: float, drop_every_hours: float) -> dict[str
         end_at = clock.time() + days * 24 * HOUR
         async with TradovateSession(
             sim.config(),
-            clock=clock.now,
-            check_interval=0.002,
-            backoff_initial=0.005,
-            backoff_max=0.05,
+            clock=clock,
+            check_interval=0.002 * speed,
+            renewal_backoff=Backoff(0.005 * speed, 0.05 * speed),
         ) as session:
             session.add_token_listener(lambda _t: renewal_times.append(clock.time()))
             async with (

@@ -151,7 +151,7 @@ async def library_client(session: TradovateSession, url: str, events: int, batch
     async with session.websocket(kind="md", url=url) as ws:
         stream = ws.events()
         start = time.perf_counter()
-        await ws.request("bench/stream", body={"events": events, "batch": batch})
+        await ws.request("bench/stream", json={"events": events, "batch": batch})
         seen = 0
         async for event in stream:
             if event.kind == "md":
@@ -197,7 +197,7 @@ async def memory(session: TradovateSession, url: str, events: int) -> tuple[floa
         stream = ws.events()
         tracemalloc.start()
         base = tracemalloc.get_traced_memory()[0]
-        await ws.request("bench/stream", body={"events": 20_000, "batch": 1})
+        await ws.request("bench/stream", json={"events": 20_000, "batch": 1})
         await anyio.sleep(1.0)  # nobody consumes: the buffer holds what arrived
         held = ws.stats.buffered_events if hasattr(ws.stats, "buffered_events") else None
         peak = tracemalloc.get_traced_memory()[1] - base
@@ -215,7 +215,7 @@ async def memory(session: TradovateSession, url: str, events: int) -> tuple[floa
         before = rss.memory_info().rss
         chunk = 100_000
         for _ in range(max(1, events // chunk)):
-            await ws.request("bench/stream", body={"events": chunk, "batch": 10})
+            await ws.request("bench/stream", json={"events": chunk, "batch": 10})
             seen = 0
             async for event in stream:
                 if event.kind == "md":

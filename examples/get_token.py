@@ -19,7 +19,6 @@ from tradovate_async import (
     TradovateConfig,
     TradovateError,
     TradovateSession,
-    default_token_file,
 )
 
 
@@ -29,7 +28,7 @@ async def main() -> int:
     except ConfigError as exc:
         print(f"Missing or invalid settings; see .env.example.\n{exc}", file=sys.stderr)
         return 2
-    store = FileTokenStore.from_env(default_token_file())
+    store = FileTokenStore.from_env()
     try:
         async with TradovateSession(config, store=store) as session:
             token = session.token

@@ -22,7 +22,6 @@ from tradovate_async import (
     TradovateConfig,
     TradovateError,
     TradovateSession,
-    default_token_file,
 )
 
 log = logging.getLogger("bot")
@@ -31,7 +30,7 @@ log = logging.getLogger("bot")
 async def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     seconds = float(os.environ.get("EXAMPLE_SECONDS", "inf"))
-    store = FileTokenStore.from_env(default_token_file())
+    store = FileTokenStore.from_env()
     try:
         async with TradovateSession(TradovateConfig.from_env(), store=store) as session:
             session.add_token_listener(

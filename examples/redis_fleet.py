@@ -10,16 +10,25 @@ distributed lock makes the first one log in and the others adopt its token. Need
 from __future__ import annotations
 
 import multiprocessing
+import os
 import sys
 
 import anyio
+from dotenv import dotenv_values
 
-from tradovate_async import RedisTokenStore, TradovateConfig, TradovateSession, merged_settings
+from tradovate_async import RedisTokenStore, TradovateConfig, TradovateSession
+
+
+def redis_url() -> str:
+    """``TRADOVATE_REDIS_URL`` from the environment, else from ``.env``, else a local Redis."""
+    value = os.environ.get("TRADOVATE_REDIS_URL") or dotenv_values(".env").get(
+        "TRADOVATE_REDIS_URL"
+    )
+    return value or "redis://127.0.0.1:6379/0"
 
 
 async def worker(index: int) -> tuple[int, str, int]:
-    url = merged_settings().get("TRADOVATE_REDIS_URL", "redis://127.0.0.1:6379/0")
-    store = RedisTokenStore(url)
+    store = RedisTokenStore(redis_url())
     try:
         async with TradovateSession(TradovateConfig.from_env(), store=store) as session:
             await session.get("account/list")

@@ -20,6 +20,7 @@ from typing import Any
 import anyio
 
 from tradovate_async import (
+    Backoff,
     FileTokenStore,
     RedisTokenStore,
     TokenStore,
@@ -96,7 +97,11 @@ async def main() -> None:
     prefixes: list[str] = []
     try:
         async with TradovateSession(
-            config, store=store, clock=clock.now, check_interval=0.01, backoff_initial=0.05
+            config,
+            store=store,
+            clock=clock,
+            check_interval=0.01 * clock.speed,
+            renewal_backoff=Backoff(0.05 * clock.speed, 60.0 * clock.speed),
         ) as session:
             session.add_token_listener(lambda t: prefixes.append(t.access_token.prefix()))
             prefixes.append(session.token.access_token.prefix())

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tradovate_async import merged_settings
-from tradovate_async._config import TradovateConfig
+from tradovate_async._config import TradovateConfig, merged_settings
 from tradovate_async._errors import ConfigError
 
 FULL = {

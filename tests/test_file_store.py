@@ -237,7 +237,7 @@ async def test_permission_denied_loads_none_and_save_raises(
 async def test_unwritable_location_raises_token_store_error(tmp_path: Path) -> None:
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("x")
-    store = FileTokenStore(blocker / "tokens.json", lock_timeout=1.0)
+    store = FileTokenStore(blocker / "tokens.json", lock_wait=1.0)
     with pytest.raises(TokenStoreError):
         await store.save(KEY, make_token())
     assert await store.load(KEY) is None
@@ -306,7 +306,7 @@ def test_from_env(tmp_path: Path) -> None:
 
 
 async def test_lock_excludes_other_tasks_and_is_reentrant_for_its_holder(tmp_path: Path) -> None:
-    store = FileTokenStore(tmp_path / "tokens.json", lock_timeout=5.0)
+    store = FileTokenStore(tmp_path / "tokens.json", lock_wait=5.0)
     inside = 0
     most = 0
 
@@ -328,10 +328,10 @@ async def test_lock_excludes_other_tasks_and_is_reentrant_for_its_holder(tmp_pat
     assert token is not None and token.user_id == 5
 
 
-async def test_lock_timeout_raises_and_load_does_not_wait(tmp_path: Path) -> None:
-    store = FileTokenStore(tmp_path / "tokens.json", lock_timeout=0.3)
+async def test_lock_wait_raises_and_load_does_not_wait(tmp_path: Path) -> None:
+    store = FileTokenStore(tmp_path / "tokens.json", lock_wait=0.3)
     await store.save(KEY, make_token())
-    other_instance = FileTokenStore(tmp_path / "tokens.json", lock_timeout=0.3)
+    other_instance = FileTokenStore(tmp_path / "tokens.json", lock_wait=0.3)
     async with store.lock(KEY):
         for contender in (store, other_instance):  # another task; another open file
             with anyio.fail_after(2):
@@ -350,7 +350,7 @@ async def test_lock_timeout_raises_and_load_does_not_wait(tmp_path: Path) -> Non
 
 
 async def test_cancelled_waiter_and_failing_holder_leave_the_lock_free(tmp_path: Path) -> None:
-    store = FileTokenStore(tmp_path / "tokens.json", lock_timeout=2.0)
+    store = FileTokenStore(tmp_path / "tokens.json", lock_wait=2.0)
     with pytest.raises(RuntimeError):
         async with store.lock(KEY):
             raise RuntimeError("boom")
@@ -398,7 +398,7 @@ EXCLUSIVE_CHILD = (
     CHILD_PRELUDE
     + """
 path, key, go = sys.argv[1:4]
-store = FileTokenStore(path, lock_timeout=20)
+store = FileTokenStore(path, lock_wait=20)
 print("ready", flush=True)
 while not os.path.exists(go):
     time.sleep(0.002)
@@ -437,7 +437,7 @@ WRITER_CHILD = (
     CHILD_PRELUDE
     + """
 path, key = sys.argv[1:3]
-store = FileTokenStore(path, lock_timeout=20)
+store = FileTokenStore(path, lock_wait=20)
 
 padding = "x" * 200_000  # a big file makes a long write, easy to interrupt or to read torn
 
@@ -494,7 +494,7 @@ HOLDER_CHILD = (
     CHILD_PRELUDE
     + """
 path, key = sys.argv[1:3]
-store = FileTokenStore(path, lock_timeout=20)
+store = FileTokenStore(path, lock_wait=20)
 
 async def main():
     async with store.lock(key):
@@ -513,12 +513,12 @@ async def test_a_holder_killed_with_sigkill_does_not_block_others(
     child = await spawn_python(HOLDER_CHILD, str(path), KEY)
     assert await child.readline() == "locked"
     with pytest.raises(TokenStoreError):  # it really holds the lock
-        async with FileTokenStore(path, lock_timeout=0.3).lock(KEY):
+        async with FileTokenStore(path, lock_wait=0.3).lock(KEY):
             pass
     child.signal(signal.SIGKILL)
     await child.wait()
     start = anyio.current_time()
-    async with FileTokenStore(path, lock_timeout=5.0).lock(KEY):
+    async with FileTokenStore(path, lock_wait=5.0).lock(KEY):
         assert anyio.current_time() - start < 0.5
 
 
@@ -526,7 +526,7 @@ SAVER_CHILD = (
     CHILD_PRELUDE
     + """
 path, name, go = sys.argv[1:4]
-store = FileTokenStore(path, lock_timeout=20)
+store = FileTokenStore(path, lock_wait=20)
 print("ready", flush=True)
 while not os.path.exists(go):
     time.sleep(0.002)

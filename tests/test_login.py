@@ -23,6 +23,7 @@ from tradovate_async._errors import (
     RateLimitedError,
     TransportError,
 )
+from tradovate_async._penalty import PenaltyPolicy
 from tradovate_async._secret import Secret
 from tradovate_async._session import TradovateSession
 from tradovate_async.sim import Fault, SimulatedTradovate, SimUser
@@ -64,7 +65,7 @@ async def test_penalty_round_trip_waits_and_echoes_the_ticket(
 async def test_penalty_rounds_are_bounded(sim: SimulatedTradovate, config: TradovateConfig) -> None:
     sim.inject(LOGIN, Fault.penalty(0.05), times=5)
     with pytest.raises(PenaltyLimitError):
-        async with TradovateSession(config, max_penalty_rounds=2):
+        async with TradovateSession(config, penalties=PenaltyPolicy(max_rounds=2)):
             pass
     assert sim.token_requests == 3
 
@@ -74,7 +75,7 @@ async def test_penalty_longer_than_allowed_is_not_waited(
 ) -> None:
     sim.inject(LOGIN, Fault.penalty(3600))
     with pytest.raises(PenaltyLimitError, match="3600"):
-        async with TradovateSession(config, max_penalty_wait=60):
+        async with TradovateSession(config, penalties=PenaltyPolicy(max_wait=60)):
             pass
     assert sim.token_requests == 1
 

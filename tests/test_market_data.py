@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 import pytest
 
-from tradovate_async import TradovateSession
+from tradovate_async import Backoff, TradovateSession
 from tradovate_async._charts import BarSeries
 from tradovate_async._market_data import MarketData
 from tradovate_async._md_models import (
@@ -35,9 +35,8 @@ from tradovate_async.sim._market import contract_id
 FAST: dict[str, Any] = {
     "heartbeat_interval": 0.2,
     "silence_timeout": 3.0,
-    "request_timeout": 5.0,
-    "open_timeout": 5.0,
-    "backoff_max": 0.3,
+    "timeout": 5.0,
+    "reconnect_backoff": Backoff(0.1, 0.3),
 }
 
 

@@ -55,8 +55,8 @@ async def make_store(
 
     def make(**options: Any) -> RedisTokenStore:
         options.setdefault("prefix", prefix)
-        options.setdefault("lock_timeout", 1.0)
-        options.setdefault("acquire_timeout", 5.0)
+        options.setdefault("lock_ttl", 1.0)
+        options.setdefault("lock_wait", 5.0)
         store = RedisTokenStore(redis_server.url, **options)
         stores.append(store)
         return store
@@ -188,8 +188,8 @@ async def test_lock_excludes_other_tasks_and_stores(
     assert token is not None and token.user_id == 5
 
 
-async def test_acquire_timeout_raises(make_store: Callable[..., RedisTokenStore]) -> None:
-    holder, waiter = make_store(), make_store(acquire_timeout=0.3)
+async def test_lock_wait_raises(make_store: Callable[..., RedisTokenStore]) -> None:
+    holder, waiter = make_store(), make_store(lock_wait=0.3)
     async with holder.lock(KEY):
         start = anyio.current_time()
         with pytest.raises(TokenStoreError, match="timed out"):
@@ -204,8 +204,8 @@ async def test_a_long_holder_keeps_its_lock(
     make_store: Callable[..., RedisTokenStore], raw: redis.asyncio.Redis, prefix: str
 ) -> None:
     """The lock lives 0.5 s, the holder keeps it 1.5 s: the renewal task extends it."""
-    holder = make_store(lock_timeout=0.5)
-    waiter = make_store(acquire_timeout=1.2)
+    holder = make_store(lock_ttl=0.5)
+    waiter = make_store(lock_wait=1.2)
     async with holder.lock(KEY):
         with pytest.raises(TokenStoreError):
             async with waiter.lock(KEY):
@@ -320,7 +320,7 @@ while not os.path.exists(go):
     time.sleep(0.002)
 
 async def main():
-    store = RedisTokenStore(url, prefix=prefix, lock_timeout=1.0, acquire_timeout=20)
+    store = RedisTokenStore(url, prefix=prefix, lock_ttl=1.0, lock_wait=20)
     async with store.lock(key):
         if await store.load(key) is None:
             await anyio.sleep(0.3)  # a slow login: without the lock every child gets here
@@ -362,7 +362,7 @@ HOLDER_CHILD = (
     CHILD_PRELUDE
     + """
 async def main():
-    store = RedisTokenStore(url, prefix=prefix, lock_timeout=1.0)
+    store = RedisTokenStore(url, prefix=prefix, lock_ttl=1.0)
     async with store.lock(key):
         print("locked", flush=True)
         await anyio.sleep(60)
@@ -372,7 +372,7 @@ anyio.run(main)
 )
 
 
-async def test_a_crashed_holder_blocks_others_at_most_lock_timeout(
+async def test_a_crashed_holder_blocks_others_at_most_lock_ttl(
     redis_server: RedisServer,
     prefix: str,
     spawn_python: Spawn,
@@ -380,13 +380,13 @@ async def test_a_crashed_holder_blocks_others_at_most_lock_timeout(
 ) -> None:
     child = await spawn_python(HOLDER_CHILD, redis_server.url, prefix, KEY)
     assert await child.readline() == "locked"
-    await anyio.sleep(1.2)  # past its lock_timeout: only its renewals keep it
+    await anyio.sleep(1.2)  # past its lock_ttl: only its renewals keep it
     with pytest.raises(TokenStoreError):
-        async with make_store(acquire_timeout=0.3).lock(KEY):
+        async with make_store(lock_wait=0.3).lock(KEY):
             pytest.fail("got a lock that is held")
     await child.kill()
     killed = anyio.current_time()
-    async with make_store(acquire_timeout=5.0).lock(KEY):
+    async with make_store(lock_wait=5.0).lock(KEY):
         waited = anyio.current_time() - killed
     assert waited < 1.0 + 0.6  # the rest of the lock's 1 s time to live, plus polling
 
@@ -397,7 +397,7 @@ PAUSED_CHILD = (
 from tradovate_async._errors import TokenStoreError
 
 async def main():
-    store = RedisTokenStore(url, prefix=prefix, lock_timeout=0.5)
+    store = RedisTokenStore(url, prefix=prefix, lock_ttl=0.5)
     async with store.lock(key):
         print("locked", flush=True)
         await anyio.to_thread.run_sync(sys.stdin.readline)  # the parent pauses us meanwhile
@@ -426,7 +426,7 @@ async def test_a_paused_holder_cannot_overwrite_the_next_holder(
     assert await child.readline() == "locked"
     child.signal(signal.SIGSTOP)
     try:
-        store = make_store(acquire_timeout=3.0)
+        store = make_store(lock_wait=3.0)
         async with store.lock(KEY):
             mine = make_token(1, minutes=60)
             await store.save(KEY, mine)
@@ -444,7 +444,7 @@ async def test_store_errors_while_redis_is_down_and_works_after_restart(
     private_redis_server: RedisServer,
 ) -> None:
     server = private_redis_server
-    store = RedisTokenStore(server.url, prefix="restart", lock_timeout=1.0, acquire_timeout=1.0)
+    store = RedisTokenStore(server.url, prefix="restart", lock_ttl=1.0, lock_wait=1.0)
     try:
         await store.save(KEY, make_token(1))
         async with store.lock(KEY):

@@ -8,8 +8,6 @@ import json
 import pytest
 
 from tradovate_async._auth_core import (
-    Penalty,
-    PenaltyPolicy,
     Scrubber,
     build_login_body,
     interpret_token_response,
@@ -28,6 +26,7 @@ from tradovate_async._errors import (
     TokenRejectedError,
 )
 from tradovate_async._models import AccessToken
+from tradovate_async._penalty import Penalty, PenaltyPolicy
 from tradovate_async._responses import interpret_api_response
 
 NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 import anyio
 import pytest
 
+from tradovate_async._clock import Clock, FakeClock
 from tradovate_async._errors import (
     CaptchaRequiredError,
     InvalidCredentialsError,
@@ -20,6 +21,7 @@ from tradovate_async._errors import (
     TransportError,
 )
 from tradovate_async._models import AccessToken
+from tradovate_async._options import Backoff
 from tradovate_async._session import TradovateSession
 from tradovate_async.sim import Fault, SimulatedTradovate, WarpClock
 
@@ -52,43 +54,35 @@ def _renewal_in_flight(session: TradovateSession) -> bool:
     return lock is not None and lock.locked()
 
 
-def session_on(sim: SimulatedTradovate, clock: WarpClock, **kwargs: object) -> TradovateSession:
+def session_on(sim: SimulatedTradovate, clock: Clock, **kwargs: object) -> TradovateSession:
     options: dict[str, object] = {
         "check_interval": 0.02,
-        "backoff_initial": 0.02,
-        "backoff_max": 0.2,
+        "renewal_backoff": Backoff(0.02, 0.2),
     }
     options.update(kwargs)
-    return TradovateSession(sim.config(), clock=clock.now, **options)  # type: ignore[arg-type]
+    return TradovateSession(sim.config(), clock=clock, **options)  # type: ignore[arg-type]
+
+
+def _idle(session: TradovateSession, clock: FakeClock) -> bool:
+    """The renewer sleeps on the fake clock again and no authentication is running."""
+    return clock.sleepers >= 1 and not _renewal_in_flight(session)
 
 
 async def test_many_lifetimes_one_login_no_expired_requests() -> None:
-    clock = WarpClock(speed=4000.0)  # a 90-minute token lives 1.35 real seconds
+    # Eight 90-minute lifetimes on a fake clock shared by simulator and session, moved in
+    # 5-minute steps with a request after each: exact counts, no wall-clock thresholds.
+    clock = FakeClock()
     async with SimulatedTradovate(clock=clock.time) as sim:
-        async with session_on(sim, clock, check_interval=0.01) as session:
-            done = 0
-            errors: list[BaseException] = []
-
-            async def worker() -> None:
-                nonlocal done
-                while clock.time() < start + 8 * 90 * MINUTE:
-                    try:
-                        await session.get("account/list")
-                        done += 1
-                    except Exception as exc:  # pragma: no cover - reported below
-                        errors.append(exc)
-                    await anyio.sleep(0.002)
-
-            start = clock.time()
-            async with anyio.create_task_group() as tg:
-                for _ in range(4):
-                    tg.start_soon(worker)
-        assert errors == []
-        assert done > 100
+        async with session_on(sim, clock, check_interval=5.0, jitter=0.0) as session:
+            for _ in range(8 * 18):
+                await clock.advance(5 * MINUTE)
+                await wait_until(lambda: _idle(session, clock))
+                await session.get("account/list")
         assert sim.expired_token_rejections == 0
         assert sim.logins == 1
-        assert 7 <= sim.renewals <= 9
-        assert session.stats.logins == 1 and session.stats.renewals == sim.renewals
+        assert sim.renewals == 8  # at 85, 170, ... 680 minutes; the ninth would be at 765
+        assert session.stats.logins == 1 and session.stats.renewals == 8
+        assert sim.count("account/list") == 8 * 18
 
 
 async def test_renews_at_expiration_minus_margin(
@@ -350,3 +344,52 @@ async def test_aclose_during_a_renewal_leaves_nothing_behind(
 async def test_renew_margin_defaults_to_85_of_90_minutes(warped: SimulatedTradovate) -> None:
     session = TradovateSession(warped.config())
     assert session._schedule.renew_before == dt.timedelta(minutes=5)
+
+
+async def test_aclose_from_another_task_closes_cleanly_and_fails_requests_in_flight(
+    warped: SimulatedTradovate, clock: WarpClock
+) -> None:
+    outcome: dict[str, BaseException] = {}
+    session = session_on(warped, clock)
+    async with session:
+        warped.inject("account/list", Fault.delay(30.0))
+
+        async def in_flight() -> None:
+            try:
+                await session.get("account/list")
+            except BaseException as exc:
+                outcome["error"] = exc
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(in_flight)
+            await wait_until(lambda: len(session._in_flight) == 1)
+            tg.start_soon(session.aclose)  # neither the opener nor the requester
+        assert isinstance(outcome["error"], SessionClosedError)
+        with pytest.raises(SessionClosedError):
+            await session.get("account/list")
+    # Reaching this line means the opener was not cancelled, and leaving the block after the
+    # close released the task group without a cancel-scope error.
+    assert session.stats.logins == 1
+
+
+async def test_token_listeners_must_be_plain_functions(
+    warped: SimulatedTradovate, clock: WarpClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def coroutine_listener(token: AccessToken) -> None:
+        raise AssertionError("never called")
+
+    class AsyncCallable:
+        async def __call__(self, token: AccessToken) -> None:
+            raise AssertionError("never called")
+
+    async with session_on(warped, clock) as session:
+        with pytest.raises(TypeError, match="coroutine function"):
+            session.add_token_listener(coroutine_listener)
+        with pytest.raises(TypeError, match="coroutine function"):
+            session.add_token_listener(AsyncCallable())
+        # A plain function that returns a coroutine anyway: closed (no "never awaited"
+        # warning, which the suite turns into an error) and reported.
+        session.add_token_listener(lambda token: coroutine_listener(token))
+        clock.jump(86 * MINUTE)
+        await wait_until(lambda: session.stats.renewals == 1)
+    assert any("returned an awaitable" in r.getMessage() for r in caplog.records)

@@ -59,8 +59,8 @@ async def test_users_whose_names_contain_the_separator_do_not_share_a_token() ->
     clock = WarpClock(speed=1.0)
     store = MemoryTokenStore()
     async with SimulatedTradovate(clock=clock.time, users=(first, second)) as sim:
-        one = TradovateSession(sim.config(first), store=store, clock=clock.now)
-        two = TradovateSession(sim.config(second), store=store, clock=clock.now)
+        one = TradovateSession(sim.config(first), store=store, clock=clock)
+        two = TradovateSession(sim.config(second), store=store, clock=clock)
         async with one, two:
             assert one.token.access_token != two.token.access_token
             assert (await one.me()).user_id == 1
@@ -213,7 +213,7 @@ async def test_lock_file_planted_as_a_symlink_is_a_clear_error(tmp_path: Path) -
     victim.write_text("keep me")
     path = tmp_path / "tokens.json"
     os.symlink(victim, f"{path}.lock")
-    store = FileTokenStore(path, lock_timeout=2)
+    store = FileTokenStore(path, lock_wait=2)
     with pytest.raises(TokenStoreError, match="symbolic link.*planted"):
         async with store.lock(KEY):
             pass
@@ -230,7 +230,7 @@ async def test_lock_file_of_another_user_is_a_clear_error(tmp_path: Path) -> Non
     os.close(os.open(lock, os.O_CREAT | os.O_WRONLY, 0o600))
     os.chown(lock, 4321, 4321)
     with pytest.raises(TokenStoreError, match=r"owned by another user \(uid 4321\)"):
-        await FileTokenStore(path, lock_timeout=2).save(KEY, make_token(1))
+        await FileTokenStore(path, lock_wait=2).save(KEY, make_token(1))
 
 
 # ------------------------------------------------------------------ several event loops

@@ -22,7 +22,7 @@ import pytest
 import trustme
 
 from tests.conftest import RecordCollector
-from tradovate_async._auth import utc_now
+from tradovate_async._clock import SYSTEM_CLOCK, Clock, SystemClock
 from tradovate_async._errors import (
     CaptchaRequiredError,
     ConnectFailedError,
@@ -36,6 +36,8 @@ from tradovate_async._errors import (
     TokenRejectedError,
 )
 from tradovate_async._models import AccessToken
+from tradovate_async._options import Backoff, Timeouts
+from tradovate_async._penalty import PenaltyPolicy
 from tradovate_async._session import TradovateSession
 from tradovate_async._ws import (
     EVENT_DISCONNECTED,
@@ -51,9 +53,8 @@ from tradovate_async.sim import Fault, SimulatedTradovate
 FAST: dict[str, Any] = {
     "heartbeat_interval": 0.2,
     "silence_timeout": 2.0,
-    "request_timeout": 5.0,
-    "open_timeout": 5.0,
-    "backoff_max": 0.5,
+    "timeout": 5.0,
+    "reconnect_backoff": Backoff(0.1, 0.5),
 }
 SIM_DEFAULTS: dict[str, Any] = {"server_heartbeat": 0.25, "quote_interval": 0.05}
 ORDER = {
@@ -67,7 +68,7 @@ ORDER = {
 }
 
 
-class ShiftedClock:
+class ShiftedClock(SystemClock):
     """The session's wall clock, movable: the session refuses to renew a token it got
     moments ago (that points to permissions, not expiry), so tests that need a renewal after a
     refusal age the token first."""
@@ -75,13 +76,13 @@ class ShiftedClock:
     def __init__(self) -> None:
         self.offset = dt.timedelta(0)
 
-    def __call__(self) -> dt.datetime:
-        return utc_now() + self.offset
+    def now(self) -> dt.datetime:
+        return super().now() + self.offset
 
 
 @contextlib.asynccontextmanager
 async def environment(
-    clock: Callable[[], dt.datetime] = utc_now, **sim_options: Any
+    clock: Clock = SYSTEM_CLOCK, **sim_options: Any
 ) -> AsyncIterator[tuple[SimulatedTradovate, TradovateSession]]:
     async with SimulatedTradovate(**{**SIM_DEFAULTS, **sim_options}) as sim:
         async with TradovateSession(sim.config(), clock=clock) as session:
@@ -190,7 +191,7 @@ async def test_first_connect_transport_failures_raise() -> None:
                 pass  # pragma: no cover
         sim.authorize_delay = 1.0
         with pytest.raises(ConnectFailedError, match="no open/authorize"):
-            async with session.websocket(**{**FAST, "open_timeout": 0.3}):
+            async with session.websocket(**{**FAST, "timeout": Timeouts(5.0, connect=0.3)}):
                 pass  # pragma: no cover
         # Let the simulator notice the abandoned socket before it stops (see the report).
         await eventually(lambda: sim.ws_connections() == [])
@@ -202,7 +203,7 @@ async def test_invalid_options_are_refused() -> None:
         insecure.check_hostname = False
         insecure.verify_mode = ssl.CERT_NONE
         with pytest.raises(ValueError, match="verification"):
-            TradovateWebSocket(session, url=sim.ws_url, ssl=insecure)
+            TradovateWebSocket(session, url=sim.ws_url, verify=insecure)
         with pytest.raises(ValueError):
             TradovateWebSocket(session, url=sim.ws_url, kind="nope")  # type: ignore[arg-type]
         with pytest.raises(ValueError):
@@ -244,7 +245,7 @@ async def test_thousand_concurrent_requests_are_matched_by_id() -> None:
             results: dict[int, Any] = {}
 
             async def one(n: int) -> None:
-                results[n] = await ws.request("contract/item", query={"id": n})
+                results[n] = await ws.request("contract/item", params={"id": n})
 
             async with anyio.create_task_group() as tg:
                 for n in range(1, 1001):
@@ -273,15 +274,15 @@ async def test_penalty_is_waited_out_and_resent_with_the_ticket(
             with pytest.raises(CaptchaRequiredError):
                 await ws.request("position/list")
 
-            sim.inject("fill/list", Fault.penalty(120.0), transport="ws")
-            with pytest.raises(PenaltyLimitError, match="more than max_penalty_wait"):
+            sim.inject("fill/list", Fault.penalty(500.0), transport="ws")
+            with pytest.raises(PenaltyLimitError, match="more than max_wait"):
                 await ws.request("fill/list", timeout=1.0)
             assert ws.connected
 
 
 async def test_penalty_rounds_are_bounded() -> None:
     async with environment() as (sim, session):
-        async with session.websocket(**{**FAST, "max_penalty_rounds": 2}) as ws:
+        async with session.websocket(**{**FAST, "penalties": PenaltyPolicy(max_rounds=2)}) as ws:
             sim.inject("cashBalance/list", Fault.penalty(0.0), times=3, transport="ws")
             with pytest.raises(PenaltyLimitError, match="2 round"):
                 await ws.request("cashBalance/list")
@@ -340,7 +341,7 @@ async def test_drop_reconnects_reauthorizes_and_resubscribes() -> None:
 async def test_syncrequest_is_replayed_after_a_reconnect() -> None:
     async with environment() as (sim, session):
         async with session.websocket(**FAST) as ws:
-            snapshot = await ws.request("user/syncrequest", body={"users": [4242]}, replay=True)
+            snapshot = await ws.request("user/syncrequest", json={"users": [4242]}, replay=True)
             assert snapshot["users"][0]["id"] == 4242
             sim.drop_sockets()
             await ws.wait_connected(after=1, timeout=5)
@@ -367,7 +368,7 @@ async def test_unsubscribe_forgets_the_subscription() -> None:
 
 async def test_shutdown_is_delivered_and_quota_backs_off_longer() -> None:
     async with environment() as (sim, session):
-        options = {**FAST, "quota_backoff": 0.6}
+        options = {**FAST, "quota_wait": 0.6}
         async with session.websocket(kind="md", **options) as ws:
             started = time.monotonic()
             sim.send_shutdown("Maintenance", kind="md")
@@ -480,7 +481,7 @@ async def test_pending_requests_fail_at_once_on_a_drop_but_reads_are_resent() ->
 
             async def place() -> None:
                 try:
-                    await ws.request("order/placeorder", body=ORDER)
+                    await ws.request("order/placeorder", json=ORDER)
                 except ConnectionLostError as exc:
                     outcome["order"] = exc
 
@@ -532,7 +533,7 @@ async def test_close_is_clean_leaves_no_task_and_refuses_reuse() -> None:
 
         async def pending() -> None:
             try:
-                await ws.request("md/subscribeDOM", body={"symbol": "ESZ5"})
+                await ws.request("md/subscribeDOM", json={"symbol": "ESZ5"})
             except SessionClosedError as exc:
                 failures.append(exc)
 
@@ -555,7 +556,7 @@ async def test_close_is_clean_leaves_no_task_and_refuses_reuse() -> None:
         assert ws.closed
         await eventually(lambda: sim.ws_connections("md") == [])
         with pytest.raises(SessionClosedError):
-            await ws.request("md/subscribeQuote", body={"symbol": "ESZ5"})
+            await ws.request("md/subscribeQuote", json={"symbol": "ESZ5"})
         with pytest.raises(SessionClosedError):
             async with ws:
                 pass  # pragma: no cover
@@ -631,7 +632,7 @@ async def test_wss_with_a_private_ca(tmp_path: Path) -> None:
                 assert (await ws.request("auth/me"))["userId"] == 4242
             # Without the CA the certificate is refused: verification is on.
             with pytest.raises(ConnectFailedError, match="SSL|certificate"):
-                async with session.websocket(ssl=ssl.create_default_context(), **FAST):
+                async with session.websocket(verify=ssl.create_default_context(), **FAST):
                     pass  # pragma: no cover
 
 

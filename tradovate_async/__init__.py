@@ -8,13 +8,8 @@ offline Tradovate server for tests.
 """
 
 from ._api_hosts import ResolvedEndpoints
-from ._config import (
-    ENVIRONMENTS,
-    Endpoints,
-    TradovateConfig,
-    default_token_file,
-    merged_settings,
-)
+from ._clock import Clock, FakeClock, SystemClock
+from ._config import ENVIRONMENTS, Endpoints, TradovateConfig
 from ._errors import (
     APIError,
     AuthenticationError,
@@ -24,6 +19,7 @@ from ._errors import (
     ConnectionLostError,
     InvalidCredentialsError,
     InvalidResponseError,
+    LocalError,
     LockoutWarningError,
     OrderRejectedError,
     PenaltyLimitError,
@@ -31,12 +27,13 @@ from ._errors import (
     RateLimitedError,
     RequestFailedError,
     RequestTimeoutError,
+    RetryLaterError,
     SessionClosedError,
     TokenRejectedError,
     TokenStoreError,
     TradovateError,
     TransportError,
-    WebSocketError,
+    ValidationError,
 )
 from ._file_store import FileTokenStore
 from ._logging import RedactingFilter, install_redaction
@@ -61,8 +58,9 @@ from ._md_models import (
 )
 from ._md_streams import ChartStream, LatestStream, TickStream
 from ._models import AccessToken, UserInfo
+from ._options import Backoff, Timeouts
+from ._penalty import PenaltyPolicy
 from ._redis_store import RedisTokenStore
-from ._schedule import RenewalSchedule
 from ._secret import Secret
 from ._session import BearerAuth, SessionStats, TradovateSession
 from ._store import MemoryTokenStore, TokenStore
@@ -76,47 +74,73 @@ from ._ws import (
     Subscription,
     TokenSource,
     TradovateWebSocket,
+    WebSocketOptions,
     WebSocketStats,
 )
-from ._ws_codec import Event, Response
+from ._ws_codec import Event
 
 __all__ = [
-    "EVENT_RECONNECTED",
-    "EVENT_DISCONNECTED",
-    "Subscription",
-    "ReplayResult",
-    "Reconnected",
-    "Disconnected",
-    "ConnectFailedError",
-    "ENVIRONMENTS",
     "APIError",
     "AccessToken",
     "AuthenticationError",
+    "Backoff",
+    "Bar",
+    "BarSpec",
     "BearerAuth",
     "CaptchaRequiredError",
+    "ChartStream",
+    "ChartUpdate",
+    "Clock",
     "ConfigError",
+    "ConnectFailedError",
     "ConnectionLostError",
+    "Daily",
+    "Disconnected",
+    "DomLevel",
+    "DomSnapshot",
+    "ENVIRONMENTS",
+    "EVENT_DISCONNECTED",
+    "EVENT_RECONNECTED",
     "Endpoints",
     "Event",
+    "FakeClock",
     "FileTokenStore",
+    "Histogram",
     "InvalidCredentialsError",
     "InvalidResponseError",
+    "LatestStream",
+    "LocalError",
     "LockoutWarningError",
+    "MarketData",
     "MemoryTokenStore",
+    "Minute",
     "OrderRejectedError",
     "PenaltyLimitError",
+    "PenaltyPolicy",
+    "PriceSize",
     "ProtocolError",
+    "Quote",
+    "QuoteEntries",
+    "Range",
     "RateLimitedError",
+    "Reconnected",
     "RedactingFilter",
     "RedisTokenStore",
-    "RenewalSchedule",
+    "ReplayClock",
+    "ReplayResult",
     "RequestFailedError",
     "RequestTimeoutError",
     "ResolvedEndpoints",
-    "Response",
+    "RetryLaterError",
     "Secret",
     "SessionClosedError",
     "SessionStats",
+    "Subscription",
+    "SystemClock",
+    "Tick",
+    "TickStream",
+    "Ticks",
+    "Timeouts",
     "TokenRejectedError",
     "TokenSource",
     "TokenStore",
@@ -127,32 +151,12 @@ __all__ = [
     "TradovateWebSocket",
     "TransportError",
     "UserInfo",
-    "WebSocketError",
+    "ValidationError",
+    "Volume",
+    "WebSocketOptions",
     "WebSocketStats",
     "__version__",
-    "default_token_file",
-    "merged_settings",
     "install_redaction",
-    "Bar",
-    "BarSpec",
-    "ChartStream",
-    "ChartUpdate",
-    "Daily",
-    "DomLevel",
-    "DomSnapshot",
-    "Histogram",
-    "LatestStream",
-    "MarketData",
-    "Minute",
-    "PriceSize",
-    "Quote",
-    "QuoteEntries",
-    "Range",
-    "ReplayClock",
-    "Tick",
-    "TickStream",
-    "Ticks",
-    "Volume",
 ]
 
 # Show the public path in reprs and tracebacks, as httpx does.

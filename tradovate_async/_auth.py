@@ -5,33 +5,47 @@ Decisions live in ``_auth_core``; this layer moves bytes, sleeps and logs.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
-from collections.abc import Callable
 
-import anyio
 import httpx
 
-from ._auth_core import (
-    Penalty,
-    PenaltyPolicy,
-    Scrubber,
-    build_login_body,
-    interpret_token_response,
-)
+from ._auth_core import Scrubber, build_login_body, interpret_token_response
+from ._clock import SYSTEM_CLOCK, Clock
 from ._config import TradovateConfig
-from ._errors import TransportError
+from ._errors import (
+    ConnectFailedError,
+    ConnectionLostError,
+    ProtocolError,
+    RequestTimeoutError,
+    TransportError,
+)
 from ._models import AccessToken
+from ._penalty import Penalty, PenaltyPolicy
 
-__all__ = ["Authenticator", "utc_now", "warn_account_notices"]
+__all__ = ["Authenticator", "translate_transport_error", "warn_account_notices"]
 
 logger = logging.getLogger(__name__)
 
 _JSON_HEADERS = {"Accept": "application/json", "Content-Type": "application/json"}
 
 
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+def translate_transport_error(exc: httpx.TransportError, where: str) -> TransportError:
+    """The library's "no answer" error for an httpx transport failure (``raise ... from exc``).
+
+    The message names the httpx class only: its own text may hold the URL or request details.
+    """
+    name = type(exc).__name__
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.ProxyError):
+        return ConnectFailedError(f"{where}: could not connect ({name})")
+    if isinstance(exc, httpx.TimeoutException):
+        return RequestTimeoutError(f"{where}: no answer in time ({name})")
+    if isinstance(exc, httpx.LocalProtocolError):
+        return ProtocolError(f"{where}: HTTP protocol error ({name})")
+    # RemoteProtocolError is what h11 says when the server closes mid-answer ("Server
+    # disconnected", "peer closed connection without sending complete message body").
+    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
+        return ConnectionLostError(f"{where}: connection lost ({name})")
+    return TransportError(f"{where} failed: {name}")
 
 
 def warn_account_notices(token: AccessToken, username: str) -> None:
@@ -67,7 +81,7 @@ class Authenticator:
         client: httpx.AsyncClient,
         *,
         penalty_policy: PenaltyPolicy | None = None,
-        clock: Callable[[], dt.datetime] = utc_now,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.config = config
         self._client = client
@@ -103,7 +117,7 @@ class Authenticator:
                 method, self._url(path), json=json_body, headers=headers, auth=None
             )
         except httpx.TransportError as exc:
-            raise TransportError(f"{method} /{path} failed: {type(exc).__name__}") from exc
+            raise translate_transport_error(exc, f"{method} /{path}") from exc
 
     async def login(self) -> AccessToken:
         """``POST /auth/accesstokenrequest``, serving penalty tickets as the policy allows."""
@@ -117,7 +131,7 @@ class Authenticator:
                 "login",
                 response.status_code,
                 response.content,
-                issued_at=self._clock(),
+                issued_at=self._clock.now(),
                 scrub=self.scrub,
             )
             if isinstance(outcome, AccessToken):
@@ -138,7 +152,7 @@ class Authenticator:
                 rounds,
                 self._policy.max_rounds,
             )
-            await anyio.sleep(wait)
+            await self._clock.sleep(wait)
             ticket = outcome.ticket
 
     async def renew(self, token: AccessToken) -> AccessToken:
@@ -153,7 +167,7 @@ class Authenticator:
                 "renew",
                 response.status_code,
                 response.content,
-                issued_at=self._clock(),
+                issued_at=self._clock.now(),
                 scrub=self.scrub,
             )
             if not isinstance(outcome, Penalty):
@@ -165,4 +179,4 @@ class Authenticator:
             wait = self._policy.wait_for(outcome, rounds)
             rounds += 1
             logger.warning("token renewal penalised: waiting %.1f s before resending", wait)
-            await anyio.sleep(wait)
+            await self._clock.sleep(wait)

@@ -2,39 +2,55 @@
 
 Nothing here touches a socket or a clock. :func:`interpret_token_response` turns one HTTP answer
 of ``/auth/accesstokenrequest`` or ``/auth/renewaccesstoken`` into a token, a penalty to serve,
-or a typed error; :class:`PenaltyPolicy` decides whether a penalty may be waited out. The thin
+or a typed error (penalties and their policy live in ``_penalty``). The thin
 HTTP layer in ``_auth.py`` only moves bytes and sleeps.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from collections.abc import Callable, Iterable
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
-from ._config import TradovateConfig
 from ._errors import (
     APIError,
     InvalidCredentialsError,
     InvalidResponseError,
     LockoutWarningError,
-    PenaltyLimitError,
     RateLimitedError,
     TokenRejectedError,
 )
 from ._models import AccessToken
 from ._responses import Penalty, parse_json_body, penalty_in, scrubbed_excerpt
+from ._secret import Secret
 
 __all__ = [
-    "Penalty",
-    "PenaltyPolicy",
+    "LoginCredentials",
     "Scrubber",
     "build_login_body",
     "interpret_token_response",
 ]
 
 TokenCall = Literal["login", "renew"]
+
+
+class LoginCredentials(Protocol):
+    """What a login needs (``TradovateConfig`` is one); the core does not import settings."""
+
+    @property
+    def username(self) -> str: ...
+    @property
+    def password(self) -> Secret: ...
+    @property
+    def app_id(self) -> str: ...
+    @property
+    def app_version(self) -> str: ...
+    @property
+    def cid(self) -> int: ...
+    @property
+    def sec(self) -> Secret: ...
+    @property
+    def device_id(self) -> str: ...
 
 
 class Scrubber:
@@ -56,7 +72,7 @@ class Scrubber:
         return text
 
 
-def build_login_body(config: TradovateConfig, ticket: str | None = None) -> dict[str, Any]:
+def build_login_body(config: LoginCredentials, ticket: str | None = None) -> dict[str, Any]:
     """The ``accesstokenrequest`` body. ``deviceId`` is sent (the source document forgets it);
     ``cid`` is a JSON number as in every official example."""
     body: dict[str, Any] = {
@@ -124,27 +140,3 @@ def interpret_token_response(
             body_excerpt=text,
         )
     raise APIError(f"{call} failed", status=status, body_excerpt=text)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class PenaltyPolicy:
-    """How many penalty rounds, and how long a wait, a login may sit out."""
-
-    max_rounds: int = 3
-    max_wait: float = 120.0
-
-    def wait_for(self, penalty: Penalty, rounds_done: int) -> float:
-        """Seconds to wait before resending, or raise :class:`PenaltyLimitError`."""
-        if rounds_done >= self.max_rounds:
-            raise PenaltyLimitError(
-                f"still penalised after {rounds_done} round(s); giving up "
-                f"(max_penalty_rounds={self.max_rounds})"
-            )
-        if penalty.wait_seconds > self.max_wait:
-            error = PenaltyLimitError(
-                f"penalty asks for {penalty.wait_seconds:.0f} s, more than "
-                f"max_penalty_wait={self.max_wait:.0f} s"
-            )
-            error.retry_after = dt.timedelta(seconds=min(penalty.wait_seconds, 86_400.0))
-            raise error
-        return penalty.wait_seconds

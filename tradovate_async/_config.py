@@ -221,14 +221,38 @@ class TradovateConfig:
         env_file: str | os.PathLike[str] | None = ".env",
         *,
         environ: Mapping[str, str] | None = None,
-        **overrides: Any,
+        username: str | None = None,
+        password: str | Secret | None = None,
+        app_id: str | None = None,
+        app_version: str | None = None,
+        cid: int | None = None,
+        sec: str | Secret | None = None,
+        device_id: str | None = None,
+        environment: str | None = None,
+        api_url: str | None = None,
+        ws_url: str | None = None,
+        md_url: str | None = None,
     ) -> TradovateConfig:
-        """Read settings with the precedence: ``overrides`` > process environment > ``.env``.
+        """Read settings with the precedence: arguments > process environment > ``.env``.
 
+        Each keyword argument overrides its variable (``None``: not overridden).
         ``env_file`` is read with ``dotenv_values`` and never written into ``os.environ``. The
         default ``.env`` may be absent; a file named explicitly must exist. Every missing or
         invalid variable is reported at once in one :class:`ConfigError`, without values.
         """
+        overrides: dict[str, Any] = {
+            "username": username,
+            "password": password,
+            "app_id": app_id,
+            "app_version": app_version,
+            "cid": cid,
+            "sec": sec,
+            "device_id": device_id,
+            "environment": environment,
+            "api_url": api_url,
+            "ws_url": ws_url,
+            "md_url": md_url,
+        }
         file_values: dict[str, str | None] = {}
         if env_file is not None:
             path = Path(env_file)
@@ -238,9 +262,6 @@ class TradovateConfig:
             elif str(env_file) != ".env":
                 raise ConfigError({"env_file": f"{path} does not exist"})
         process = os.environ if environ is None else environ
-        unknown = set(overrides) - set(ENV_VARS)
-        if unknown:
-            raise TypeError(f"unknown settings: {', '.join(sorted(unknown))}")
 
         raw: dict[str, str] = {}
         for field, var in ENV_VARS.items():

@@ -9,12 +9,11 @@ comes back re-authorized and resubscribed, and a clean shutdown.
 
 from __future__ import annotations
 
-import datetime as dt
-import time
 from typing import Any
 
 import anyio
 
+from ._clock import SYSTEM_CLOCK
 from ._session import TradovateSession
 from ._ws import TradovateWebSocket
 
@@ -42,17 +41,17 @@ async def _next_event(ws: TradovateWebSocket, kind: str, within: float = 10.0) -
 async def run_demo() -> None:
     from .sim import Fault, SimulatedTradovate
 
-    started = time.monotonic()
+    started = SYSTEM_CLOCK.monotonic()
 
     def _say(text: str) -> None:
-        print(f"[{time.monotonic() - started:5.1f}s] {text}", flush=True)
+        print(f"[{SYSTEM_CLOCK.monotonic() - started:5.1f}s] {text}", flush=True)
 
     async with SimulatedTradovate(token_lifetime=20.0, quote_interval=0.25) as sim:
         _say(f"simulator listening on {sim.api_url}")
         sim.inject("auth/accesstokenrequest", Fault.penalty(1.0))
         _say("1. login: the server answers with a penalty ticket (p-time 1 s) first")
         renewed = anyio.Event()
-        async with TradovateSession(sim.config(), renew_before=dt.timedelta(seconds=8)) as session:
+        async with TradovateSession(sim.config(), renew_before=8.0) as session:
             token = session.token
             _say(
                 f"   token {token.access_token.prefix()}... for user {token.user_id}, expires "

@@ -4,33 +4,43 @@ Every error the library raises on purpose derives from :class:`TradovateError`, 
 catch one class and keep running. No message, ``repr`` or attribute of these exceptions holds a
 password, an API secret or a token: only server texts and short, scrubbed body excerpts.
 
-The tree::
+The tree has three branches, one per question a bot asks after a failure. REST calls and
+sockets raise the same classes::
 
     TradovateError
-    ├── ConfigError                  missing or invalid settings (names every one at once)
-    ├── SessionClosedError           the session or socket was closed and cannot be reused
-    ├── TransportError               no usable HTTP answer: connect/read timeout, reset, TLS failure
-    ├── APIError                     the server answered, but not with what was asked for
-    │   ├── InvalidResponseError     HTML, non-JSON, truncated or wrongly shaped body
-    │   ├── RateLimitedError         HTTP 429: rolling one-hour lockout, never retried
-    │   ├── LockoutWarningError      HTTP 423: the next failures lock the user out
+    │
+    ├── TransportError               NO ANSWER: nothing usable came back (the request may or
+    │   │                            may not have reached the server; never resent blindly)
+    │   ├── ConnectFailedError       could not connect: DNS, TCP, TLS, upgrade, socket authorize
+    │   ├── RequestTimeoutError      connected, but no answer in time
+    │   ├── ConnectionLostError      the connection dropped before the answer came
+    │   └── ProtocolError            what came back does not follow the protocol
+    │       └── InvalidResponseError HTML, non-JSON, truncated or wrongly shaped REST body
+    │
+    ├── APIError                     AN ANSWER THAT SAYS NO (``status``, ``body_excerpt``)
+    │   ├── RequestFailedError       HTTP 4xx/5xx, a 200 with ``errorText``/``violations``,
+    │   │                            a socket ``s`` not 2xx
     │   ├── OrderRejectedError       ``failureReason`` other than ``Success`` on an order result
-    │   └── RequestFailedError       a 200 body with ``errorText``, or a WebSocket ``s`` not 2xx
-    ├── AuthenticationError          the token endpoint said no, or a token was refused
-    │   ├── InvalidCredentialsError  ``errorText`` on login, or 401 from the token endpoint
-    │   ├── CaptchaRequiredError     penalty ticket with ``p-captcha``: wait about an hour
-    │   ├── PenaltyLimitError        penalty rounds or wait exceed the configured bounds
-    │   └── TokenRejectedError       a request or socket was refused its (renewed) token
-    ├── TokenStoreError              a token store could not be read, written or locked
-    ├── ProtocolError                a WebSocket frame that does not follow the protocol
-    └── WebSocketError
-        ├── ConnectFailedError       a socket could not be opened and authorized (transport,
-        │                            handshake, timeout, or a non-401 authorize failure)
-        ├── ConnectionLostError      the socket dropped while a request was pending
-        └── RequestTimeoutError      no answer to a WebSocket request in time
+    │   ├── AuthenticationError      the token endpoint said no, or a token was refused
+    │   │   ├── InvalidCredentialsError  ``errorText`` on login, or 401 from the token endpoint
+    │   │   └── TokenRejectedError       a request or socket refused its (renewed) token
+    │   └── RetryLaterError          the server says "not now": ``retry_after`` (a timedelta)
+    │       ├── RateLimitedError     HTTP/socket 429: a rolling one-hour lockout
+    │       ├── LockoutWarningError  HTTP 423: the next failures lock the user out
+    │       └── PenaltyLimitError    a penalty (``p-ticket``) longer or more often than allowed
+    │           └── CaptchaRequiredError  a penalty with ``p-captcha``: no program can serve it
+    │
+    └── LocalError                   OUR OWN REFUSAL: nothing was sent, or the answer is not
+        │                            acted on
+        ├── ConfigError              missing or invalid settings (names every one at once)
+        ├── ValidationError          an argument the library refuses before sending it
+        ├── TokenStoreError          a token store could not be read, written or locked
+        └── SessionClosedError       the session or socket was closed (also raised to requests
+                                     in flight when it closes)
 
-``RateLimitedError`` and ``LockoutWarningError`` are :class:`APIError` subclasses because they
-come from any endpoint; both are also "permanent" for the renewal logic (see ``is_permanent``).
+:attr:`RetryLaterError.retry_after` is a real attribute on every error of that branch. Whether an
+error should stop authentication for a while is the renewal schedule's decision (see
+``_schedule.is_permanent``), not a property of the error.
 """
 
 from __future__ import annotations
@@ -46,6 +56,7 @@ __all__ = [
     "ConnectionLostError",
     "InvalidCredentialsError",
     "InvalidResponseError",
+    "LocalError",
     "LockoutWarningError",
     "OrderRejectedError",
     "PenaltyLimitError",
@@ -53,16 +64,18 @@ __all__ = [
     "RateLimitedError",
     "RequestFailedError",
     "RequestTimeoutError",
+    "RetryLaterError",
     "SessionClosedError",
     "TokenRejectedError",
     "TokenStoreError",
     "TradovateError",
     "TransportError",
-    "WebSocketError",
-    "is_permanent",
+    "ValidationError",
 ]
 
 EXCERPT_LIMIT = 200
+
+_HOUR = _dt.timedelta(hours=1)
 
 
 def excerpt(text: str | bytes, limit: int = EXCERPT_LIMIT) -> str:
@@ -73,63 +86,76 @@ def excerpt(text: str | bytes, limit: int = EXCERPT_LIMIT) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
+def _detail(message: str, status: int | None, body_excerpt: str | None) -> str:
+    detail = message
+    if status is not None:
+        detail += f" (HTTP {status})"
+    if body_excerpt:
+        detail += f": {body_excerpt!r}"
+    return detail
+
+
 class TradovateError(Exception):
     """Root of every error tradovate-async raises on purpose."""
 
 
-class ConfigError(TradovateError):
-    """Settings are missing or invalid. ``problems`` maps each variable name to what is wrong."""
-
-    def __init__(self, problems: dict[str, str]) -> None:
-        self.problems = dict(problems)
-        lines = "\n".join(f"  - {name}: {why}" for name, why in self.problems.items())
-        super().__init__(
-            f"invalid Tradovate configuration ({len(self.problems)} problem(s)):\n{lines}"
-        )
-
-
-class SessionClosedError(TradovateError):
-    """The object was closed; create a new one instead of reopening it."""
+# -- no answer ---------------------------------------------------------------------------------
 
 
 class TransportError(TradovateError):
-    """The request did not get a usable HTTP answer (the httpx error is ``__cause__``)."""
+    """No usable answer came back. The underlying error (httpx, websockets, OSError) is
+    ``__cause__``; a request that may have changed state is never resent after one."""
 
 
-class APIError(TradovateError):
-    """The server answered with something other than the expected result."""
+class ConnectFailedError(TransportError):
+    """No connection: DNS, TCP, TLS, the WebSocket upgrade, or a socket's authorize step.
+
+    The first connect of a socket raises it (fail fast at start-up); later reconnects log it and
+    try again with backoff.
+    """
+
+
+class RequestTimeoutError(TransportError):
+    """Connected (or waiting to be), but no answer within the request's deadline."""
+
+
+class ConnectionLostError(TransportError):
+    """The connection dropped while the request was waiting for its answer."""
+
+
+class ProtocolError(TransportError):
+    """What came back does not follow the protocol (a malformed WebSocket frame, a body that
+    is not the JSON the call needs). ``status`` and ``body_excerpt`` are set when known."""
 
     def __init__(
         self, message: str, *, status: int | None = None, body_excerpt: str | None = None
     ) -> None:
         self.status = status
         self.body_excerpt = body_excerpt
-        detail = message
-        if status is not None:
-            detail += f" (HTTP {status})"
-        if body_excerpt:
-            detail += f": {body_excerpt!r}"
-        super().__init__(detail)
+        super().__init__(_detail(message, status, body_excerpt))
 
 
-class InvalidResponseError(APIError):
-    """The body was HTML, not JSON, truncated, or lacked the fields the call needs."""
+class InvalidResponseError(ProtocolError):
+    """A REST body that was HTML, not JSON, truncated, or lacked the fields the call needs."""
 
 
-class RateLimitedError(APIError):
-    """HTTP 429: the user is locked out for a rolling hour; repeating requests extends it."""
-
-    retry_after = _dt.timedelta(hours=1)
+# -- an answer that says no --------------------------------------------------------------------
 
 
-class LockoutWarningError(APIError):
-    """HTTP 423: a lockout is near. Stop authenticating for about an hour."""
+class APIError(TradovateError):
+    """The server answered, and the answer is a refusal or a failure."""
 
-    retry_after = _dt.timedelta(hours=1)
+    def __init__(
+        self, message: str, *, status: int | None = None, body_excerpt: str | None = None
+    ) -> None:
+        self.status = status
+        self.body_excerpt = body_excerpt
+        super().__init__(_detail(message, status, body_excerpt))
 
 
 class RequestFailedError(APIError):
-    """A 200 answer that carries ``errorText`` (REST) or a non-2xx ``s`` (WebSocket)."""
+    """An HTTP status that is not 2xx, a 200 answer with ``errorText`` or ``violations``, or a
+    WebSocket answer whose ``s`` is not 2xx. ``error_text`` is the server's (scrubbed) text."""
 
     def __init__(
         self, message: str, *, status: int | None = None, error_text: str | None = None
@@ -150,76 +176,103 @@ class OrderRejectedError(APIError):
         super().__init__(text)
 
 
-class AuthenticationError(TradovateError):
-    """Authentication failed."""
+class AuthenticationError(APIError):
+    """The token endpoint refused the credentials, or a server refused a token."""
 
 
 class InvalidCredentialsError(AuthenticationError):
     """The token endpoint rejected the credentials. Never retried: 5 failures an hour lock out."""
 
-    def __init__(self, message: str, *, error_text: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, error_text: str | None = None, status: int | None = None
+    ) -> None:
         self.error_text = error_text
-        super().__init__(message)
-
-
-class CaptchaRequiredError(AuthenticationError):
-    """A penalty ticket that needs a CAPTCHA, which a program cannot solve."""
-
-    retry_after = _dt.timedelta(hours=1)
-
-    def __init__(self) -> None:
-        super().__init__(
-            "Tradovate requires a CAPTCHA for this login (p-captcha); a program cannot solve it. "
-            "Stop logging in and wait about an hour before trying again."
-        )
-
-
-class PenaltyLimitError(AuthenticationError):
-    """Penalty tickets kept coming, or asked for a longer wait than allowed."""
-
-    retry_after: _dt.timedelta | None = None
+        super().__init__(message, status=status)
 
 
 class TokenRejectedError(AuthenticationError):
     """A request or socket was refused its token even after one renewal."""
 
 
-class TokenStoreError(TradovateError):
+class RetryLaterError(APIError):
+    """The server says "not now". ``retry_after`` is how long to stay away (``None``: unknown).
+
+    Repeating the request sooner extends a lockout; the session stops authenticating for that
+    long and sockets give up instead of reconnecting into it.
+    """
+
+    default_retry_after: _dt.timedelta | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        body_excerpt: str | None = None,
+        retry_after: _dt.timedelta | None = None,
+    ) -> None:
+        self.retry_after = retry_after if retry_after is not None else self.default_retry_after
+        super().__init__(message, status=status, body_excerpt=body_excerpt)
+
+
+class RateLimitedError(RetryLaterError):
+    """HTTP (or socket) 429: the user is locked out for a rolling hour; repeating extends it."""
+
+    default_retry_after = _HOUR
+
+
+class LockoutWarningError(RetryLaterError):
+    """HTTP 423: a lockout is near. Stop authenticating for about an hour."""
+
+    default_retry_after = _HOUR
+
+
+class PenaltyLimitError(RetryLaterError):
+    """Penalty tickets kept coming, or asked for a longer wait than allowed. ``retry_after`` is
+    the wait the server asked for, when it asked for one."""
+
+
+class CaptchaRequiredError(PenaltyLimitError):
+    """A penalty ticket that needs a CAPTCHA, which a program cannot solve."""
+
+    default_retry_after = _HOUR
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(
+            message
+            or "Tradovate requires a CAPTCHA for this login (p-captcha); a program cannot solve "
+            "it. Stop logging in and wait about an hour before trying again."
+        )
+
+
+# -- our own refusal ---------------------------------------------------------------------------
+
+
+class LocalError(TradovateError):
+    """The library itself refused: bad settings or arguments, a failing token store, a closed
+    object. Nothing reached the server because of it."""
+
+
+class ConfigError(LocalError):
+    """Settings are missing or invalid. ``problems`` maps each variable name to what is wrong."""
+
+    def __init__(self, problems: dict[str, str]) -> None:
+        self.problems = dict(problems)
+        lines = "\n".join(f"  - {name}: {why}" for name, why in self.problems.items())
+        super().__init__(
+            f"invalid Tradovate configuration ({len(self.problems)} problem(s)):\n{lines}"
+        )
+
+
+class ValidationError(LocalError, ValueError):
+    """An argument the library refuses to send (it is also a ``ValueError``)."""
+
+
+class TokenStoreError(LocalError):
     """A token store failed (I/O error, Redis down, lock timeout). Sessions log it and go on
     with the token they hold; the store is retried at the next renewal."""
 
 
-class ProtocolError(TradovateError):
-    """A WebSocket frame that does not follow the Tradovate protocol."""
-
-
-class WebSocketError(TradovateError):
-    """A WebSocket-level failure."""
-
-
-class ConnectFailedError(WebSocketError):
-    """Opening or authorizing a socket failed for a reason other than a refused token.
-
-    The first connect of a socket raises it (fail fast at start-up); later reconnects log it and
-    try again with backoff. The underlying ``websockets``/``OSError`` error is ``__cause__``.
-    """
-
-
-class ConnectionLostError(WebSocketError):
-    """The socket dropped while the request was waiting for its answer."""
-
-
-class RequestTimeoutError(WebSocketError):
-    """A WebSocket request got no answer in time."""
-
-
-def is_permanent(error: BaseException) -> bool:
-    """Whether retrying authentication soon would make things worse (lockout, captcha, bad password)."""
-    return isinstance(
-        error,
-        InvalidCredentialsError
-        | CaptchaRequiredError
-        | PenaltyLimitError
-        | RateLimitedError
-        | LockoutWarningError,
-    )
+class SessionClosedError(LocalError):
+    """The object was closed; create a new one instead of reopening it. Requests in flight when
+    it closes raise this too."""

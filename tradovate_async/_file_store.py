@@ -53,6 +53,7 @@ import anyio
 import anyio.to_thread
 import filelock
 
+from ._config import default_token_file
 from ._errors import ConfigError, TokenStoreError
 from ._models import AccessToken, token_from_record
 from ._safe_file import Unusable as _Unusable
@@ -116,7 +117,7 @@ class FileTokenStore:
     ``path`` may start with ``~``. Missing directories are created with mode 0700 and the file is
     written with mode 0600. ``encryption_key`` (a Fernet key, see :meth:`generate_key`) encrypts
     the file at rest; a file written with another key or without one is ignored (WARNING) and
-    replaced by the next save. ``lock_timeout`` bounds the wait for the lock, in seconds: past
+    replaced by the next save. ``lock_wait`` bounds the wait for the lock, in seconds: past
     it, :class:`~tradovate_async.TokenStoreError`.
 
     Reads are bounded: only a regular file is read (opened without blocking and without
@@ -137,12 +138,12 @@ class FileTokenStore:
         path: str | os.PathLike[str],
         *,
         encryption_key: str | bytes | None = None,
-        lock_timeout: float = 30.0,
+        lock_wait: float = 30.0,
         max_file_size: int = DEFAULT_MAX_FILE_SIZE,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
     ) -> None:
-        if not lock_timeout > 0:
-            raise ValueError("lock_timeout must be positive")
+        if not lock_wait > 0:
+            raise ValueError("lock_wait must be positive")
         if max_file_size < 1024:
             raise ValueError("max_file_size must be at least 1024 bytes")
         if not read_timeout > 0:
@@ -151,7 +152,7 @@ class FileTokenStore:
         self._read_timeout = float(read_timeout)
         self._path = Path(path).expanduser().absolute()
         self._lock_path = self._path.with_name(self._path.name + ".lock")
-        self._lock_timeout = float(lock_timeout)
+        self._lock_wait = float(lock_wait)
         self._fernet = (
             _fernet(encryption_key, "encryption_key") if encryption_key is not None else None
         )
@@ -164,26 +165,32 @@ class FileTokenStore:
     @classmethod
     def from_env(
         cls,
-        path: str | os.PathLike[str],
+        path: str | os.PathLike[str] | None = None,
         *,
-        lock_timeout: float = 30.0,
+        lock_wait: float = 30.0,
         required: bool = False,
         environ: Mapping[str, str] | None = None,
     ) -> FileTokenStore:
         """A store whose encryption key comes from ``TRADOVATE_TOKEN_KEY``.
+
+        ``path`` defaults to ``TRADOVATE_TOKEN_FILE``, else
+        ``$XDG_CACHE_HOME/tradovate-async/tokens.json`` (``~/.cache`` by default), the file the
+        CLI uses too.
 
         Without the variable the file is not encrypted, unless ``required`` is true, which makes
         a missing key a :class:`~tradovate_async.ConfigError` rather than a silent plain-text
         file. ``environ`` replaces ``os.environ`` (for tests and ``.env`` loaders).
         """
         env = os.environ if environ is None else environ
+        if path is None:
+            path = default_token_file()
         key = (env.get(ENCRYPTION_KEY_ENV) or "").strip()
         if not key:
             if required:
                 raise ConfigError({ENCRYPTION_KEY_ENV: "missing: the token file must be encrypted"})
-            return cls(path, lock_timeout=lock_timeout)
+            return cls(path, lock_wait=lock_wait)
         _fernet(key, ENCRYPTION_KEY_ENV)  # report a bad key under the variable's name
-        return cls(path, encryption_key=key, lock_timeout=lock_timeout)
+        return cls(path, encryption_key=key, lock_wait=lock_wait)
 
     @staticmethod
     def generate_key() -> str:
@@ -283,9 +290,9 @@ class FileTokenStore:
         if self._holder == task:
             yield
             return
-        deadline = anyio.current_time() + self._lock_timeout
+        deadline = anyio.current_time() + self._lock_wait
         try:
-            with anyio.fail_after(self._lock_timeout):
+            with anyio.fail_after(self._lock_wait):
                 await self._guard.acquire()
         except TimeoutError:
             raise TokenStoreError(self._timeout_message()) from None
@@ -344,7 +351,7 @@ class FileTokenStore:
 
     def _timeout_message(self) -> str:
         return (
-            f"timed out after {self._lock_timeout:g} s waiting for the token file lock "
+            f"timed out after {self._lock_wait:g} s waiting for the token file lock "
             f"{self._lock_path}"
         )
 

@@ -297,7 +297,7 @@ class MarketData:
         }
         while True:
             try:
-                data = await self._ws.request("md/getChart", body=body, idempotent=True)
+                data = await self._ws.request("md/getChart", json=body, idempotent=True)
                 break
             except ConnectionLostError:
                 await self._ws.wait_connected()
@@ -327,7 +327,7 @@ class MarketData:
                 continue
             try:
                 await self._ws.request(
-                    "md/cancelChart", body={"subscriptionId": ident}, idempotent=True
+                    "md/cancelChart", json={"subscriptionId": ident}, idempotent=True
                 )
                 accepted = True
             except TradovateError as exc:

@@ -7,14 +7,14 @@ renewals are rate limited). Redis gives them one shared record and one lock per 
 Keys, for a ``prefix`` (default ``tradovate-async``) and a token key ``K``:
 
 - ``{prefix}:token:K``: the token record as JSON, with a TTL that ends when the token expires.
-- ``{prefix}:lock:K``: the lock, ``SET NX PX lock_timeout`` with a random owner value.
+- ``{prefix}:lock:K``: the lock, ``SET NX PX lock_ttl`` with a random owner value.
 - ``{prefix}:fence:K``: the fencing counter, incremented at every acquisition.
 
 Design choices, and why:
 
-- The holder extends its lock every ``lock_timeout / 3`` from a background task, so a slow
+- The holder extends its lock every ``lock_ttl / 3`` from a background task, so a slow
   login does not lose it; a holder that crashes stops extending it, so it blocks the others at
-  most ``lock_timeout``.
+  most ``lock_ttl``.
 - ``save`` runs one Lua script that, for the holder, first checks that the lock still holds the
   holder's owner value, and in every case refuses to replace a token that expires later. Both
   checks and the write are atomic on the server, so a holder that was paused past its lock
@@ -37,13 +37,13 @@ import logging
 import random
 import re
 import secrets
-import time
 from collections.abc import AsyncIterator, Awaitable
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 import anyio
 
+from ._clock import SYSTEM_CLOCK
 from ._errors import TokenStoreError, excerpt
 from ._models import AccessToken, token_from_record
 
@@ -128,8 +128,8 @@ class _Hold:
 class RedisTokenStore:
     """A :class:`~tradovate_async.TokenStore` in Redis, locked across machines.
 
-    ``lock_timeout`` is the lock's time to live in seconds: the longest a crashed holder blocks
-    the others (a live holder extends it). ``acquire_timeout`` bounds the wait for the lock,
+    ``lock_ttl`` is the lock's time to live in seconds: the longest a crashed holder blocks
+    the others (a live holder extends it). ``lock_wait`` bounds the wait for the lock,
     then :class:`~tradovate_async.TokenStoreError`. ``client`` is an existing
     ``redis.asyncio.Redis`` to use instead of one made from ``url``; :meth:`aclose` closes only
     a client the store made itself.
@@ -142,14 +142,14 @@ class RedisTokenStore:
         url: str = "redis://127.0.0.1:6379/0",
         *,
         prefix: str = "tradovate-async",
-        lock_timeout: float = 10.0,
-        acquire_timeout: float = 30.0,
+        lock_ttl: float = 10.0,
+        lock_wait: float = 30.0,
         client: Redis | None = None,
     ) -> None:
-        if not lock_timeout > 0:
-            raise ValueError("lock_timeout must be positive")
-        if not acquire_timeout > 0:
-            raise ValueError("acquire_timeout must be positive")
+        if not lock_ttl > 0:
+            raise ValueError("lock_ttl must be positive")
+        if not lock_wait > 0:
+            raise ValueError("lock_wait must be positive")
         try:
             import redis.asyncio
             from redis.asyncio.retry import Retry
@@ -158,8 +158,8 @@ class RedisTokenStore:
             raise ImportError(_REDIS_HINT) from exc
         self._url = url
         self._prefix = prefix
-        self._lock_timeout = float(lock_timeout)
-        self._acquire_timeout = float(acquire_timeout)
+        self._lock_ttl = float(lock_ttl)
+        self._lock_wait = float(lock_wait)
         self._owns_client = client is None
         if client is None:
             # Short timeouts and few quick retries: a store error only delays sharing (the
@@ -218,7 +218,7 @@ class RedisTokenStore:
         written. An already expired token is not stored.
         """
         expires_ms = int(token.expiration_time.timestamp() * 1000)
-        ttl_ms = expires_ms - time.time_ns() // 1_000_000
+        ttl_ms = expires_ms - int(SYSTEM_CLOCK.now().timestamp() * 1000)
         if ttl_ms <= 0:
             logger.debug("not storing a token that has already expired")
             return
@@ -242,7 +242,7 @@ class RedisTokenStore:
         )
         if result == -1:
             raise TokenStoreError(
-                "the Redis token lock expired before the save (held past lock_timeout without "
+                "the Redis token lock expired before the save (held past lock_ttl without "
                 "renewal); the token was not stored so as not to overwrite the next holder's"
             )
         if result == 0:
@@ -274,11 +274,11 @@ class RedisTokenStore:
         if self._own_hold(key) is not None:
             yield
             return
-        deadline = anyio.current_time() + self._acquire_timeout
+        deadline = anyio.current_time() + self._lock_wait
         # Tasks of this process queue here instead of all polling Redis.
         local = self._local.setdefault(key, anyio.Lock())
         try:
-            with anyio.fail_after(self._acquire_timeout):
+            with anyio.fail_after(self._lock_wait):
                 await local.acquire()
         except TimeoutError:
             raise TokenStoreError(self._timeout_message()) from None
@@ -313,10 +313,10 @@ class RedisTokenStore:
 
     async def _acquire(self, key: str, task: int, deadline: float) -> _Hold:
         owner = secrets.token_hex(16)
-        ttl_ms = max(1, int(self._lock_timeout * 1000))
+        ttl_ms = max(1, int(self._lock_ttl * 1000))
         keys = [self._key("lock", key), self._key("fence", key)]
         delay = _POLL_MIN
-        cap = min(_POLL_MAX, self._lock_timeout / 4)
+        cap = min(_POLL_MAX, self._lock_ttl / 4)
         while True:
             try:
                 fence = await self._call(
@@ -336,8 +336,8 @@ class RedisTokenStore:
 
     async def _keep_alive(self, key: str, hold: _Hold) -> None:
         """Extend the lock while it is held; on loss, log it (saves then refuse to write)."""
-        interval = self._lock_timeout / 3
-        ttl_ms = max(1, int(self._lock_timeout * 1000))
+        interval = self._lock_ttl / 3
+        ttl_ms = max(1, int(self._lock_ttl * 1000))
         lock_key = self._key("lock", key)
         while True:
             await anyio.sleep(interval)
@@ -353,8 +353,8 @@ class RedisTokenStore:
             if extended == 0:
                 logger.warning(
                     "lost the Redis token lock while holding it (paused longer than "
-                    "lock_timeout=%g s, or Redis lost the key); a save under it will be refused",
-                    self._lock_timeout,
+                    "lock_ttl=%g s, or Redis lost the key); a save under it will be refused",
+                    self._lock_ttl,
                 )
                 return
 
@@ -369,16 +369,16 @@ class RedisTokenStore:
                     logger.warning(
                         "could not release the Redis token lock (%s); it expires within %g s",
                         _reason(exc),
-                        self._lock_timeout,
+                        self._lock_ttl,
                     )
         if scope.cancelled_caught and not quiet:
             logger.warning(
                 "releasing the Redis token lock timed out; it expires within %g s",
-                self._lock_timeout,
+                self._lock_ttl,
             )
 
     def _timeout_message(self) -> str:
-        return f"timed out after {self._acquire_timeout:g} s waiting for the Redis token lock"
+        return f"timed out after {self._lock_wait:g} s waiting for the Redis token lock"
 
     async def _call(self, what: str, call: Awaitable[_T]) -> _T:
         from redis.exceptions import RedisError

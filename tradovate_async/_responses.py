@@ -9,7 +9,6 @@ errors: an order the server rejected never comes back as if it had been placed.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from collections.abc import Callable, Mapping
@@ -28,6 +27,7 @@ from ._errors import (
     TokenRejectedError,
     excerpt,
 )
+from ._penalty import Penalty
 
 __all__ = [
     "Penalty",
@@ -42,24 +42,6 @@ __all__ = [
 
 _PENALTY_KEYS: Final = ("p-ticket", "p-time", "p-captcha")
 _TRUE: Final = (True, "true", "True", 1)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Penalty:
-    """A time penalty (``p-ticket``): wait ``wait_seconds``, then resend with ``ticket``.
-
-    The penalised request was not executed (the documentation says so), which is why resending
-    it — even an order — with its ticket is safe. ``captcha`` penalties cannot be served by a
-    program (:func:`penalty_in` raises :class:`CaptchaRequiredError` instead; WebSocket answers
-    carry the flag).
-    """
-
-    ticket: str
-    wait_seconds: float
-    captcha: bool = False
-
-    def __repr__(self) -> str:  # the ticket is opaque and IP-bound; keep it out of logs
-        return f"Penalty(wait_seconds={self.wait_seconds})"
 
 
 def scrubbed_excerpt(body: bytes | str, scrub: Callable[[str], str]) -> str:

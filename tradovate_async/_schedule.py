@@ -21,10 +21,17 @@ import dataclasses
 import datetime as dt
 import random
 
-from ._errors import TradovateError
+from ._errors import (
+    InvalidCredentialsError,
+    LockoutWarningError,
+    PenaltyLimitError,
+    RateLimitedError,
+    RetryLaterError,
+    TradovateError,
+)
 from ._models import AccessToken
 
-__all__ = ["Blocked", "Login", "Renew", "RenewalSchedule", "Wait"]
+__all__ = ["Blocked", "Login", "Renew", "RenewalSchedule", "Wait", "is_permanent"]
 
 _HOUR = dt.timedelta(hours=1)
 
@@ -55,6 +62,16 @@ class Blocked:
 
 
 Action = Wait | Renew | Login | Blocked
+
+
+def is_permanent(error: BaseException) -> bool:
+    """Whether authenticating again soon would make things worse: bad credentials (never
+    retried), a lockout or its warning, a captcha or a penalty beyond the policy (retried after
+    their ``retry_after``). Sockets give up on the same errors instead of reconnecting."""
+    return isinstance(
+        error,
+        InvalidCredentialsError | PenaltyLimitError | RateLimitedError | LockoutWarningError,
+    )
 
 
 class RenewalSchedule:
@@ -205,8 +222,8 @@ class RenewalSchedule:
     def on_permanent_failure(self, error: TradovateError, now: dt.datetime) -> Blocked:
         """Stop authenticating: until the error's ``retry_after`` (lockouts, captcha), or for
         good (bad credentials)."""
-        retry_after = getattr(error, "retry_after", None)
-        until = now + retry_after if isinstance(retry_after, dt.timedelta) else None
+        retry_after = error.retry_after if isinstance(error, RetryLaterError) else None
+        until = now + retry_after if retry_after is not None else None
         self._blocked = Blocked(error, until)
         self._retry_at = None
         return self._blocked

@@ -14,20 +14,20 @@ import contextlib
 import dataclasses
 import datetime as dt
 import enum
+import inspect
 import logging
 import random
-import ssl
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self, Unpack
 
 import anyio
 import anyio.abc
 import httpx
 
 from ._api_hosts import ResolvedEndpoints, resolve_endpoints
-from ._auth import Authenticator, utc_now
-from ._auth_core import PenaltyPolicy
+from ._auth import Authenticator, translate_transport_error
+from ._clock import SYSTEM_CLOCK, Clock
 from ._config import TradovateConfig
 from ._errors import (
     InvalidResponseError,
@@ -35,17 +35,28 @@ from ._errors import (
     TokenRejectedError,
     TokenStoreError,
     TradovateError,
-    TransportError,
-    is_permanent,
 )
 from ._models import AccessToken, UserInfo
+from ._options import (
+    DEFAULT_PENALTIES,
+    DEFAULT_RENEWAL_BACKOFF,
+    DEFAULT_TIMEOUTS,
+    Backoff,
+    Timeouts,
+    TimeoutsLike,
+    Verify,
+    check_seconds,
+    ssl_context,
+)
+from ._penalty import PenaltyPolicy
 from ._responses import Penalty, encode_params, interpret_api_response, with_ticket
-from ._schedule import Blocked, Login, Renew, RenewalSchedule, Wait
+from ._schedule import Blocked, Login, Renew, RenewalSchedule, Wait, is_permanent
 from ._store import MemoryTokenStore, TokenStore
+from ._tasks import TaskHost
 
 if TYPE_CHECKING:
     from ._market_data import MarketData
-    from ._ws import TradovateWebSocket
+    from ._ws import SocketKind, TradovateWebSocket, WebSocketOptions
 
 __all__ = ["BearerAuth", "SessionStats", "TradovateSession"]
 
@@ -53,6 +64,11 @@ logger = logging.getLogger(__name__)
 
 Reason = Literal["start", "renew", "expired", "rejected"]
 TokenListener = Callable[[AccessToken], object]
+
+
+def _is_async_callable(obj: object) -> bool:
+    call = getattr(obj, "__call__", None)  # noqa: B004 - an async __call__ counts too
+    return inspect.iscoroutinefunction(obj) or inspect.iscoroutinefunction(call)
 
 
 class _State(enum.Enum):
@@ -126,17 +142,19 @@ class TradovateSession:
         config: credentials and endpoints.
         store: where the token is shared (default: a new :class:`MemoryTokenStore`). The session
             does not close a store it was given.
-        renew_before: renewal margin before expiry (default 5 minutes: 85 of 90).
+        renew_before: renewal margin before expiry, seconds (default 300: 85 of 90 minutes).
         jitter: fraction of the margin added at random so a fleet does not renew at once.
-        timeout: HTTP timeout in seconds.
-        verify: ``True`` (system CAs), a CA bundle path, or an ``ssl.SSLContext``. ``False``
-            is refused: TLS verification is never turned off.
-        max_penalty_rounds, max_penalty_wait: how far a login waits out ``p-ticket`` penalties.
+        renewal_backoff: retry delays after a transient renewal failure (default 1 s to 60 s).
+        renewals_per_hour: the renewal budget (the server allows 15 an hour).
         check_interval: longest sleep of the renewer between looks at the wall clock, so a
             suspended machine renews at once on wake-up.
-        backoff_initial, backoff_max: retry delays (seconds) after a transient renewal failure.
-        renewals_per_hour: the renewal budget (the server allows 15 an hour).
-        clock: wall clock returning an aware UTC datetime (tests move it).
+        penalties: how far a login or renewal waits out ``p-ticket`` penalties.
+        timeout: :class:`Timeouts` (or seconds) for every HTTP exchange.
+        verify: ``True`` (system CAs), a CA bundle path, or an ``ssl.SSLContext``. ``False``
+            is refused: TLS verification is never turned off. Sockets inherit it.
+        limits: the HTTP connection pool's limits.
+        clock: the :class:`~tradovate_async._clock.Clock` for wall time and sleeps (tests pass a
+            fake or a warped one).
         rng: random source for jitter (tests seed it).
         use_api_hosts: build REST and WebSocket URLs from the ``apiHosts`` of token answers
             (the server's per-user hosts; see :attr:`endpoints`). ``False`` keeps the
@@ -148,46 +166,35 @@ class TradovateSession:
         config: TradovateConfig,
         *,
         store: TokenStore | None = None,
-        renew_before: dt.timedelta = dt.timedelta(minutes=5),
+        renew_before: float = 300.0,
         jitter: float = 0.1,
-        timeout: float | httpx.Timeout = 10.0,
-        verify: ssl.SSLContext | str | bool = True,
-        max_penalty_rounds: int = 3,
-        max_penalty_wait: float = 120.0,
-        check_interval: float = 5.0,
-        backoff_initial: float = 1.0,
-        backoff_max: float = 60.0,
+        renewal_backoff: Backoff = DEFAULT_RENEWAL_BACKOFF,
         renewals_per_hour: int = 15,
+        check_interval: float = 5.0,
+        penalties: PenaltyPolicy = DEFAULT_PENALTIES,
+        timeout: TimeoutsLike = DEFAULT_TIMEOUTS,
+        verify: Verify = True,
         limits: httpx.Limits | None = None,
-        clock: Callable[[], dt.datetime] = utc_now,
+        clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
         use_api_hosts: bool = True,
     ) -> None:
-        if verify is False:
-            raise ValueError("TLS verification cannot be turned off (verify=False)")
-        if check_interval <= 0:
-            raise ValueError("check_interval must be positive")
         self.config = config
         self._owns_store = store is None
         self._store: TokenStore = store if store is not None else MemoryTokenStore()
-        self._timeout = timeout
-        self._ssl_context: ssl.SSLContext | None = (
-            ssl.create_default_context(cafile=verify)
-            if isinstance(verify, str)
-            else verify
-            if isinstance(verify, ssl.SSLContext)
-            else None
-        )
+        self._timeouts: Timeouts = Timeouts.of(timeout)
+        self._verify = verify
+        self._ssl_context = ssl_context(verify)
         self._limits = limits or httpx.Limits(max_connections=100, max_keepalive_connections=20)
-        self._penalty_policy = PenaltyPolicy(max_penalty_rounds, max_penalty_wait)
-        self._check_interval = check_interval
+        self._penalty_policy = penalties
+        self._check_interval = check_seconds("check_interval", check_interval)
         self._clock = clock
         self._schedule = RenewalSchedule(
-            renew_before,
+            dt.timedelta(seconds=check_seconds("renew_before", renew_before)),
             jitter=jitter,
             renewals_per_hour=renewals_per_hour,
-            backoff_initial=dt.timedelta(seconds=backoff_initial),
-            backoff_max=dt.timedelta(seconds=backoff_max),
+            backoff_initial=dt.timedelta(seconds=renewal_backoff.initial),
+            backoff_max=dt.timedelta(seconds=renewal_backoff.maximum),
             rng=rng,
         )
         self.stats = SessionStats()
@@ -201,7 +208,8 @@ class TradovateSession:
         self._client: httpx.AsyncClient | None = None
         self._auth: Authenticator | None = None
         self._auth_lock: anyio.Lock | None = None
-        self._task_group: anyio.abc.TaskGroup | None = None
+        self._tasks = TaskHost()
+        self._in_flight: set[anyio.CancelScope] = set()
         self._use_api_hosts = use_api_hosts
         self._endpoints = resolve_endpoints(config, None)
 
@@ -223,28 +231,25 @@ class TradovateSession:
             )
         self._state = _State.OPENED
         self._auth_lock = anyio.Lock()
+        timeouts = self._timeouts
         self._client = httpx.AsyncClient(
             base_url=self.config.api_url + "/",
             auth=BearerAuth(self),
             headers={"Accept": "application/json"},
-            timeout=self._timeout,
+            timeout=httpx.Timeout(
+                timeouts.request, connect=timeouts.connect_seconds, pool=timeouts.request
+            ),
             verify=self._ssl_context if self._ssl_context is not None else True,
             limits=self._limits,
         )
         self._auth = Authenticator(
             self.config, self._client, penalty_policy=self._penalty_policy, clock=self._clock
         )
-        task_group = anyio.create_task_group()
-        await task_group.__aenter__()
-        self._task_group = task_group
         try:
-            await task_group.start(self._renew_forever)
-        except BaseException as exc:
-            task_group.cancel_scope.cancel()
-            with contextlib.suppress(BaseException):
-                await task_group.__aexit__(type(exc), exc, exc.__traceback__)
-            self._task_group = None
-            await self._shutdown()
+            await self._tasks.open(self._renew_forever)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._shutdown()
             raise
         return self
 
@@ -257,21 +262,23 @@ class TradovateSession:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Stop the renewer, close the HTTP client. Idempotent; the session cannot reopen.
+        """Stop the renewer, fail requests in flight with :class:`SessionClosedError`, close the
+        HTTP client. Idempotent; the session cannot reopen.
 
-        Call it from the task that opened the session (``async with`` does): the renewer's task
-        group is bound to that task, as anyio's structured concurrency requires.
+        Safe from any task: the renewer is stopped and awaited whoever calls; the task group is
+        released by the opener when it leaves ``async with`` (at once if it is the caller).
         """
         if self._state is _State.CLOSED:
+            await self._tasks.stop()  # the opener leaving after another task closed
             return
         self._state = _State.CLOSED
-        task_group, self._task_group = self._task_group, None
+        for scope in list(self._in_flight):
+            scope.cancel()
         try:
-            if task_group is not None:
-                task_group.cancel_scope.cancel()
-                await task_group.__aexit__(None, None, None)
+            await self._tasks.stop()
         finally:
-            await self._shutdown()
+            with anyio.CancelScope(shield=True):
+                await self._shutdown()
 
     async def _shutdown(self) -> None:
         self._state = _State.CLOSED
@@ -333,8 +340,22 @@ class TradovateSession:
         :class:`CaptchaRequiredError`. A transport failure raises :class:`TransportError` and is
         never retried: the request may have reached the server.
         """
-        client = self.http
         relative = path.lstrip("/")
+        outcome: Any = None
+        with anyio.CancelScope() as scope:
+            self._in_flight.add(scope)
+            try:
+                outcome = await self._request_with_penalties(method, relative, params, json)
+            finally:
+                self._in_flight.discard(scope)
+        if scope.cancelled_caught:  # aclose() (from this or another task) cancelled it
+            raise SessionClosedError(f"{method} /{relative}: the session closed")
+        return outcome
+
+    async def _request_with_penalties(
+        self, method: str, relative: str, params: dict[str, Any] | None, json: Any
+    ) -> Any:
+        client = self.http
         query = encode_params(params)
         target = f"{relative}?{query}" if query else relative
         auth = self._auth
@@ -344,7 +365,9 @@ class TradovateSession:
             try:
                 response = await client.request(method, target, json=json)
             except httpx.TransportError as exc:
-                raise TransportError(f"{method} /{relative} failed: {type(exc).__name__}") from exc
+                if self._state is _State.CLOSED:
+                    raise SessionClosedError(f"{method} /{relative}: the session closed") from None
+                raise translate_transport_error(exc, f"{method} /{relative}") from exc
             outcome = interpret_api_response(
                 method, relative, response.status_code, response.content, auth.scrub
             )
@@ -360,7 +383,7 @@ class TradovateSession:
                 rounds,
                 self._penalty_policy.max_rounds,
             )
-            await anyio.sleep(wait)
+            await self._clock.sleep(wait)
             json = with_ticket(json, outcome.ticket)
 
     async def get(self, path: str, *, params: dict[str, Any] | None = None) -> Any:
@@ -382,25 +405,30 @@ class TradovateSession:
             raise InvalidResponseError(f"/auth/me answer unusable ({exc})") from None
 
     def websocket(
-        self, kind: Literal["trading", "md", "replay"] = "trading", **options: Any
+        self,
+        kind: SocketKind = "trading",
+        *,
+        url: str | None = None,
+        **options: Unpack[WebSocketOptions],
     ) -> TradovateWebSocket:
         """A WebSocket bound to this session's token (use it with ``async with``).
 
         ``kind="trading"`` connects to ``config.ws_url``, ``"md"`` to ``config.md_url`` (with the
-        market-data token), ``"replay"`` to ``config.replay_url``; ``url=`` overrides. Options go
-        to :class:`TradovateWebSocket`.
+        market-data token), ``"replay"`` to ``config.replay_url``; ``url=`` overrides. The
+        options are :class:`TradovateWebSocket`'s (typed: a misspelt one fails type checking);
+        ``verify`` defaults to the session's. The socket's ``clock`` is not inherited: heartbeats
+        and silence are real-time rules of the server, while a session's clock may be warped.
         """
         from ._ws import TradovateWebSocket
 
         self._check_open()
-        url = options.pop("url", None)
         if url is None:
             urls = self._endpoints
             url = {"md": urls.md_url, "replay": urls.replay_url}.get(kind, urls.ws_url)
-        options.setdefault("ssl", self._ssl_context)
+        options.setdefault("verify", self._verify)
         return TradovateWebSocket(self, url=url, kind=kind, **options)
 
-    def market_data(self, **options: Any) -> MarketData:
+    def market_data(self, **options: Unpack[WebSocketOptions]) -> MarketData:
         """Typed market data over a new market-data socket (use it with ``async with``).
 
         Symbols are resolved with ``contract/find`` over REST; ``options`` go to the socket
@@ -415,8 +443,16 @@ class TradovateSession:
     def add_token_listener(self, listener: TokenListener) -> Callable[[], None]:
         """Call ``listener(token)`` for every new token (login, renewal, adoption from the store).
 
+        Listeners are plain functions, called in the renewing task; they must not block. A
+        coroutine function is refused with ``TypeError`` (its coroutine would never be
+        awaited): to do async work, start a task from the listener or read ``session.token``.
         Returns a function that removes the listener. Exceptions in listeners are logged.
         """
+        if _is_async_callable(listener):
+            raise TypeError(
+                "add_token_listener takes a plain function, not a coroutine function: "
+                "its coroutine would never be awaited"
+            )
         self._listeners.append(listener)
 
         def remove() -> None:
@@ -433,7 +469,7 @@ class TradovateSession:
         Raises the standing permanent error (bad credentials, captcha, lockout) if there is one.
         """
         self._check_open()
-        now = self._clock()
+        now = self._clock.now()
         blocked = self._schedule.blocked(now)
         if blocked is not None:
             raise blocked.error
@@ -450,7 +486,7 @@ class TradovateSession:
         a 400 counts as a refused token only when the token that signed the request was spent;
         any other 400 is the request's own fault and is never answered with a renewal.
         """
-        return not self._schedule.is_usable(token, self._clock())
+        return not self._schedule.is_usable(token, self._clock.now())
 
     async def token_rejected(self, token: AccessToken) -> AccessToken:
         """The server refused ``token``: renew it once (single-flight) and return the current one.
@@ -461,7 +497,7 @@ class TradovateSession:
         raises :class:`TokenRejectedError` instead of burning the renewal budget.
         """
         self._check_open()
-        now = self._clock()
+        now = self._clock.now()
         current = self._token
         if current is not None and current is not token and self._schedule.is_usable(current, now):
             return current
@@ -480,7 +516,7 @@ class TradovateSession:
             )
         fresh = await self._refresh(token, "rejected")
         if fresh is not product:
-            self._rejection_refresh = (fresh, self._clock())
+            self._rejection_refresh = (fresh, self._clock.now())
         return fresh
 
     # -- single-flight refresh --------------------------------------------------------------
@@ -489,7 +525,7 @@ class TradovateSession:
         lock = self._auth_lock
         assert lock is not None
         async with lock:
-            now = self._clock()
+            now = self._clock.now()
             current = self._token
             if (
                 current is not None
@@ -531,7 +567,7 @@ class TradovateSession:
         """Inside both locks: adopt the stored token, renew, or log in."""
         auth = self._auth
         assert auth is not None
-        now = self._clock()
+        now = self._clock.now()
         current = self._token
         stored = await self._store_load()
         if (
@@ -567,7 +603,7 @@ class TradovateSession:
         return token, "login"
 
     def _record_failure(self, error: TradovateError, current: AccessToken | None) -> None:
-        now = self._clock()
+        now = self._clock.now()
         if is_permanent(error):
             self.stats.permanent_failures += 1
             blocked = self._schedule.on_permanent_failure(error, now)
@@ -602,9 +638,16 @@ class TradovateSession:
         logger.info("new token in use; expires %s", token.expiration_time.isoformat())
         for listener in list(self._listeners):
             try:
-                listener(token)
+                result = listener(token)
             except Exception:
                 logger.exception("token listener failed")
+                continue
+            if inspect.isawaitable(result):
+                if inspect.iscoroutine(result):
+                    result.close()  # never awaited: close it instead of leaking a warning
+                logger.error(
+                    "token listener %r returned an awaitable; it was not awaited", listener
+                )
 
     def _apply_endpoints(self, endpoints: ResolvedEndpoints) -> None:
         """Move requests, renewals and new sockets to the hosts the server named."""
@@ -669,14 +712,14 @@ class TradovateSession:
         await self._refresh(None, "start")
         task_status.started()
         while True:
-            now = self._clock()
+            now = self._clock.now()
             action = self._schedule.next_action(self._token, now)
             if isinstance(action, Wait | Blocked):
                 until = action.until
                 delay = self._check_interval
                 if until is not None:
                     delay = min(delay, max((until - now).total_seconds(), 0.001))
-                await anyio.sleep(delay)
+                await self._clock.sleep(delay)
                 continue
             assert isinstance(action, Renew | Login)
             try:
@@ -690,4 +733,4 @@ class TradovateSession:
                 # cancel the bot's own task. Log it and back off as after a transient failure.
                 logger.exception("unexpected error while renewing the token; retrying later")
                 self.stats.transient_failures += 1
-                self._schedule.on_transient_failure(self._clock(), self._token)
+                self._schedule.on_transient_failure(self._clock.now(), self._token)

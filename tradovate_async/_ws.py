@@ -30,13 +30,10 @@ import dataclasses
 import enum
 import json
 import logging
-import math
 import random
-import ssl as _ssl
-import time
 from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
-from typing import Any, Final, Literal, Protocol, Self
+from typing import Any, Final, Literal, Protocol, Self, TypedDict
 
 import anyio
 import anyio.abc
@@ -44,7 +41,7 @@ import anyio.lowlevel
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
-from ._auth_core import PenaltyPolicy
+from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import (
     CaptchaRequiredError,
     ConnectFailedError,
@@ -57,11 +54,24 @@ from ._errors import (
     SessionClosedError,
     TokenRejectedError,
     TradovateError,
-    is_permanent,
 )
 from ._logging import RedactingLoggerAdapter, redact
 from ._models import AccessToken
+from ._options import (
+    DEFAULT_PENALTIES,
+    DEFAULT_RECONNECT_BACKOFF,
+    DEFAULT_TIMEOUTS,
+    Backoff,
+    Timeouts,
+    TimeoutsLike,
+    Verify,
+    check_seconds,
+    ssl_context,
+)
+from ._penalty import PenaltyPolicy
 from ._responses import judge_answer
+from ._schedule import is_permanent
+from ._tasks import TaskHost
 from ._ws_codec import (
     HEARTBEAT_TEXT,
     AuthOutcome,
@@ -93,6 +103,7 @@ __all__ = [
     "Subscription",
     "TokenSource",
     "TradovateWebSocket",
+    "WebSocketOptions",
     "WebSocketStats",
 ]
 
@@ -110,6 +121,25 @@ QUOTA_REASONS: Final = frozenset({"ConnectionQuotaReached", "IPQuotaReached"})
 
 SocketKind = Literal["trading", "md", "replay"]
 AuthFrame = Literal["authorize", "json"]
+
+
+class WebSocketOptions(TypedDict, total=False):
+    """The keyword options of :class:`TradovateWebSocket` (and ``session.websocket``)."""
+
+    auth_frame: AuthFrame
+    heartbeat_interval: float
+    silence_timeout: float
+    timeout: TimeoutsLike
+    event_buffer: int
+    reconnect_backoff: Backoff
+    stable_after: float
+    quota_wait: float
+    penalties: PenaltyPolicy
+    verify: Verify
+    compression: Literal["deflate"] | None
+    max_message_size: int
+    clock: Clock
+    rng: random.Random | None
 
 
 class TokenSource(Protocol):
@@ -239,7 +269,7 @@ class _Link:
         "shutdown_reason",
     )
 
-    def __init__(self, conn: ClientConnection) -> None:
+    def __init__(self, conn: ClientConnection, now: float) -> None:
         self.conn = conn
         self.generation = 0
         self.ready = False
@@ -247,7 +277,7 @@ class _Link:
         self.died_at: float | None = None
         self.reason = ""
         self.shutdown_reason: str | None = None
-        self.last_rx = time.monotonic()
+        self.last_rx = now
         #: The server ended the session in an orderly way (``shutdown``, ``c[...]``): answer
         #: with a closing handshake instead of cutting the TCP connection.
         self.graceful = False
@@ -342,9 +372,9 @@ class TradovateWebSocket:
     **Reconnects.** Each attempt asks the token source for its *current* token; an authorize
     refused with 401/403 triggers one ``token_rejected()`` and one more attempt, and a second
     refusal is fatal. Delays come from :class:`ReconnectBackoff`: the first attempt is
-    (nearly) immediate, then exponential with full jitter up to ``backoff_max``; the counter
+    (nearly) immediate, then exponential with full jitter up to ``reconnect_backoff.maximum``; the counter
     resets only after a connection stayed up ``stable_after`` seconds; after a ``shutdown`` for
-    ``ConnectionQuotaReached``/``IPQuotaReached`` the next attempt waits ``quota_backoff``
+    ``ConnectionQuotaReached``/``IPQuotaReached`` the next attempt waits ``quota_wait``
     seconds (more sockets would evict the oldest one and revoke its token). Fatal errors (token
     refused twice, 429, the session's permanent authentication errors, a closed session) end
     the socket: ``events()`` and every request then raise that error.
@@ -363,21 +393,22 @@ class TradovateWebSocket:
         heartbeat_interval: seconds between client ``[]`` frames (the server wants <= 2.5 s).
         silence_timeout: seconds without any server frame before the connection counts as dead
             (the server sends ``h`` about every 2.5 s when idle, so 10 s is four missed beats).
-        request_timeout: default per-request deadline, including a wait for a reconnect.
-        open_timeout: deadline for TCP + TLS + upgrade + ``o`` + authorize answer.
-        close_timeout: how long ``aclose()`` waits for the closing handshake.
+        timeout: :class:`Timeouts` (or seconds): ``request`` is the default per-request
+            deadline, including a wait for a reconnect; ``connect`` bounds TCP + TLS + upgrade
+            + ``o`` + the authorize answer; ``close`` the closing handshake.
         event_buffer: events kept for :meth:`events` (see its overflow policy).
-        backoff_initial, backoff_max: base and cap of the reconnect delays (seconds).
+        reconnect_backoff: delays between reconnect attempts (default 0.1 s to 30 s).
         stable_after: seconds a connection must stay up before the backoff resets.
-        quota_backoff: delay after a quota ``shutdown``.
-        max_penalty_wait, max_penalty_rounds: how far a request waits out ``p-ticket``s;
-            beyond either, :class:`PenaltyLimitError`.
-        ssl: an ``ssl.SSLContext`` for ``wss://`` with a custom CA. Contexts that skip
-            certificate or hostname checks are refused.
+        quota_wait: delay after a quota ``shutdown``.
+        penalties: how far a request waits out ``p-ticket``s; beyond either bound,
+            :class:`PenaltyLimitError`.
+        verify: ``True`` (system CAs), a CA bundle path or an ``ssl.SSLContext`` for
+            ``wss://``; anything that skips certificate or hostname checks is refused.
         compression: ``None`` (default) skips permessage-deflate: on a fast link it costs more
             CPU and latency than it saves; pass ``"deflate"`` for a slow link.
         max_message_size: largest accepted message (a ``user/syncrequest`` snapshot of a big
             organisation can be several MiB).
+        clock: the :class:`~tradovate_async._clock.Clock` for deadlines and sleeps.
         rng: random source for backoff jitter (tests seed it).
     """
 
@@ -390,55 +421,43 @@ class TradovateWebSocket:
         auth_frame: AuthFrame = "authorize",
         heartbeat_interval: float = 2.5,
         silence_timeout: float = 10.0,
-        request_timeout: float = 10.0,
-        open_timeout: float = 10.0,
-        close_timeout: float = 2.0,
+        timeout: TimeoutsLike = DEFAULT_TIMEOUTS,
         event_buffer: int = 10_000,
-        backoff_initial: float = 0.1,
-        backoff_max: float = 30.0,
+        reconnect_backoff: Backoff = DEFAULT_RECONNECT_BACKOFF,
         stable_after: float = 5.0,
-        quota_backoff: float = 60.0,
-        max_penalty_wait: float = 60.0,
-        max_penalty_rounds: int = 3,
-        ssl: _ssl.SSLContext | None = None,
+        quota_wait: float = 60.0,
+        penalties: PenaltyPolicy = DEFAULT_PENALTIES,
+        verify: Verify = True,
         compression: Literal["deflate"] | None = None,
         max_message_size: int = 64 * 2**20,
+        clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
     ) -> None:
         if kind not in ("trading", "md", "replay"):
             raise ValueError("kind must be 'trading', 'md' or 'replay'")
         if auth_frame not in ("authorize", "json"):
             raise ValueError("auth_frame must be 'authorize' or 'json'")
-        for name, value in (
-            ("heartbeat_interval", heartbeat_interval),
-            ("silence_timeout", silence_timeout),
-            ("request_timeout", request_timeout),
-            ("open_timeout", open_timeout),
-        ):
-            if not value > 0 or math.isinf(value):
-                raise ValueError(f"{name} must be a positive number of seconds")
-        if max_penalty_rounds < 0 or max_penalty_wait < 0:
-            raise ValueError("penalty bounds must be >= 0")
-        if ssl is not None and (ssl.verify_mode == _ssl.CERT_NONE or not ssl.check_hostname):
-            raise ValueError("TLS verification cannot be turned off for a Tradovate socket")
+        timeouts = Timeouts.of(timeout)
         self._source = source
         self.url = url
         self.kind: SocketKind = kind
         self.auth_frame: AuthFrame = auth_frame
-        self._heartbeat_interval = heartbeat_interval
-        self._silence_timeout = silence_timeout
-        self._request_timeout = request_timeout
-        self._open_timeout = open_timeout
-        self._close_timeout = close_timeout
-        self._penalty_policy = PenaltyPolicy(max_penalty_rounds, max_penalty_wait)
-        self._ssl = ssl
+        self._heartbeat_interval = check_seconds("heartbeat_interval", heartbeat_interval)
+        self._silence_timeout = check_seconds("silence_timeout", silence_timeout)
+        self._request_timeout = timeouts.request
+        self._open_timeout = timeouts.connect_seconds
+        self._close_timeout = timeouts.close
+        self._penalty_policy = penalties
+        self._ssl = ssl_context(verify)
         self._compression = compression
         self._max_message_size = max_message_size
+        self._clock = clock
         self._backoff = ReconnectBackoff(
-            initial=backoff_initial,
-            maximum=backoff_max,
-            stable_after=stable_after,
-            quota_delay=quota_backoff,
+            initial=reconnect_backoff.initial,
+            maximum=reconnect_backoff.maximum,
+            factor=reconnect_backoff.factor,
+            stable_after=check_seconds("stable_after", stable_after, allow_zero=True),
+            quota_delay=check_seconds("quota_wait", quota_wait, allow_zero=True),
             rng=rng,
         )
         self._ws_logger = RedactingLoggerAdapter(logging.getLogger("websockets.client"))
@@ -451,10 +470,7 @@ class TradovateWebSocket:
         self._link: _Link | None = None
         self._event_waiter: anyio.Event | None = None
         self._change: anyio.Event | None = None
-        self._task_group: anyio.abc.TaskGroup | None = None
-        self._run_scope: anyio.CancelScope | None = None
-        self._stopped: anyio.Event | None = None
-        self._owner: int | None = None
+        self._tasks = TaskHost()
         self._closing = False
         self._overflow_warned = 0
 
@@ -476,23 +492,12 @@ class TradovateWebSocket:
                 else "this TradovateWebSocket is already open"
             )
         self._state = _State.OPEN
-        self._owner = anyio.get_current_task().id
         self._change = anyio.Event()
-        self._run_scope = anyio.CancelScope()
-        self._stopped = anyio.Event()
-        task_group = anyio.create_task_group()
-        await task_group.__aenter__()
         try:
-            await task_group.start(self._run)
+            await self._tasks.open(self._run)
         except BaseException:
             self._state = _State.CLOSED
-            task_group.cancel_scope.cancel()
-            try:
-                await task_group.__aexit__(None, None, None)
-            except BaseException:  # pragma: no cover - the original error is more useful
-                logger.debug("task group exit after a failed connect raised", exc_info=True)
             raise
-        self._task_group = task_group
         return self
 
     async def __aexit__(
@@ -506,8 +511,8 @@ class TradovateWebSocket:
     async def aclose(self) -> None:
         """Close with code 1000, fail pending requests, end ``events()``, stop every task.
 
-        Idempotent. From another task than the opener it stops everything too, but the task
-        group itself is released only when the opener leaves ``async with``.
+        Idempotent and safe from any task: every task of the socket has ended when it returns
+        (the task group itself is released by the opener when it leaves ``async with``).
         """
         if self._state is _State.NEW:
             self._state = _State.CLOSED
@@ -522,16 +527,8 @@ class TradovateWebSocket:
                         await link.conn.close(1000, "client closing")
                     except Exception:  # closing must not fail the caller
                         logger.debug("closing handshake failed", exc_info=True)
-            if self._run_scope is not None:
-                self._run_scope.cancel()
             self._notify()
-            if self._stopped is not None:
-                with anyio.CancelScope(shield=True):
-                    await self._stopped.wait()
-        task_group = self._task_group
-        if task_group is not None and anyio.get_current_task().id == self._owner:
-            self._task_group = None
-            await task_group.__aexit__(None, None, None)
+        await self._tasks.stop()
 
     @property
     def closed(self) -> bool:
@@ -604,16 +601,17 @@ class TradovateWebSocket:
         self,
         endpoint: str,
         *,
-        query: Mapping[str, Any] | str | None = None,
-        body: Any = None,
+        params: Mapping[str, Any] | str | None = None,
+        json: Any = None,
         timeout: float | None = None,  # noqa: ASYNC109 - excludes penalty waits; see below
         idempotent: bool | None = None,
         replay: bool = False,
     ) -> Any:
         """Send one request and return its ``d``.
 
-        ``endpoint`` is a REST path (``account/list``); ``query`` a mapping (URL-encoded) or a
-        string; ``body`` any JSON value (a ``str`` is sent verbatim). Raises
+        ``endpoint`` is a REST path (``account/list``); ``params`` the query, a mapping
+        (URL-encoded) or a string; ``json`` the body, any JSON value (a ``str`` is sent
+        verbatim): the same names as :meth:`TradovateSession.request`. Raises
         :class:`RequestFailedError` for a status that is not 2xx (:class:`RateLimitedError` for
         429), :class:`RequestTimeoutError` after ``timeout`` (default ``request_timeout``; it
         covers waiting for a reconnect but not penalty waits), :class:`CaptchaRequiredError` /
@@ -626,17 +624,17 @@ class TradovateWebSocket:
         ``user/syncrequest``).
         """
         if replay:
-            if query is not None:
-                raise ValueError("replay=True takes a body, not a query")
-            return await self.subscribe(endpoint, body, timeout=timeout)
+            if params is not None:
+                raise ValueError("replay=True takes json=, not params=")
+            return await self.subscribe(endpoint, json, timeout=timeout)
         retry = is_read_only(endpoint) if idempotent is None else idempotent
-        data, _ = await self._call(endpoint, query, body, limit=timeout, retry=retry)
+        data, _ = await self._call(endpoint, params, json, limit=timeout, retry=retry)
         return data
 
     async def subscribe(
         self,
         endpoint: str,
-        body: Any = None,
+        json: Any = None,
         *,
         unsubscribe: str | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 - same deadline as request()
@@ -649,9 +647,9 @@ class TradovateWebSocket:
         latest answer); ``user/syncrequest`` has none (the server cannot cancel it).
         """
         path = normalize_endpoint(endpoint)
-        sub = Subscription(path, _canonical_body(body), unsubscribe or _default_unsubscribe(path))
+        sub = Subscription(path, _canonical_body(json), unsubscribe or _default_unsubscribe(path))
         while True:
-            data, link = await self._call(path, None, body, limit=timeout, retry=True)
+            data, link = await self._call(path, None, json, limit=timeout, retry=True)
             self._subs[sub] = data
             if self._link is link:
                 return data
@@ -662,20 +660,20 @@ class TradovateWebSocket:
     async def unsubscribe(
         self,
         endpoint: str,
-        body: Any = None,
+        json: Any = None,
         *,
         timeout: float | None = None,  # noqa: ASYNC109 - same deadline as request()
     ) -> Any:
         """Forget a subscription and send its cancel request (see :meth:`subscribe`); returns
         the answer's ``d``, or ``None`` when the subscription has no cancel request."""
         path = normalize_endpoint(endpoint)
-        key = Subscription(path, _canonical_body(body))
+        key = Subscription(path, _canonical_body(json))
         stored = next((s for s in self._subs if s == key), None)
         data = self._subs.pop(stored) if stored is not None else None
         cancel = stored.unsubscribe if stored is not None else _default_unsubscribe(path)
         if cancel is None:
             return None
-        cancel_body = body
+        cancel_body = json
         if cancel.lower().endswith("/cancelchart"):
             chart_id = data.get("realtimeId") if isinstance(data, Mapping) else None
             if chart_id is None:
@@ -753,7 +751,7 @@ class TradovateWebSocket:
                 rounds,
                 self._penalty_policy.max_rounds,
             )
-            await anyio.sleep(wait)
+            await self._clock.sleep(wait)
             body = _with_ticket(body, penalty.ticket)
 
     async def _exchange(
@@ -828,7 +826,7 @@ class TradovateWebSocket:
         """Mark ``link`` dead (idempotent) and fail everything waiting on it, synchronously."""
         if not link.alive:
             return
-        link.died_at = time.monotonic()
+        link.died_at = self._clock.monotonic()
         link.reason = reason
         was_ready = link.ready
         link.ready = False
@@ -847,36 +845,30 @@ class TradovateWebSocket:
 
     async def _run(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
         """The supervisor: connect, serve, reconnect; until closed or a fatal error."""
-        assert self._run_scope is not None and self._stopped is not None
         started = False
         try:
-            with self._run_scope:
-                link = await self._attempt()
-                attempts = 0
-                lost_at: float | None = None
-                while True:
-                    ready = await self._serve(
-                        link, lost_at, attempts, None if started else task_status
+            link = await self._attempt()
+            attempts = 0
+            lost_at: float | None = None
+            while True:
+                ready = await self._serve(link, lost_at, attempts, None if started else task_status)
+                if not started and not ready:
+                    raise ConnectFailedError(
+                        f"{self.kind} socket: connection lost right after authorize ({link.reason})"
                     )
-                    if not started and not ready:
-                        raise ConnectFailedError(
-                            f"{self.kind} socket: connection lost right after authorize "
-                            f"({link.reason})"
-                        )
-                    started = True
-                    if self._closing:
-                        return
-                    lost_at = link.died_at or time.monotonic()
-                    self._backoff.disconnected(lost_at, quota=link.shutdown_reason in QUOTA_REASONS)
-                    self._announce_loss(link)
-                    link, attempts = await self._reconnect()
+                started = True
+                if self._closing:
+                    return
+                lost_at = link.died_at or self._clock.monotonic()
+                self._backoff.disconnected(lost_at, quota=link.shutdown_reason in QUOTA_REASONS)
+                self._announce_loss(link)
+                link, attempts = await self._reconnect()
         except TradovateError as exc:
             if not started:
                 raise
             self._fail(exc)
         finally:
             self._link = None
-            self._stopped.set()
             self._notify()
 
     def _announce_loss(self, link: _Link) -> None:
@@ -911,7 +903,7 @@ class TradovateWebSocket:
             attempts += 1
             if delay >= 1.0:
                 logger.info("reconnect attempt %d in %.1f s", attempts, delay)
-            await anyio.sleep(delay)
+            await self._clock.sleep(delay)
             try:
                 return await self._attempt(), attempts
             except (TokenRejectedError, RateLimitedError, SessionClosedError):
@@ -979,7 +971,7 @@ class TradovateWebSocket:
                 first = decode_frame(await conn.recv())
                 if not isinstance(first, OpenFrame):
                     raise ProtocolError(f"expected the open frame 'o', got {type(first).__name__}")
-                link = _Link(conn)
+                link = _Link(conn, self._clock.monotonic())
                 await self._authorize(link, raw)
                 return link
         except (_Refused, RateLimitedError):
@@ -1025,7 +1017,7 @@ class TradovateWebSocket:
             await conn.send(encode_authorize(expected, raw_token))
         while True:
             text = await conn.recv()
-            link.last_rx = time.monotonic()
+            link.last_rx = self._clock.monotonic()
             try:
                 frame = decode_frame(text)
             except ProtocolError as exc:
@@ -1106,7 +1098,7 @@ class TradovateWebSocket:
         replayed: tuple[ReplayResult, ...],
     ) -> None:
         stats = self.stats
-        now = time.monotonic()
+        now = self._clock.monotonic()
         stats.connects += 1
         link.generation = stats.connects
         link.ready = True
@@ -1206,7 +1198,7 @@ class TradovateWebSocket:
         buffer = self._buffer
         put = buffer.put
         stats = self.stats
-        clock = time.monotonic
+        clock = self._clock.monotonic
         maxlen = buffer.maxlen
         try:
             while True:
@@ -1271,13 +1263,13 @@ class TradovateWebSocket:
         silence = self._silence_timeout
         conn = link.conn
         stats = self.stats
-        clock = time.monotonic
+        clock = self._clock.monotonic
         next_beat = clock() + interval
         while True:
             now = clock()
             wake = min(next_beat, link.last_rx + silence)
             if wake > now:
-                await anyio.sleep(wake - now)
+                await self._clock.sleep(wake - now)
             now = clock()
             quiet = now - link.last_rx
             if quiet >= silence:

@@ -30,8 +30,8 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Final, Generic, TypeAlias, TypeVar
 
-from ._auth_core import Penalty
 from ._errors import ProtocolError, excerpt
+from ._penalty import Penalty
 from ._responses import encode_params
 
 __all__ = [

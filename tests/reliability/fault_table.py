@@ -38,6 +38,7 @@ from tests.test_session import LOGIN, MINUTE, RENEW, session_on, wait_until
 from tests.test_ws import FAST, ORDER, SIM_DEFAULTS, next_event
 from tradovate_async import (
     AccessToken,
+    Backoff,
     CaptchaRequiredError,
     ConnectionLostError,
     FileTokenStore,
@@ -45,6 +46,7 @@ from tradovate_async import (
     RateLimitedError,
     RedisTokenStore,
     Secret,
+    Timeouts,
     TradovateError,
     TradovateSession,
     TradovateWebSocket,
@@ -240,7 +242,7 @@ async def renewal_timeout_setup(lab: Lab) -> None:
 
 async def renewal_timeout_check(lab: Lab) -> None:
     sim, session = lab.sim, lab.session
-    assert any("authentication failed (TransportError:" in m for m in lab.warnings)
+    assert any("authentication failed (RequestTimeoutError:" in m for m in lab.warnings)
     assert session.stats.transient_failures == 1 and session.stats.logins == 1
     assert sim.count(RENEW, status=200) == 1  # the retry
     assert sim.count(RENEW, status=401) == 1  # the late original: its token was superseded
@@ -262,7 +264,7 @@ async def renewal_reset_setup(lab: Lab) -> None:
 
 async def renewal_reset_check(lab: Lab) -> None:
     sim, session = lab.sim, lab.session
-    assert any("authentication failed (TransportError:" in m for m in lab.warnings)
+    assert any("authentication failed (ConnectionLostError:" in m for m in lab.warnings)
     assert session.stats.transient_failures == 1
     assert sim.count(RENEW, status=200) == 1  # renewed on the server, answer lost
     assert sim.count(RENEW, status=401) == 1  # the retry with the superseded token
@@ -431,7 +433,7 @@ async def ws_drop_order_setup(lab: Lab) -> None:
     async with anyio.create_task_group() as tg:
 
         async def place() -> None:
-            lab.facts["error"] = await error_of(ws.request(ORDER_PATH, body=ORDER))
+            lab.facts["error"] = await error_of(ws.request(ORDER_PATH, json=ORDER))
 
         tg.start_soon(place)
         await wait_until(lambda: ORDER_PATH in sim.ws_connections("trading")[0].requests)
@@ -457,7 +459,7 @@ def shutdown_notice(reason: str) -> tuple[Setup, Check]:
     async def setup(lab: Lab) -> None:
         sim = await lab.start_sim(**SIM_DEFAULTS)
         await lab.open_session()
-        ws = await lab.open_socket("md", quota_backoff=1.0)
+        ws = await lab.open_socket("md", quota_wait=1.0)
         await ws.subscribe("md/subscribeQuote", {"symbol": "ESZ5"})
         [lab.facts["old"]] = sim.ws_connections("md")
         sim.send_shutdown(reason, kind="md")
@@ -480,7 +482,7 @@ def shutdown_notice(reason: str) -> tuple[Setup, Check]:
         recovery = ws.stats.last_recovery_seconds
         assert recovery is not None
         if quota:
-            assert recovery >= 1.0  # waited quota_backoff before reconnecting
+            assert recovery >= 1.0  # waited quota_wait before reconnecting
 
     return setup, check
 
@@ -504,7 +506,9 @@ async def ws_silent_check(lab: Lab) -> None:
 async def ws_unanswered_setup(lab: Lab) -> None:
     sim = await lab.start_sim(**SIM_DEFAULTS)
     await lab.open_session()
-    ws = await lab.open_socket(open_timeout=0.5, backoff_max=0.2)
+    ws = await lab.open_socket(
+        timeout=Timeouts(5.0, connect=0.5), reconnect_backoff=Backoff(0.1, 0.2)
+    )
     sim.authorize_delay = 3.0  # the server accepts sockets but no longer answers authorize
     sim.drop_sockets()
     async with anyio.create_task_group() as tg:
@@ -651,7 +655,7 @@ async def redis_restart_setup(lab: Lab) -> None:
     sim = await lab.start_sim()
 
     def store() -> RedisTokenStore:
-        made = RedisTokenStore(server.url, prefix="fleet", lock_timeout=1.0, acquire_timeout=5.0)
+        made = RedisTokenStore(server.url, prefix="fleet", lock_ttl=1.0, lock_wait=5.0)
         lab.stack.push_async_callback(made.aclose)
         return made
 
@@ -688,7 +692,7 @@ async def redis_down_at_renewal_setup(lab: Lab) -> None:
     await lab.start_sim()  # renewal retires the old token (strict reading)
 
     def store() -> RedisTokenStore:
-        made = RedisTokenStore(server.url, prefix="fleet", lock_timeout=1.0, acquire_timeout=5.0)
+        made = RedisTokenStore(server.url, prefix="fleet", lock_ttl=1.0, lock_wait=5.0)
         lab.stack.push_async_callback(made.aclose)
         return made
 
@@ -737,7 +741,7 @@ from tradovate_async._secret import Secret
 
 path, key, first = sys.argv[1], sys.argv[2], int(sys.argv[3])
 # a big file: a long write (~25 ms), easy to interrupt (above the default 1 MiB read cap)
-store = FileTokenStore(path, lock_timeout=20, max_file_size=8 << 20)
+store = FileTokenStore(path, lock_wait=20, max_file_size=8 << 20)
 padding = "x" * 2_000_000
 
 async def main():
@@ -912,7 +916,8 @@ CASES: list[FaultCase] = [
         fault="Token endpoint times out (renewal answered after 2 s, timeout 0.3 s)",
         setup=renewal_timeout_setup,
         expected_outcome=(
-            "TransportError counted as transient, retried at once; one renewal; the late original "
+            "RequestTimeoutError counted as transient, retried at once; one renewal; the late "
+            "original "
             "is refused by the server (superseded token) and changes nothing."
         ),
         check=renewal_timeout_check,
@@ -1025,7 +1030,8 @@ CASES: list[FaultCase] = [
         fault="Connection reset while an order's answer is read (REST)",
         setup=rest_order_lost_setup,
         expected_outcome=(
-            "TransportError to the caller; the order is never resent (the server executed it once)."
+            "ConnectionLostError (a TransportError) to the caller; the order is never resent (the "
+            "server executed it once)."
         ),
         check=rest_order_lost_check,
     ),
@@ -1064,7 +1070,7 @@ CASES: list[FaultCase] = [
         fault="Server sends shutdown (ConnectionQuotaReached)",
         setup=_quota[0],
         expected_outcome=(
-            "Disconnected(quota=True); the reconnect waits quota_backoff (longer backoff) so no "
+            "Disconnected(quota=True); the reconnect waits quota_wait (longer backoff) so no "
             "other connection is evicted; subscriptions replayed."
         ),
         check=_quota[1],
@@ -1084,7 +1090,7 @@ CASES: list[FaultCase] = [
         fault="Server stops answering authorize while the socket reconnects",
         setup=ws_unanswered_setup,
         expected_outcome=(
-            "Each reconnect attempt times out (open_timeout) and is retried with backoff; a "
+            "Each reconnect attempt times out (Timeouts.connect) and is retried with backoff; a "
             "request made meanwhile waits and is answered once the server answers again."
         ),
         check=ws_unanswered_check,

@@ -85,7 +85,7 @@ async def spaced_password_setup(lab: Lab) -> None:
         f"TRADOVATE_DEVICE_ID=dev-1\nTRADOVATE_API_URL={lab.sim.api_url}\n"
     )
     config = TradovateConfig.from_env(path, environ={})
-    session = TradovateSession(config, clock=lab.clock.now)
+    session = TradovateSession(config, clock=lab.clock)
     await lab.stack.enter_async_context(session)
     lab.session = session
 
@@ -108,7 +108,7 @@ async def key_collision_setup(lab: Lab) -> None:
     store = MemoryTokenStore()
     sessions = []
     for user in (first, second):
-        session = TradovateSession(sim.config(user), store=store, clock=lab.clock.now)
+        session = TradovateSession(sim.config(user), store=store, clock=lab.clock)
         await lab.stack.enter_async_context(session)
         sessions.append(session)
     lab.facts["me"] = [(await s.me()).user_id for s in sessions]

@@ -31,9 +31,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tradovate_async import AccessToken, InvalidResponseError, PenaltyLimitError, TradovateError
-from tradovate_async._auth_core import Penalty, PenaltyPolicy, Scrubber, interpret_token_response
+from tradovate_async._auth_core import Scrubber, interpret_token_response
 from tradovate_async._file_store import FileTokenStore
 from tradovate_async._file_store import _parse as parse_file_record
+from tradovate_async._penalty import Penalty, PenaltyPolicy
 from tradovate_async._redis_store import _parse as parse_redis_record
 from tradovate_async._responses import interpret_api_response
 from tradovate_async._ws_codec import (

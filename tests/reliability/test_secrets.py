@@ -28,6 +28,7 @@ from tests.test_session import LOGIN, MINUTE, wait_until
 from tests.test_ws import FAST, ORDER, SIM_DEFAULTS, next_event
 from tradovate_async import (
     AccessToken,
+    Backoff,
     ConnectionLostError,
     InvalidCredentialsError,
     MemoryTokenStore,
@@ -86,7 +87,7 @@ async def test_no_secret_in_any_record_repr_or_error(debug_logs: RecordCollector
         # 1. A login with a wrong password: refused, never retried.
         wrong = sim.config(USER, password=WRONG_PASSWORD)
         with pytest.raises(InvalidCredentialsError) as refused:
-            async with TradovateSession(wrong, clock=clock.now):
+            async with TradovateSession(wrong, clock=clock):
                 pass  # pragma: no cover
         errors.append(refused.value)
         shown.append(wrong)
@@ -96,7 +97,11 @@ async def test_no_secret_in_any_record_repr_or_error(debug_logs: RecordCollector
         store = MemoryTokenStore()
         config = sim.config(USER)
         async with TradovateSession(
-            config, store=store, clock=clock.now, check_interval=0.02, backoff_initial=0.02
+            config,
+            store=store,
+            clock=clock,
+            check_interval=0.02,
+            renewal_backoff=Backoff(0.02, 60.0),
         ) as session:
             tokens = [session.token]
             session.add_token_listener(tokens.append)
@@ -116,11 +121,11 @@ async def test_no_secret_in_any_record_repr_or_error(debug_logs: RecordCollector
                 session.websocket("md", **FAST) as md,
             ):
                 await trading.request(
-                    "user/syncrequest", body={"users": [USER.user_id]}, replay=True
+                    "user/syncrequest", json={"users": [USER.user_id]}, replay=True
                 )
                 await md.subscribe("md/subscribeQuote", {"symbol": "ESZ5"})
                 await next_event(md, "md")
-                assert (await trading.request("order/placeorder", body=order))["orderId"]
+                assert (await trading.request("order/placeorder", json=order))["orderId"]
                 with pytest.raises(RequestFailedError) as failed:
                     await trading.request("nope/list")
                 errors.append(failed.value)
@@ -138,7 +143,7 @@ async def test_no_secret_in_any_record_repr_or_error(debug_logs: RecordCollector
 
                     async def place() -> None:
                         try:
-                            await trading.request("order/placeorder", body=order)
+                            await trading.request("order/placeorder", json=order)
                         except ConnectionLostError as exc:
                             errors.append(exc)
 

@@ -17,8 +17,10 @@ from tradovate_async import (
     CaptchaRequiredError,
     OrderRejectedError,
     PenaltyLimitError,
+    PenaltyPolicy,
     RequestFailedError,
 )
+from tradovate_async._clock import SystemClock
 from tradovate_async._config import ENVIRONMENTS, TradovateConfig
 from tradovate_async._session import TradovateSession
 from tradovate_async.sim import Fault, SimulatedTradovate, SimUser
@@ -33,17 +35,17 @@ ORDER = {
     "isAutomated": True,
 }
 FOREIGN_ORDER = {**ORDER, "accountId": 99999, "accountSpec": "NOT-MINE"}
-WS_FAST: dict[str, Any] = {"heartbeat_interval": 0.2, "request_timeout": 5.0, "open_timeout": 5.0}
+WS_FAST: dict[str, Any] = {"heartbeat_interval": 0.2, "timeout": 5.0}
 
 
-class MovableClock:
+class MovableClock(SystemClock):
     """The session's wall clock; a test moves it like a host clock that jumps."""
 
     def __init__(self) -> None:
         self.offset = dt.timedelta(0)
 
-    def __call__(self) -> dt.datetime:
-        return dt.datetime.now(dt.UTC) + self.offset
+    def now(self) -> dt.datetime:
+        return super().now() + self.offset
 
 
 def penalised(sim: SimulatedTradovate, path: str) -> list[bool]:
@@ -60,8 +62,8 @@ async def test_socket_order_rejection_raises_what_rest_raises(sim: SimulatedTrad
             await session.post("order/placeorder", json=FOREIGN_ORDER)
         async with session.websocket(**WS_FAST) as ws:
             with pytest.raises(OrderRejectedError) as over_socket:
-                await ws.request("order/placeorder", body=FOREIGN_ORDER)
-            placed = await ws.request("order/placeorder", body=ORDER)
+                await ws.request("order/placeorder", json=FOREIGN_ORDER)
+            placed = await ws.request("order/placeorder", json=ORDER)
     assert (over_socket.value.failure_reason, over_socket.value.failure_text) == (
         over_rest.value.failure_reason,
         over_rest.value.failure_text,
@@ -108,13 +110,13 @@ async def test_order_captcha_penalty_raises_and_places_nothing(sim: SimulatedTra
 
 async def test_rest_penalties_are_bounded_like_logins(sim: SimulatedTradovate) -> None:
     sim.inject("order/placeorder", Fault.penalty(0.0), times=5, transport="rest")
-    async with TradovateSession(sim.config(), max_penalty_rounds=2) as session:
+    async with TradovateSession(sim.config(), penalties=PenaltyPolicy(max_rounds=2)) as session:
         with pytest.raises(PenaltyLimitError):
             await session.post("order/placeorder", json=ORDER)
     assert len(penalised(sim, "order/placeorder")) == 3
     sim.clear_faults()
     sim.inject("order/placeorder", Fault.penalty(600.0), transport="rest")
-    async with TradovateSession(sim.config(), max_penalty_wait=30.0) as session:
+    async with TradovateSession(sim.config(), penalties=PenaltyPolicy(max_wait=30.0)) as session:
         with pytest.raises(PenaltyLimitError) as info:
             await session.post("order/placeorder", json=ORDER)
     assert info.value.retry_after == dt.timedelta(seconds=600)

@@ -13,11 +13,13 @@ import datetime as dt
 import threading
 import time
 
+import anyio
+
 __all__ = ["WarpClock"]
 
 
 class WarpClock:
-    """``now()`` (aware UTC datetime) and ``time()`` (epoch seconds) running ``speed`` times
+    """A :class:`tradovate_async._clock.Clock`: ``now()`` (aware UTC datetime) and ``time()`` (epoch seconds) running ``speed`` times
     faster than real time from ``epoch`` (default: the moment of creation), plus any ``jump()``
     offsets. Processes that share ``epoch`` and ``speed`` share the clock (jumps are local)."""
 
@@ -27,6 +29,7 @@ class WarpClock:
         self.speed = speed
         self.epoch = time.time() if epoch is None else epoch
         self._offset = 0.0
+        self._mono_start = time.monotonic()
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -39,6 +42,14 @@ class WarpClock:
 
     def now(self) -> dt.datetime:
         return dt.datetime.fromtimestamp(self.time(), dt.UTC)
+
+    def monotonic(self) -> float:
+        """Monotonic seconds at ``speed`` (``jump()`` does not move them, as after a suspend)."""
+        return (time.monotonic() - self._mono_start) * self.speed
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep ``seconds`` of warped time (``seconds / speed`` of real time)."""
+        await anyio.sleep(max(seconds, 0.0) / self.speed)
 
     def jump(self, seconds: float) -> None:
         """Move the clock forward (or back) at once, as after a suspend or a VM pause."""
