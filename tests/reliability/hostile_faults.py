@@ -240,7 +240,7 @@ async def planted_lock_setup(lab: Lab) -> None:
     victim = lab.tmp_path / "victim.txt"
     victim.write_text("not yours to truncate")
     path.with_name(path.name + ".lock").symlink_to(victim)
-    store = FileTokenStore(path, lock_timeout=2)
+    store = FileTokenStore(path, lock_wait=2)
 
     async def lock() -> None:
         async with store.lock("k"):
