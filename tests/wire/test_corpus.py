@@ -265,3 +265,12 @@ def test_shape_comparison_reports_invented_fields_wrong_types_and_gaps() -> None
     assert missing_fields({"a": 1}, [{"a": 1, "b": 2}, {"a": 3, "b": 4}]) == [
         "$.b: missing (every sample has it)"
     ]
+
+
+def test_readme_states_the_corpus_size() -> None:
+    readme = (SAMPLES_DIR.parents[2] / "README.md").read_text(encoding="utf-8")
+    recorded = sum(s.provenance == "recorded" for s in SAMPLES)
+    documented = len(SAMPLES) - recorded
+    flat = " ".join(readme.split())
+    assert f"{len(SAMPLES)} samples, {recorded} recorded from the real server" in flat
+    assert f"{documented} written from the documentation" in flat

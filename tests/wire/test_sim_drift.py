@@ -193,7 +193,8 @@ async def test_socket_answers_and_events(
         assert not_found[0]["d"][0] == '"' == recorded.payload[0]["d"][0]
         assert error_text(not_found[0]["d"]) == "Not found: quote/subscribe"
 
-        await ask(trading, "user/syncrequest", 6, {"users": [USER.user_id]})
+        snapshot = await ask(trading, "user/syncrequest", 6, {"users": [USER.user_id]})
+        assert_like_corpus("sync-snapshot", snapshot)
         await http.post("/order/placeorder", json=ORDER, headers=bearer(body["accessToken"]))
         assert_like_corpus("props", await event_of(trading, "props"))
 
