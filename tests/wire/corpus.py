@@ -109,10 +109,11 @@ def json_shape(value: Any) -> Any:
 
 
 def merge_shapes(a: Any, b: Any) -> Any:
-    """The union of two shapes (what either may hold)."""
-    if a is None:
+    """The union of two shapes (what either may hold). ``null`` (and an empty array's unknown
+    item) merges into the other shape: documents use null for "absent"."""
+    if a is None or a == "null":
         return b
-    if b is None:
+    if b is None or b == "null":
         return a
     if isinstance(a, dict) and isinstance(b, dict):
         return {k: merge_shapes(a.get(k), b.get(k)) for k in a.keys() | b.keys()}
@@ -135,7 +136,8 @@ def _key(shape: Any) -> str:
 
 def shape_drift(actual: Any, allowed: Any, where: str = "$") -> list[str]:
     """Where ``actual`` (a shape) holds a field or a type that ``allowed`` (the corpus) never
-    shows. ``null`` in the corpus allows any type (documents use it for "absent")."""
+    shows. A ``null`` the simulator sends, or a field the corpus only shows as ``null`` or in
+    empty arrays, is not compared."""
     if allowed is None or allowed == "null" or actual == "null":
         return []
     if isinstance(allowed, frozenset):  # a field the corpus shows with several types
