@@ -17,6 +17,7 @@ from ._errors import (
     ConfigError,
     ConnectFailedError,
     ConnectionLostError,
+    ExchangeDeadlineError,
     InvalidCredentialsError,
     InvalidResponseError,
     LocalError,
@@ -27,6 +28,7 @@ from ._errors import (
     RateLimitedError,
     RequestFailedError,
     RequestTimeoutError,
+    ResponseTooLargeError,
     RetryLaterError,
     SessionClosedError,
     TokenRejectedError,
@@ -36,6 +38,7 @@ from ._errors import (
     ValidationError,
 )
 from ._file_store import FileTokenStore
+from ._http import ExchangeBounds
 from ._logging import RedactingFilter, install_redaction
 from ._market_data import MarketData
 from ._md_models import (
@@ -103,6 +106,8 @@ __all__ = [
     "EVENT_RECONNECTED",
     "Endpoints",
     "Event",
+    "ExchangeBounds",
+    "ExchangeDeadlineError",
     "FakeClock",
     "FileTokenStore",
     "Histogram",
@@ -131,6 +136,7 @@ __all__ = [
     "RequestFailedError",
     "RequestTimeoutError",
     "ResolvedEndpoints",
+    "ResponseTooLargeError",
     "RetryLaterError",
     "Secret",
     "SessionClosedError",

@@ -12,12 +12,12 @@ import httpx
 from ._auth_core import Scrubber, build_login_body, interpret_token_response
 from ._clock import SYSTEM_CLOCK, Clock
 from ._config import TradovateConfig
-from ._errors import (
-    ConnectFailedError,
-    ConnectionLostError,
-    ProtocolError,
-    RequestTimeoutError,
-    TransportError,
+from ._http import (
+    TOKEN_BOUNDS,
+    Answer,
+    ExchangeBounds,
+    bounded_exchange,
+    translate_transport_error,
 )
 from ._models import AccessToken
 from ._penalty import Penalty, PenaltyPolicy
@@ -27,25 +27,6 @@ __all__ = ["Authenticator", "translate_transport_error", "warn_account_notices"]
 logger = logging.getLogger(__name__)
 
 _JSON_HEADERS = {"Accept": "application/json", "Content-Type": "application/json"}
-
-
-def translate_transport_error(exc: httpx.TransportError, where: str) -> TransportError:
-    """The library's "no answer" error for an httpx transport failure (``raise ... from exc``).
-
-    The message names the httpx class only: its own text may hold the URL or request details.
-    """
-    name = type(exc).__name__
-    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.ProxyError):
-        return ConnectFailedError(f"{where}: could not connect ({name})")
-    if isinstance(exc, httpx.TimeoutException):
-        return RequestTimeoutError(f"{where}: no answer in time ({name})")
-    if isinstance(exc, httpx.LocalProtocolError):
-        return ProtocolError(f"{where}: HTTP protocol error ({name})")
-    # RemoteProtocolError is what h11 says when the server closes mid-answer ("Server
-    # disconnected", "peer closed connection without sending complete message body").
-    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
-        return ConnectionLostError(f"{where}: connection lost ({name})")
-    return TransportError(f"{where} failed: {name}")
 
 
 def warn_account_notices(token: AccessToken, username: str) -> None:
@@ -82,9 +63,11 @@ class Authenticator:
         *,
         penalty_policy: PenaltyPolicy | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        bounds: ExchangeBounds = TOKEN_BOUNDS,
     ) -> None:
         self.config = config
         self._client = client
+        self._bounds = bounds
         self._policy = penalty_policy or PenaltyPolicy()
         self._clock = clock
         #: Where renewals go: the configured REST base until the server names another.
@@ -108,16 +91,20 @@ class Authenticator:
 
     async def _send(
         self, method: str, path: str, *, json_body: object = None, token: AccessToken | None = None
-    ) -> httpx.Response:
+    ) -> Answer:
         headers = dict(_JSON_HEADERS)
         if token is not None:
             headers["Authorization"] = f"Bearer {token.access_token.reveal()}"
-        try:
-            return await self._client.request(
-                method, self._url(path), json=json_body, headers=headers, auth=None
-            )
-        except httpx.TransportError as exc:
-            raise translate_transport_error(exc, f"{method} /{path}") from exc
+        return await bounded_exchange(
+            self._client,
+            method,
+            self._url(path),
+            bounds=self._bounds,
+            scrub=self.scrub,
+            json=json_body,
+            headers=headers,
+            auth=None,
+        )
 
     async def login(self) -> AccessToken:
         """``POST /auth/accesstokenrequest``, serving penalty tickets as the policy allows."""

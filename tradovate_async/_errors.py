@@ -13,9 +13,11 @@ sockets raise the same classes::
     │   │                            may not have reached the server; never resent blindly)
     │   ├── ConnectFailedError       could not connect: DNS, TCP, TLS, upgrade, socket authorize
     │   ├── RequestTimeoutError      connected, but no answer in time
+    │   │   └── ExchangeDeadlineError  an HTTP exchange outlasted its total deadline (trickle)
     │   ├── ConnectionLostError      the connection dropped before the answer came
     │   └── ProtocolError            what came back does not follow the protocol
     │       └── InvalidResponseError HTML, non-JSON, truncated or wrongly shaped REST body
+    │           └── ResponseTooLargeError  a body larger than the exchange's ``max_body``
     │
     ├── APIError                     AN ANSWER THAT SAYS NO (``status``, ``body_excerpt``)
     │   ├── RequestFailedError       HTTP 4xx/5xx, a 200 with ``errorText``/``violations``,
@@ -54,6 +56,7 @@ __all__ = [
     "ConfigError",
     "ConnectFailedError",
     "ConnectionLostError",
+    "ExchangeDeadlineError",
     "InvalidCredentialsError",
     "InvalidResponseError",
     "LocalError",
@@ -64,6 +67,7 @@ __all__ = [
     "RateLimitedError",
     "RequestFailedError",
     "RequestTimeoutError",
+    "ResponseTooLargeError",
     "RetryLaterError",
     "SessionClosedError",
     "TokenRejectedError",
@@ -119,6 +123,11 @@ class RequestTimeoutError(TransportError):
     """Connected (or waiting to be), but no answer within the request's deadline."""
 
 
+class ExchangeDeadlineError(RequestTimeoutError):
+    """An HTTP exchange took longer than its total deadline (``ExchangeBounds.deadline``),
+    e.g. a server that trickles its answer. The request may have reached the server."""
+
+
 class ConnectionLostError(TransportError):
     """The connection dropped while the request was waiting for its answer."""
 
@@ -137,6 +146,10 @@ class ProtocolError(TransportError):
 
 class InvalidResponseError(ProtocolError):
     """A REST body that was HTML, not JSON, truncated, or lacked the fields the call needs."""
+
+
+class ResponseTooLargeError(InvalidResponseError):
+    """The answer's body was larger than ``ExchangeBounds.max_body``; it was not read whole."""
 
 
 # -- an answer that says no --------------------------------------------------------------------

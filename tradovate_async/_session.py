@@ -26,7 +26,7 @@ import anyio.abc
 import httpx
 
 from ._api_hosts import ResolvedEndpoints, resolve_endpoints
-from ._auth import Authenticator, translate_transport_error
+from ._auth import Authenticator
 from ._clock import SYSTEM_CLOCK, Clock
 from ._config import TradovateConfig
 from ._errors import (
@@ -35,7 +35,9 @@ from ._errors import (
     TokenRejectedError,
     TokenStoreError,
     TradovateError,
+    TransportError,
 )
+from ._http import REQUEST_BOUNDS, TOKEN_BOUNDS, ExchangeBounds, bounded_exchange
 from ._models import AccessToken, UserInfo
 from ._options import (
     DEFAULT_PENALTIES,
@@ -153,6 +155,9 @@ class TradovateSession:
         verify: ``True`` (system CAs), a CA bundle path, or an ``ssl.SSLContext``. ``False``
             is refused: TLS verification is never turned off. Sockets inherit it.
         limits: the HTTP connection pool's limits.
+        token_bounds, request_bounds: total deadline and body cap of each token exchange
+            (default 30 s, 64 KiB) and each REST call (60 s, 64 MiB); see
+            :class:`ExchangeBounds`. ``timeout`` bounds each network operation within them.
         clock: the :class:`~tradovate_async._clock.Clock` for wall time and sleeps (tests pass a
             fake or a warped one).
         rng: random source for jitter (tests seed it).
@@ -175,6 +180,8 @@ class TradovateSession:
         timeout: TimeoutsLike = DEFAULT_TIMEOUTS,
         verify: Verify = True,
         limits: httpx.Limits | None = None,
+        token_bounds: ExchangeBounds = TOKEN_BOUNDS,
+        request_bounds: ExchangeBounds = REQUEST_BOUNDS,
         clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
         use_api_hosts: bool = True,
@@ -186,6 +193,8 @@ class TradovateSession:
         self._verify = verify
         self._ssl_context = ssl_context(verify)
         self._limits = limits or httpx.Limits(max_connections=100, max_keepalive_connections=20)
+        self._token_bounds = token_bounds
+        self._request_bounds = request_bounds
         self._penalty_policy = penalties
         self._check_interval = check_seconds("check_interval", check_interval)
         self._clock = clock
@@ -243,7 +252,11 @@ class TradovateSession:
             limits=self._limits,
         )
         self._auth = Authenticator(
-            self.config, self._client, penalty_policy=self._penalty_policy, clock=self._clock
+            self.config,
+            self._client,
+            penalty_policy=self._penalty_policy,
+            clock=self._clock,
+            bounds=self._token_bounds,
         )
         try:
             await self._tasks.open(self._renew_forever)
@@ -362,12 +375,17 @@ class TradovateSession:
         assert auth is not None
         rounds = 0
         while True:
+            # The token first, outside the exchange's deadline: a renewal in progress has its
+            # own bounds, and the deadline is for the server's answer.
+            await self.current_token()
             try:
-                response = await client.request(method, target, json=json)
-            except httpx.TransportError as exc:
+                response = await bounded_exchange(
+                    client, method, target, bounds=self._request_bounds, scrub=auth.scrub, json=json
+                )
+            except TransportError:
                 if self._state is _State.CLOSED:
                     raise SessionClosedError(f"{method} /{relative}: the session closed") from None
-                raise translate_transport_error(exc, f"{method} /{relative}") from exc
+                raise
             outcome = interpret_api_response(
                 method, relative, response.status_code, response.content, auth.scrub
             )

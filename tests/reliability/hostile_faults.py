@@ -16,17 +16,22 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
+from tests.hostile_http import HostileServer, announced, endless_chunked, trickle
 from tests.reliability.fault_table import FaultCase, Lab, error_of, prefix_of, token_file
 from tests.test_store_hostile import _FifoWatchdog, _hammer, inside
 from tradovate_async import (
     ConfigError,
+    ExchangeBounds,
+    ExchangeDeadlineError,
     FileTokenStore,
     MemoryTokenStore,
     RedisTokenStore,
+    ResponseTooLargeError,
     TokenStore,
     TokenStoreError,
     TradovateConfig,
     TradovateSession,
+    TransportError,
 )
 from tradovate_async.sim import SimUser
 
@@ -287,6 +292,58 @@ async def threads_check(lab: Lab) -> None:
     assert lab.facts["stored"] is not None
 
 
+# ------------------------------------------------------------------ hostile HTTP servers
+
+
+async def trickle_setup(lab: Lab) -> None:
+    server = await lab.stack.enter_async_context(
+        HostileServer({"auth/accesstokenrequest": trickle(0.5)})
+    )
+    session = TradovateSession(
+        server.config(), timeout=10.0, token_bounds=ExchangeBounds(2.0, 64 * 1024)
+    )
+
+    async def start() -> None:
+        async with session:
+            pass
+
+    lab.facts["error"] = await error_of(start())
+    lab.facts["stats"] = server.stats
+
+
+async def trickle_check(lab: Lab) -> None:
+    error = lab.facts["error"]
+    assert isinstance(error, ExchangeDeadlineError) and isinstance(error, TransportError)
+    assert "within 2 s (deadline)" in str(error)
+    assert lab.facts["stats"].requests == ["auth/accesstokenrequest"]  # not retried at start
+
+
+async def huge_body_setup(lab: Lab) -> None:
+    server = await lab.stack.enter_async_context(
+        HostileServer({"account/list": endless_chunked(), "fill/list": announced(1_500_000_000)})
+    )
+    session = TradovateSession(server.config())
+    await lab.stack.enter_async_context(session)
+    tracemalloc.start()
+    try:
+        lab.facts["chunked"] = await error_of(session.get("account/list"))
+        lab.facts["announced"] = await error_of(session.get("fill/list"))
+        lab.facts["peak"] = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    lab.facts["after"] = await session.get("position/list")
+    lab.facts["sent"] = server.stats.body_bytes_sent
+
+
+async def huge_body_check(lab: Lab) -> None:
+    assert isinstance(lab.facts["chunked"], ResponseTooLargeError)
+    assert isinstance(lab.facts["announced"], ResponseTooLargeError)
+    assert "announces 1500000000 bytes" in str(lab.facts["announced"])
+    assert lab.facts["peak"] < 192 << 20  # the 64 MiB cap (and its join), not 1.5 GB
+    assert lab.facts["sent"] < 256 << 20  # the client hung up
+    assert lab.facts["after"] == []
+
+
 HOSTILE_CASES: list[FaultCase] = [
     FaultCase(
         "env-not-utf8",
@@ -408,5 +465,26 @@ HOSTILE_CASES: list[FaultCase] = [
         setup=threads_setup("file"),
         expected_outcome="Works, as for the memory store; the file holds the last token.",
         check=threads_check,
+    ),
+    FaultCase(
+        "http-trickle",
+        fault="Token endpoint trickles its answer, one byte every 0.5 s (per-read timeout 10 s)",
+        setup=trickle_setup,
+        expected_outcome=(
+            "ExchangeDeadlineError (a TransportError) when the exchange's total deadline passes "
+            "(here 2 s; default 30 s for token exchanges, 60 s for REST calls)."
+        ),
+        check=trickle_check,
+    ),
+    FaultCase(
+        "http-huge-body",
+        fault="REST answers with an endless chunked body, or announces 1.5 GB",
+        setup=huge_body_setup,
+        expected_outcome=(
+            "ResponseTooLargeError once 64 MiB (REST default; 64 KiB for token answers) are "
+            "read, or at once for the announced length; memory stays within the cap; the "
+            "session goes on."
+        ),
+        check=huge_body_check,
     ),
 ]
