@@ -7,9 +7,11 @@ heartbeat and come back with their subscriptions after a drop. ``tradovate_async
 offline Tradovate server for tests.
 """
 
+from ._account_state import AccountState, ChangeStream, open_pnl
 from ._api_hosts import ResolvedEndpoints
 from ._clock import Clock, FakeClock, SystemClock
 from ._config import ENVIRONMENTS, Endpoints, TradovateConfig
+from ._entity_store import Change
 from ._errors import (
     APIError,
     AuthenticationError,
@@ -85,12 +87,15 @@ from ._ws_codec import Event
 __all__ = [
     "APIError",
     "AccessToken",
+    "AccountState",
     "AuthenticationError",
     "Backoff",
     "Bar",
     "BarSpec",
     "BearerAuth",
     "CaptchaRequiredError",
+    "Change",
+    "ChangeStream",
     "ChartStream",
     "ChartUpdate",
     "Clock",
@@ -163,6 +168,7 @@ __all__ = [
     "WebSocketStats",
     "__version__",
     "install_redaction",
+    "open_pnl",
 ]
 
 # Show the public path in reprs and tracebacks, as httpx does.

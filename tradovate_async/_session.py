@@ -57,6 +57,7 @@ from ._store import MemoryTokenStore, TokenStore
 from ._tasks import TaskHost
 
 if TYPE_CHECKING:
+    from ._account_state import AccountState
     from ._market_data import MarketData
     from ._ws import SocketKind, TradovateWebSocket, WebSocketOptions
 
@@ -456,6 +457,24 @@ class TradovateSession:
 
         return MarketData(
             self.websocket(kind="md", **options), resolve=session_resolver(self), own_socket=True
+        )
+
+    def account_state(
+        self, *, market_data: MarketData | None = None, **options: Any
+    ) -> AccountState:
+        """A live mirror of the user's accounts over a new trading socket (``async with``).
+
+        With ``market_data``, open P&L follows live quotes. ``options`` go to the socket. See
+        :class:`~tradovate_async.AccountState`.
+        """
+        from ._account_state import AccountState
+
+        self._check_open()
+        return AccountState(
+            self.websocket(kind="trading", **options),
+            sync_body={"users": [self.token.user_id]},
+            own_socket=True,
+            market_data=market_data,
         )
 
     def add_token_listener(self, listener: TokenListener) -> Callable[[], None]:

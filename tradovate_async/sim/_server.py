@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -632,6 +633,27 @@ class SimulatedTradovate:
     def send_raw(self, frame: str, kind: str | None = None) -> int:
         """Send any text frame to every open socket (of ``kind``); how many got it."""
         return self._run(self._hub.send_raw(frame, kind))
+
+    async def push_props(
+        self,
+        username: str,
+        events: Iterable[tuple[str, str, dict[str, Any]]],
+        *,
+        per_frame: int = 50,
+    ) -> int:
+        """Apply ``(entityType, eventType, entity)`` events to the user's account state (later
+        snapshots include them) and push them as ``props`` events, ``per_frame`` to an ``a``
+        frame, to the user's synced trading sockets connected now. Returns frames sent."""
+        props = self._state.scripted.apply(username, events)
+        frames = [
+            "a" + json.dumps([{"e": "props", "d": d} for d in props[i : i + per_frame]])
+            for i in range(0, len(props), per_frame)
+        ]
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError("the simulator is not running")
+        future = asyncio.run_coroutine_threadsafe(self._hub.send_to_user(username, frames), loop)
+        return await asyncio.wrap_future(future)
 
     def start_md_burst(self, count: int, batch: int = 1) -> concurrent.futures.Future[int]:
         """Start sending ``count`` md frames of ``batch`` quotes to every authorized md socket

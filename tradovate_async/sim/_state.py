@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
 from ._market import contract_entity, contract_id, iso_time, product_entity
+from ._props import PropsStore
 from ._types import DEFAULT_ERROR_TEXT, Fault, RequestRecord, SimAccount, SimUser
 
 __all__ = ["Reply", "SimState", "normalize_path"]
@@ -223,6 +224,8 @@ class SimState:
         self._faults: dict[str, collections.deque[_QueuedFault]] = {}
         self._tickets: dict[str, _Ticket] = {}
         self._orders: dict[str, list[dict[str, Any]]] = {}
+        #: entities scripted by tests (``SimulatedTradovate.push_props``)
+        self.scripted = PropsStore()
 
         self.log: collections.deque[RequestRecord] = collections.deque(maxlen=request_log_limit)
         self._counts: collections.Counter[tuple[str, int]] = collections.Counter()
@@ -549,7 +552,8 @@ class SimState:
         return {
             "id": account.id,
             "accountId": account.id,
-            "timestamp": iso_time(now),
+            # stable within the trade date: a snapshot changes only when something happened
+            "timestamp": iso_time(now - now % 86_400),
             "tradeDate": {"year": int(day[0]), "month": int(day[1]), "day": int(day[2])},
             "currencyId": 1,
             "amount": account.balance,
@@ -581,6 +585,8 @@ class SimState:
         snapshot["cashBalances"] = [self._cash_balance(user, a, now) for a in accounts]
         snapshot["currencies"] = [{"id": 1, "name": "USD", "symbol": "$"}]
         snapshot["orders"] = [o for o in orders if o["accountId"] in account_ids]
+        for key, items in self.scripted.snapshot(user.username).items():
+            snapshot.setdefault(key, []).extend(items)
         types = spec.get("entityTypes")
         if isinstance(types, list) and types:
             wanted = {str(t).lower() for t in types}

@@ -535,6 +535,19 @@ class SocketHub:
             )
         await asyncio.gather(*sends)
 
+    async def send_to_user(self, username: str, frames: list[str]) -> int:
+        """Send frames, in order, to the user's synced trading sockets; frames sent."""
+        conns = [
+            c
+            for c in self.select("trading")
+            if c.authorized and c.synced and c.username == username
+        ]
+        sent = 0
+        for text in frames:
+            for conn in conns:
+                sent += await conn.send(text)
+        return sent
+
     async def apply(self, reply: Reply) -> None:
         """Side effects of a reply: close revoked sessions' sockets, push props events."""
         if reply.revoked:
