@@ -484,7 +484,7 @@ class AccountState:
         emits) the differences."""
         if self.finished:
             raise SessionClosedError("the account state is closed")
-        snapshot = await self._ws.request(_SYNC, body=self._sync_body, idempotent=True)
+        snapshot = await self._ws.request(_SYNC, json=self._sync_body, idempotent=True)
         if not isinstance(snapshot, Mapping):
             raise TradovateError("user/syncrequest answer is not an object")
         return self._load(snapshot, why)
