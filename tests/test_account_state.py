@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 from tests.conftest import SIM_USER
-from tradovate_async import TradovateSession
+from tradovate_async import Backoff, TradovateSession
 from tradovate_async._account_state import AccountState, open_pnl
 from tradovate_async._entity_store import Change, EntityStore
 from tradovate_async.sim import SimulatedTradovate
@@ -19,9 +19,8 @@ from tradovate_async.sim._market import contract_entity, contract_id, product_en
 FAST: dict[str, Any] = {
     "heartbeat_interval": 0.2,
     "silence_timeout": 3.0,
-    "request_timeout": 10.0,
-    "open_timeout": 5.0,
-    "backoff_max": 0.3,
+    "timeout": 10.0,
+    "reconnect_backoff": Backoff(0.1, 0.3),
 }
 USER = SIM_USER.username
 ACCOUNT = SIM_USER.accounts[0].id
