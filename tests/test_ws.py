@@ -85,7 +85,9 @@ async def environment(
     clock: Clock = SYSTEM_CLOCK, **sim_options: Any
 ) -> AsyncIterator[tuple[SimulatedTradovate, TradovateSession]]:
     async with SimulatedTradovate(**{**SIM_DEFAULTS, **sim_options}) as sim:
-        async with TradovateSession(sim.config(), clock=clock) as session:
+        # Tests here revoke tokens moments after a login: no pause between logins (the pacing
+        # floor has its own tests in test_server_time.py).
+        async with TradovateSession(sim.config(), clock=clock, login_pause=0.0) as session:
             yield sim, session
 
 

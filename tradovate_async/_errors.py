@@ -36,6 +36,7 @@ sockets raise the same classes::
         │                            acted on
         ├── ConfigError              missing or invalid settings (names every one at once)
         ├── ValidationError          an argument the library refuses before sending it
+        ├── LoginPacedError          the login pacing floor refused one more login for now
         ├── TokenStoreError          a token store could not be read, written or locked
         └── SessionClosedError       the session or socket was closed (also raised to requests
                                      in flight when it closes)
@@ -61,6 +62,7 @@ __all__ = [
     "InvalidResponseError",
     "LocalError",
     "LockoutWarningError",
+    "LoginPacedError",
     "OrderRejectedError",
     "PenaltyLimitError",
     "ProtocolError",
@@ -264,6 +266,18 @@ class CaptchaRequiredError(PenaltyLimitError):
 class LocalError(TradovateError):
     """The library itself refused: bad settings or arguments, a failing token store, a closed
     object. Nothing reached the server because of it."""
+
+
+class LoginPacedError(LocalError):
+    """One more login now would break the pacing floor: a user gets at most a few successful
+    logins an hour, the second only after a pause, whatever asked for them. Every login opens
+    a server session (two at most per user) and a storm of them ends in a lockout, so a bug
+    that keeps asking meets this error instead. ``retry_after`` says when a login is allowed.
+    """
+
+    def __init__(self, message: str, *, retry_after: _dt.timedelta) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
 
 
 class ConfigError(LocalError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -49,9 +50,15 @@ def _utc(value: dt.datetime) -> dt.datetime:
 class AccessToken:
     """One access token as the server issued it.
 
-    ``issued_at`` is our own wall-clock time of receipt; with ``expiration_time`` it gives the
-    lifetime that the renewal schedule works from (the server documents 90 minutes, some pages
-    say 80: the library never assumes either).
+    ``issued_at`` is the time of receipt; with ``expiration_time`` it gives the lifetime that
+    the renewal schedule works from (the server documents 90 minutes, some pages say 80: the
+    library never assumes either). A session measures it on its estimate of the server's clock
+    (``issued_on_server_clock``); records of older versions hold the writer's host clock.
+
+    The last three fields are what a token store keeps for other processes:
+    ``issued_on_server_clock``; ``host_clock_offset``, how far the writer's host clock was ahead
+    of the server's (seconds, a diagnostic); ``login_times``, the user's recent successful
+    logins on the server's clock (epoch seconds), so the login pacing floor holds fleet-wide.
     """
 
     access_token: Secret
@@ -74,6 +81,10 @@ class AccessToken:
         """The host ``apiHosts`` names for ``key`` (``live``, ``demo``, ``mdLive``, ``mdDemo``,
         ``replay`` ...), or ``None``."""
         return next((host for name, host in self.api_hosts if name == key), None)
+
+    issued_on_server_clock: bool = False
+    host_clock_offset: float | None = None
+    login_times: tuple[float, ...] = ()
 
     def expires_in(self, now: dt.datetime) -> dt.timedelta:
         """Time left until expiry, negative once expired."""
@@ -154,6 +165,9 @@ class AccessToken:
             "outdatedTaC": self.outdated_tac,
             "hibpHint": self.hibp_hint,
             "apiHosts": dict(self.api_hosts) or None,
+            "issuedAtClock": "server" if self.issued_on_server_clock else "host",
+            "hostClockOffset": self.host_clock_offset,
+            "loginTimes": list(self.login_times),
         }
 
     @classmethod
@@ -161,8 +175,26 @@ class AccessToken:
         """Inverse of :meth:`to_record`. Raises ``ValueError``/``TypeError``/``KeyError``."""
         issued = record.get("issuedAt")
         token = cls.from_response(record, issued_at=dt.datetime.now(dt.UTC))
+        issued_at = parse_timestamp(issued) if isinstance(issued, str) else None
+        on_server = record.get("issuedAtClock") == "server"
+        if issued_at is not None and not on_server:
+            # Written on some host's clock (older records): believe it only as a plausible
+            # lifetime, or a skewed writer would shrink or stretch the renewal margin.
+            lifetime = token.expiration_time - issued_at
+            if not dt.timedelta(0) < lifetime <= dt.timedelta(hours=24):
+                issued_at = None
+        offset = record.get("hostClockOffset")
+        logins = record.get("loginTimes")
         return dataclasses.replace(
-            token, issued_at=parse_timestamp(issued) if isinstance(issued, str) else None
+            token,
+            issued_at=issued_at,
+            issued_on_server_clock=on_server and issued_at is not None,
+            host_clock_offset=_finite(offset),
+            login_times=tuple(
+                t
+                for t in (_finite(v) for v in (logins if isinstance(logins, list) else [])[:16])
+                if t is not None
+            ),
         )
 
 
@@ -197,6 +229,17 @@ def parse_api_hosts(value: object) -> tuple[tuple[str, str], ...]:
             if len(bare) <= 260 and _HOSTNAME.fullmatch(bare):
                 hosts.append((key, bare))
     return tuple(sorted(hosts))
+
+
+def _finite(value: object) -> float | None:
+    """A JSON number as a finite float, else ``None``."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def token_from_record(record: object) -> AccessToken | None:

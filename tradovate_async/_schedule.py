@@ -31,7 +31,7 @@ from ._errors import (
 )
 from ._models import AccessToken
 
-__all__ = ["Blocked", "Login", "Renew", "RenewalSchedule", "Wait", "is_permanent"]
+__all__ = ["Blocked", "Login", "LoginPacing", "Renew", "RenewalSchedule", "Wait", "is_permanent"]
 
 _HOUR = dt.timedelta(hours=1)
 
@@ -219,6 +219,11 @@ class RenewalSchedule:
         self._retry_at = retry_at
         return retry_at
 
+    def on_paced(self, until: dt.datetime) -> None:
+        """The login pacing floor refused a login: no authentication call before ``until``;
+        a usable token keeps serving meanwhile."""
+        self._retry_at = until
+
     def on_permanent_failure(self, error: TradovateError, now: dt.datetime) -> Blocked:
         """Stop authenticating: until the error's ``retry_after`` (lockouts, captcha), or for
         good (bad credentials)."""
@@ -231,3 +236,56 @@ class RenewalSchedule:
     @property
     def consecutive_failures(self) -> int:
         return self._failures
+
+
+class LoginPacing:
+    """The floor under every login: whatever asks for one (a bug, a clock gone wrong, a token
+    refused again and again), a user gets at most ``per_hour`` successful logins in any rolling
+    hour, and a login only ``pause`` seconds or more after the previous success.
+
+    Times are plain seconds on one steady scale: the session uses the host's elapsed clock,
+    which no wall-clock step moves, so no clock error can open the floor. Logins seen by other
+    processes (through the token store) are merged in; times within ``_SAME`` seconds of a
+    known one are the same login seen twice.
+
+    Args:
+        per_hour: successful logins allowed in any rolling hour (the first included).
+        pause: seconds between two successful logins.
+    """
+
+    _SAME = 5.0
+
+    def __init__(self, per_hour: int = 4, pause: float = 60.0) -> None:
+        if per_hour < 1:
+            raise ValueError("per_hour must be at least 1")
+        if pause < 0:
+            raise ValueError("pause must not be negative")
+        self.per_hour = per_hour
+        self.pause = pause
+        self._successes: list[float] = []
+
+    def _prune(self, now: float) -> None:
+        self._successes = [t for t in self._successes if now - t < _HOUR.total_seconds()]
+
+    def wait_before_login(self, now: float) -> float:
+        """Seconds until a login is allowed (0.0: now)."""
+        self._prune(now)
+        waits = [0.0]
+        if self._successes:
+            waits.append(self.pause - (now - self._successes[-1]))
+        if len(self._successes) >= self.per_hour:
+            waits.append(self._successes[-self.per_hour] + _HOUR.total_seconds() - now)
+        return max(waits)
+
+    def record(self, at: float) -> None:
+        """A login succeeded at ``at`` (or another process reports one)."""
+        if any(abs(at - known) < self._SAME for known in self._successes):
+            return
+        self._successes.append(at)
+        self._successes.sort()
+        del self._successes[: -max(self.per_hour, 16)]
+
+    def history(self, now: float) -> list[float]:
+        """The successes of the last hour, oldest first."""
+        self._prune(now)
+        return list(self._successes)

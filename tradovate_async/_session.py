@@ -31,6 +31,7 @@ from ._clock import SYSTEM_CLOCK, Clock
 from ._config import TradovateConfig
 from ._errors import (
     InvalidResponseError,
+    LoginPacedError,
     SessionClosedError,
     TokenRejectedError,
     TokenStoreError,
@@ -52,7 +53,8 @@ from ._options import (
 )
 from ._penalty import PenaltyPolicy
 from ._responses import Penalty, encode_params, interpret_api_response, with_ticket
-from ._schedule import Blocked, Login, Renew, RenewalSchedule, Wait, is_permanent
+from ._schedule import Blocked, Login, LoginPacing, Renew, RenewalSchedule, Wait, is_permanent
+from ._server_time import SessionTime
 from ._store import MemoryTokenStore, TokenStore
 from ._tasks import TaskHost
 
@@ -66,6 +68,8 @@ __all__ = ["BearerAuth", "SessionStats", "TradovateSession"]
 logger = logging.getLogger(__name__)
 
 Reason = Literal["start", "renew", "expired", "rejected"]
+_SENT_AT = "tradovate_async.sent_at"  # request extension: elapsed time the request was sent
+_PROBE_INTERVAL = 10.0  # seconds between two reads of the server's clock on purpose
 TokenListener = Callable[[AccessToken], object]
 
 
@@ -91,6 +95,7 @@ class SessionStats:
     permanent_failures: int = 0
     store_errors: int = 0
     rejected_tokens: int = 0
+    paced_logins: int = 0
 
 
 class BearerAuth(httpx.Auth):
@@ -165,6 +170,13 @@ class TradovateSession:
         use_api_hosts: build REST and WebSocket URLs from the ``apiHosts`` of token answers
             (the server's per-user hosts; see :attr:`endpoints`). ``False`` keeps the
             configured URLs whatever the server says.
+        max_logins_per_hour, login_pause: the login pacing floor: at most this many successful
+            logins of the user in any rolling hour, and this many seconds between two, whatever
+            asks for them (beyond it: :class:`LoginPacedError` and a WARNING).
+
+    Token time is the server's time: every answer's ``Date`` header keeps an estimate of the
+    server's clock on the host's elapsed time, and expiry, renewal and stored tokens are judged
+    on it (see the README, "How time is handled").
     """
 
     def __init__(
@@ -184,6 +196,8 @@ class TradovateSession:
         token_bounds: ExchangeBounds = TOKEN_BOUNDS,
         request_bounds: ExchangeBounds = REQUEST_BOUNDS,
         clock: Clock = SYSTEM_CLOCK,
+        max_logins_per_hour: int = 4,
+        login_pause: float = 60.0,
         rng: random.Random | None = None,
         use_api_hosts: bool = True,
     ) -> None:
@@ -198,7 +212,11 @@ class TradovateSession:
         self._request_bounds = request_bounds
         self._penalty_policy = penalties
         self._check_interval = check_seconds("check_interval", check_interval)
-        self._clock = clock
+        # --- server time (issue 9): every decision reads the server's time from self._clock ---
+        self._time = SessionTime(clock)
+        self._clock: Clock = self._time
+        self._pacing = LoginPacing(max_logins_per_hour, login_pause)
+        self._probe_not_before: float | None = None
         self._schedule = RenewalSchedule(
             dt.timedelta(seconds=check_seconds("renew_before", renew_before)),
             jitter=jitter,
@@ -251,6 +269,7 @@ class TradovateSession:
             ),
             verify=self._ssl_context if self._ssl_context is not None else True,
             limits=self._limits,
+            event_hooks={"request": [self._on_request], "response": [self._on_response]},
         )
         self._auth = Authenticator(
             self.config,
@@ -562,6 +581,17 @@ class TradovateSession:
         lock = self._auth_lock
         assert lock is not None
         async with lock:
+            if self._time.needs_sample():  # the host's clock jumped: re-read the server's
+                await self._sample_server_time()
+                now, current = self._clock.now(), self._token
+                if (
+                    current is not None
+                    and current is seen
+                    and reason in ("expired", "renew")
+                    and self._schedule.is_usable(current, now)
+                    and (reason == "expired" or now < self._schedule.renew_at(current))
+                ):
+                    return current
             now = self._clock.now()
             current = self._token
             if (
@@ -607,6 +637,11 @@ class TradovateSession:
         now = self._clock.now()
         current = self._token
         stored = await self._store_load()
+        if stored is not None and not self._time.known:
+            # A stored record is judged on the server's clock: read it first (one request).
+            await self._sample_server_time()
+            now = self._clock.now()
+        self._merge_login_history(stored)
         if (
             stored is not None
             and (seen is None or stored.access_token != seen.access_token)
@@ -628,6 +663,7 @@ class TradovateSession:
                 except TokenRejectedError as exc:
                     logger.warning("renewal refused (%s); logging in again", exc)
                 else:
+                    token = self._stamped(token)
                     await self._store_save(token)
                     return token, "renewal"
             else:
@@ -635,12 +671,20 @@ class TradovateSession:
                     "renewal budget (%d/h) spent; logging in instead",
                     self._schedule.renewals_per_hour,
                 )
+        self._check_login_pacing()
         token = await auth.login()
+        self._pacing.record(self._time.steady())
+        token = self._stamped(token)
         await self._store_save(token)
         return token, "login"
 
     def _record_failure(self, error: TradovateError, current: AccessToken | None) -> None:
         now = self._clock.now()
+        if isinstance(error, LoginPacedError):  # no login until the floor allows one
+            self.stats.paced_logins += 1
+            self._schedule.on_paced(now + error.retry_after)
+            logger.warning("%s", error)
+            return
         if is_permanent(error):
             self.stats.permanent_failures += 1
             blocked = self._schedule.on_permanent_failure(error, now)
@@ -701,6 +745,66 @@ class TradovateSession:
         if endpoints.api_url != previous.api_url and self._client is not None and auth is not None:
             self._client.base_url = httpx.URL(endpoints.api_url + "/")
             auth.api_url = endpoints.api_url
+
+    # -- server time (issue 9) --------------------------------------------------------------
+
+    async def _on_request(self, request: httpx.Request) -> None:
+        request.extensions[_SENT_AT] = self._time.elapsed()
+
+    async def _on_response(self, response: httpx.Response) -> None:
+        """Every answer's ``Date`` is a sample of the server's clock."""
+        sent = response.request.extensions.get(_SENT_AT)
+        if isinstance(sent, float):
+            received = self._time.elapsed()
+            self._time.observe(response.headers.get("date"), sent=sent, received=received)
+
+    async def _sample_server_time(self) -> None:
+        """Read the server's clock from any answer of the API host: an unauthenticated
+        ``GET`` of the REST base, whose answer (a 404 is as good as any) carries ``Date``.
+        At most one every ``_PROBE_INTERVAL`` seconds; a failure leaves the estimate as is."""
+        elapsed = self._time.elapsed()
+        if self._probe_not_before is not None and elapsed < self._probe_not_before:
+            return
+        self._probe_not_before = elapsed + _PROBE_INTERVAL
+        client = self._client
+        assert client is not None
+        try:
+            await client.get(client.base_url, auth=None)
+        except httpx.HTTPError as exc:
+            logger.info("could not read the server's clock (%s)", type(exc).__name__)
+
+    def _stamped(self, token: AccessToken) -> AccessToken:
+        """``token`` with the clock facts a token store keeps for other processes."""
+        return dataclasses.replace(
+            token,
+            issued_on_server_clock=self._time.known,
+            host_clock_offset=self._time.host_offset(),
+            login_times=self._login_times(),
+        )
+
+    def _check_login_pacing(self) -> None:
+        wait = self._pacing.wait_before_login(self._time.steady())
+        if wait > 0:
+            raise LoginPacedError(
+                f"login refused by the pacing floor: at most {self._pacing.per_hour} successful "
+                f"logins an hour, {self._pacing.pause:g} s apart; next one allowed in "
+                f"{wait:.0f} s. Something keeps asking for logins: look for another process of "
+                "this user without a shared token store, or a session that keeps being refused",
+                retry_after=dt.timedelta(seconds=wait),
+            )
+
+    def _merge_login_history(self, stored: AccessToken | None) -> None:
+        """Logins other processes recorded in the shared token record count here too."""
+        if stored is None or not stored.login_times:
+            return
+        wall, steady = self._clock.now(), self._time.steady()
+        for at in stored.login_times:
+            self._pacing.record(steady - (wall.timestamp() - at))
+
+    def _login_times(self) -> tuple[float, ...]:
+        """This user's recent logins on the server's clock, for the shared record."""
+        now, steady = self._clock.now().timestamp(), self._time.steady()
+        return tuple(now - (steady - at) for at in self._pacing.history(steady))
 
     # -- store access that never takes the session down -------------------------------------
 

@@ -10,12 +10,21 @@ monotonic clock does not.
 from __future__ import annotations
 
 import datetime as dt
+import email.utils
 import threading
 import time
+from collections.abc import Callable, MutableMapping
+from typing import Any
 
 import anyio
 
-__all__ = ["WarpClock"]
+__all__ = ["DateHeader", "WarpClock"]
+
+_Scope = MutableMapping[str, Any]
+_Message = MutableMapping[str, Any]
+_Receive = Callable[[], Any]
+_Send = Callable[[_Message], Any]
+_App = Callable[[_Scope, _Receive, _Send], Any]
 
 
 class WarpClock:
@@ -59,3 +68,30 @@ class WarpClock:
     def real_seconds(self, simulated: float) -> float:
         """How long ``simulated`` seconds take in real time at this speed."""
         return simulated / self.speed
+
+
+class DateHeader:
+    """ASGI middleware that puts a ``Date`` header on every HTTP answer and WebSocket
+    handshake, read from ``clock`` (epoch seconds) and rounded down to whole seconds, as an
+    origin server does (RFC 9110 §6.6.1)."""
+
+    def __init__(self, app: _App, clock: Callable[[], float]) -> None:
+        self._app = app
+        self._clock = clock
+
+    def _date(self) -> tuple[bytes, bytes]:
+        return b"date", email.utils.formatdate(self._clock(), usegmt=True).encode("ascii")
+
+    async def __call__(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
+        async def send_dated(message: _Message) -> None:
+            if message["type"] in ("http.response.start", "websocket.accept"):
+                headers = [
+                    (name, value)
+                    for name, value in message.get("headers", [])
+                    if name.lower() != b"date"
+                ]
+                headers.append(self._date())
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self._app(scope, receive, send_dated)

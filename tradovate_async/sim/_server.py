@@ -29,6 +29,7 @@ from starlette.routing import Route, WebSocketRoute
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from .._config import TradovateConfig
+from ._clock import DateHeader
 from ._market import contract_id
 from ._md import MarketSim
 from ._prices import PricePath
@@ -184,6 +185,11 @@ class SimulatedTradovate:
         price_seed: seed of the price path every quote, DOM, histogram and bar comes from.
         cancel_chart_by: which ``md/getChart`` id ``md/cancelChart`` accepts (``"realtime"`` or
             ``"historical"``; sources disagree, so a client must cope with both).
+        server_clock_offset: seconds the server's clock runs ahead of ``clock`` (see the
+            property of that name).
+
+    Every HTTP answer and the WebSocket handshake carry a ``Date`` header on the server's
+    clock, whole seconds rounded down, as a real HTTP server sends it.
     """
 
     def __init__(
@@ -211,6 +217,7 @@ class SimulatedTradovate:
         market_speed: float = 1.0,
         price_seed: int = 0,
         cancel_chart_by: Literal["realtime", "historical"] = "realtime",
+        server_clock_offset: float = 0.0,
     ) -> None:
         if (certfile is None) != (keyfile is None):
             raise ValueError("give both certfile and keyfile, or neither")
@@ -226,6 +233,7 @@ class SimulatedTradovate:
             strict_penalties=strict_penalties,
             request_log_limit=request_log_limit,
         )
+        self._state.set_offset(float(server_clock_offset))
         self._host = host
         self._port = port
         self._certfile = certfile
@@ -247,12 +255,15 @@ class SimulatedTradovate:
             market_clock=self.market_time,
         )
         self._rest = RestFrontEnd(self._state, self._hub, self._abort_client)
-        self._app = Starlette(
-            routes=[
-                WebSocketRoute("/v1/websocket", self._hub.trading_endpoint),
-                WebSocketRoute("/md/v1/websocket", self._hub.md_endpoint),
-                Route("/v1/{path:path}", self._rest.endpoint, methods=_METHODS),
-            ]
+        self._app = DateHeader(
+            Starlette(
+                routes=[
+                    WebSocketRoute("/v1/websocket", self._hub.trading_endpoint),
+                    WebSocketRoute("/md/v1/websocket", self._hub.md_endpoint),
+                    Route("/v1/{path:path}", self._rest.endpoint, methods=_METHODS),
+                ]
+            ),
+            self._state.now,
         )
         self._sock: socket.socket | None = None
         self._bound_port: int | None = None
@@ -284,6 +295,7 @@ class SimulatedTradovate:
             ws_ping_timeout=None,
             proxy_headers=False,
             server_header=False,
+            date_header=False,  # uvicorn's Date is the host's clock; ours is the server's
             ssl_certfile=self._certfile,
             ssl_keyfile=self._keyfile,
         )
@@ -490,6 +502,18 @@ class SimulatedTradovate:
     def advance_clock(self, seconds: float) -> None:
         """Move the simulator's wall clock; token expiry and rolling limits follow it."""
         self._state.advance(seconds)
+
+    @property
+    def server_clock_offset(self) -> float:
+        """Seconds the server's clock is ahead of ``clock`` (negative: behind); every
+        ``advance_clock`` adds to it. Set it to put the server's clock off the host's, or
+        change it mid-run to make one of the two clocks jump: a host whose clock is two hours
+        fast is a server at ``-7200``. Every answer's ``Date`` header follows it."""
+        return self._state.offset
+
+    @server_clock_offset.setter
+    def server_clock_offset(self, seconds: float) -> None:
+        self._state.set_offset(float(seconds))
 
     def count(self, path: str, *, status: int | None = None) -> int:
         """Requests answered for ``path`` (any casing, with or without ``/v1``; ``*`` = all)."""

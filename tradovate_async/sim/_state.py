@@ -244,6 +244,15 @@ class SimState:
         with self.lock:
             self._offset += seconds
 
+    @property
+    def offset(self) -> float:
+        with self.lock:
+            return self._offset
+
+    def set_offset(self, seconds: float) -> None:
+        with self.lock:
+            self._offset = seconds
+
     def record(self, record: RequestRecord) -> None:
         with self.lock:
             self.log.append(record)
