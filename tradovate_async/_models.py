@@ -177,9 +177,9 @@ class AccessToken:
         token = cls.from_response(record, issued_at=dt.datetime.now(dt.UTC))
         issued_at = parse_timestamp(issued) if isinstance(issued, str) else None
         on_server = record.get("issuedAtClock") == "server"
-        if issued_at is not None and not on_server:
-            # Written on some host's clock (older records): believe it only as a plausible
-            # lifetime, or a skewed writer would shrink or stretch the renewal margin.
+        if issued_at is not None and "issuedAtClock" not in record:
+            # A record of an older version, written on some host's clock: believe it only as a
+            # plausible lifetime, or a skewed writer would shrink or stretch the renewal margin.
             lifetime = token.expiration_time - issued_at
             if not dt.timedelta(0) < lifetime <= dt.timedelta(hours=24):
                 issued_at = None
