@@ -219,15 +219,12 @@ async def test_heartbeats_keep_their_cadence_while_data_streams() -> None:
     async with environment(quote_interval=0.01) as (sim, session):
         async with session.websocket(kind="md", **FAST) as ws:
             await ws.subscribe("md/subscribeQuote", {"symbol": "ESZ5"})
-            await anyio.sleep(1.5)
-            [conn] = sim.ws_connections("md")
-            beats = conn.heartbeats
-            assert len(beats) >= 5
-            gaps = [b - a for a, b in zip(beats, beats[1:], strict=False)]
-            assert 0.15 <= sum(gaps) / len(gaps) <= 0.3
-            assert max(gaps) < 0.6
-            assert ws.stats.heartbeats_sent >= len(beats)
-            assert ws.generation == 1
+            # The exact cadence (a beat every interval on a fixed schedule, no burst after a
+            # blocked loop) is tested on the core with a fake clock; here: beats reach the
+            # server while data streams, and the connection stays the first one.
+            await eventually(lambda: len(sim.ws_connections("md")[0].heartbeats) >= 5)
+            assert ws.stats.heartbeats_sent >= 5
+            assert ws.generation == 1 and ws.stats.reconnects == 0
 
 
 async def test_server_silence_counts_as_a_dead_connection() -> None:
@@ -372,10 +369,8 @@ async def test_shutdown_is_delivered_and_quota_backs_off_longer() -> None:
     async with environment() as (sim, session):
         options = {**FAST, "quota_wait": 0.6}
         async with session.websocket(kind="md", **options) as ws:
-            started = time.monotonic()
             sim.send_shutdown("Maintenance", kind="md")
             await ws.wait_connected(after=1, timeout=5)
-            maintenance = time.monotonic() - started
             notice = await next_event(ws, "shutdown")
             assert notice.data == {"reasonCode": "Maintenance"}
             lost = await next_event(ws, EVENT_DISCONNECTED)
@@ -387,7 +382,7 @@ async def test_shutdown_is_delivered_and_quota_backs_off_longer() -> None:
             quota = time.monotonic() - started
             lost = await next_event(ws, EVENT_DISCONNECTED)
             assert lost.data.quota and lost.data.shutdown_reason == "ConnectionQuotaReached"
-            assert quota >= 0.6 > maintenance
+            assert quota >= 0.6  # a lower bound: the exact wait is tested on the core
 
 
 async def test_token_revoked_while_connected_reconnects_with_a_renewed_token() -> None:
@@ -542,8 +537,8 @@ async def test_close_is_clean_leaves_no_task_and_refuses_reuse() -> None:
         async with anyio.create_task_group() as tg:
             async with ws:
                 await ws.subscribe("md/subscribeQuote", {"symbol": "ESZ5"})
-                link = ws._link
-                assert link is not None
+                transport = ws._driver._transport
+                assert transport is not None
                 tg.start_soon(consume)
                 sim.inject("md/subscribeDOM", Fault.delay(3.0), transport="ws")
                 tg.start_soon(pending)
@@ -551,9 +546,8 @@ async def test_close_is_clean_leaves_no_task_and_refuses_reuse() -> None:
             with anyio.fail_after(2):
                 await ended.wait()
         assert len(failures) == 1
-        assert link is not None
-        assert link.conn.protocol.close_sent is not None
-        assert link.conn.protocol.close_sent.code == 1000
+        assert transport.conn.protocol.close_sent is not None
+        assert transport.conn.protocol.close_sent.code == 1000
         assert asyncio.all_tasks() == before
         assert ws.closed
         await eventually(lambda: sim.ws_connections("md") == [])

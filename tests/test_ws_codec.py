@@ -20,7 +20,6 @@ from tradovate_async._ws_codec import (
     MessagesFrame,
     OpenFrame,
     Penalty,
-    PendingTable,
     ReconnectBackoff,
     Request,
     Response,
@@ -435,25 +434,6 @@ def test_backoff_delays_stay_within_bounds(script: list[tuple[str, float]]) -> N
 
 
 # -- pending table -------------------------------------------------------------------------
-
-
-def test_pending_table() -> None:
-    table: PendingTable[str] = PendingTable()
-    ids = [table.allocate() for _ in range(1000)]
-    assert len(set(ids)) == 1000
-    table.add(ids[0], "a")
-    table.add(ids[1], "b")
-    with pytest.raises(ValueError):
-        table.add(ids[0], "again")
-    assert ids[0] in table and len(table) == 2
-    assert table.pop(ids[0]) == "a"
-    assert table.pop(ids[0]) is None
-    assert table.pop(-5) is None
-    assert table.drain() == ["b"]
-    assert len(table) == 0
-
-
-# -- event buffer --------------------------------------------------------------------------
 
 
 def test_event_buffer_keeps_order() -> None:

@@ -12,7 +12,8 @@ the way the sans-I/O core of ``websockets`` is. The pieces:
 * **Requests.** :func:`encode_request` builds ``endpoint\\nid\\nquery\\nbody``;
   :func:`encode_authorize` and :func:`encode_json_auth` build the two authorization frames.
 * **Decisions.** :func:`interpret_auth_response`, :func:`penalty_of`, :func:`is_read_only`,
-  :class:`ReconnectBackoff`, :class:`PendingTable` and :class:`EventBuffer`.
+  :class:`ReconnectBackoff` and :class:`EventBuffer` (requests and their ids live in
+  ``_ws_calls``, the socket's state machine in ``_ws_core``).
 
 Decoding is the hot loop of a market-data bot, so :func:`decode_frame` parses each ``a`` frame
 with one call of the C JSON scanner starting at offset 1 (no slice copy, no regexes) and builds
@@ -28,7 +29,7 @@ import math
 import random
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, Final, Generic, TypeAlias, TypeVar
+from typing import Any, Final, TypeAlias
 
 from ._errors import ProtocolError, excerpt
 from ._penalty import Penalty
@@ -47,7 +48,6 @@ __all__ = [
     "MessagesFrame",
     "OpenFrame",
     "Penalty",
-    "PendingTable",
     "ReconnectBackoff",
     "Request",
     "Response",
@@ -567,50 +567,6 @@ class ReconnectBackoff:
             self._quota_pending = False
             return self.quota_delay * self._rng.uniform(1.0, 1.25)
         return self._rng.uniform(0.0, self.ceiling(attempt))
-
-
-T = TypeVar("T")
-
-
-class PendingTable(Generic[T]):
-    """Waiters of in-flight requests by id, for one connection.
-
-    Ids come from one counter per socket object, so they are unique per connection and a late
-    answer from an old connection can never match a request on the new one.
-    """
-
-    __slots__ = ("_next_id", "_waiters")
-
-    def __init__(self, first_id: int = 1) -> None:
-        self._next_id = first_id
-        self._waiters: dict[int, T] = {}
-
-    def allocate(self) -> int:
-        """A fresh request id."""
-        request_id = self._next_id
-        self._next_id = request_id + 1
-        return request_id
-
-    def add(self, request_id: int, waiter: T) -> None:
-        if request_id in self._waiters:
-            raise ValueError(f"request id {request_id} is already pending")
-        self._waiters[request_id] = waiter
-
-    def pop(self, request_id: int) -> T | None:
-        """The waiter for ``request_id`` (removed), or ``None`` for an unknown or late answer."""
-        return self._waiters.pop(request_id, None)
-
-    def drain(self) -> list[T]:
-        """Remove and return every waiter (the connection is gone)."""
-        waiters = list(self._waiters.values())
-        self._waiters.clear()
-        return waiters
-
-    def __len__(self) -> int:
-        return len(self._waiters)
-
-    def __contains__(self, request_id: object) -> bool:
-        return request_id in self._waiters
 
 
 class EventBuffer:
