@@ -27,7 +27,18 @@ from typing import Protocol, runtime_checkable
 import anyio
 import anyio.lowlevel
 
-__all__ = ["SYSTEM_CLOCK", "Clock", "FakeClock", "SystemClock"]
+__all__ = ["SYSTEM_CLOCK", "Clock", "FakeClock", "SystemClock", "elapsed_seconds"]
+
+_BOOTTIME = getattr(time, "CLOCK_BOOTTIME", None)
+
+
+def elapsed_seconds() -> float:
+    """The host's elapsed time in seconds: ``CLOCK_BOOTTIME`` where it exists (Linux: it counts
+    time spent suspended and never steps), else ``time.monotonic()``. The server-time estimate
+    runs on it (``_server_time``)."""
+    if _BOOTTIME is not None:
+        return time.clock_gettime(_BOOTTIME)
+    return time.monotonic()  # pragma: no cover - non-Linux
 
 
 @runtime_checkable

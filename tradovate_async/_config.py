@@ -253,41 +253,8 @@ class TradovateConfig:
             "ws_url": ws_url,
             "md_url": md_url,
         }
-        file_values: dict[str, str | None] = {}
-        if env_file is not None:
-            path = Path(env_file)
-            if path.is_file():
-                file_values = read_env_file(path)
-                logger.debug("read %d settings from %s", len(file_values), path)
-            elif str(env_file) != ".env":
-                raise ConfigError({"env_file": f"{path} does not exist"})
         process = os.environ if environ is None else environ
-
-        raw: dict[str, str] = {}
-        for field, var in ENV_VARS.items():
-            if field in overrides and overrides[field] is not None:
-                continue
-            value = process.get(var)
-            if value is None:
-                value = file_values.get(var)
-            if value is not None:
-                raw[field] = value if field in _SECRETS else value.strip()
-        _warn_about_edge_spaces(raw)
-
-        problems: dict[str, str] = {}
-        kwargs: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
-        for field, value in raw.items():
-            if field == "cid":
-                try:
-                    kwargs["cid"] = int(value or "0")
-                except ValueError:
-                    problems[ENV_VARS["cid"]] = "must be an integer"
-            elif value or field in _REQUIRED:
-                kwargs[field] = value
-        for field in _REQUIRED:
-            kwargs.setdefault(field, "")
-        if "environment" not in kwargs:
-            kwargs["environment"] = DEFAULT_ENVIRONMENT
+        kwargs, problems = _settings(overrides, process, _file_values(env_file))
         try:
             config = cls(**kwargs)
         except ConfigError as exc:
@@ -296,6 +263,53 @@ class TradovateConfig:
             if not problems:
                 return config
         raise ConfigError(problems)
+
+
+def _file_values(env_file: str | os.PathLike[str] | None) -> dict[str, str | None]:
+    """The ``.env`` file's values: the default file may be absent, a named one must exist."""
+    if env_file is None:
+        return {}
+    path = Path(env_file)
+    if path.is_file():
+        values = read_env_file(path)
+        logger.debug("read %d settings from %s", len(values), path)
+        return values
+    if str(env_file) != ".env":
+        raise ConfigError({"env_file": f"{path} does not exist"})
+    return {}
+
+
+def _settings(
+    overrides: Mapping[str, Any],
+    process: Mapping[str, str],
+    file_values: Mapping[str, str | None],
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """``TradovateConfig`` keyword arguments (arguments > environment > file) and problems."""
+    raw: dict[str, str] = {}
+    for field, var in ENV_VARS.items():
+        if overrides.get(field) is not None:
+            continue
+        value = process.get(var)
+        if value is None:
+            value = file_values.get(var)
+        if value is not None:
+            raw[field] = value if field in _SECRETS else value.strip()
+    _warn_about_edge_spaces(raw)
+
+    problems: dict[str, str] = {}
+    kwargs: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
+    for field, value in raw.items():
+        if field == "cid":
+            try:
+                kwargs["cid"] = int(value or "0")
+            except ValueError:
+                problems[ENV_VARS["cid"]] = "must be an integer"
+        elif value or field in _REQUIRED:
+            kwargs[field] = value
+    for field in _REQUIRED:
+        kwargs.setdefault(field, "")
+    kwargs.setdefault("environment", DEFAULT_ENVIRONMENT)
+    return kwargs, problems
 
 
 def read_env_file(path: Path) -> dict[str, str | None]:

@@ -29,9 +29,8 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import logging
-import time
 
-from ._clock import Clock, SystemClock
+from ._clock import Clock, SystemClock, elapsed_seconds
 
 __all__ = [
     "HostClockWatch",
@@ -47,16 +46,6 @@ logger = logging.getLogger(__name__)
 DRIFT = 1e-4
 #: A ``Date`` farther than this from the host's clock is not believed (a broken proxy).
 PLAUSIBLE_SKEW = 30 * 86_400.0
-
-_BOOTTIME = getattr(time, "CLOCK_BOOTTIME", None)
-
-
-def elapsed_seconds() -> float:
-    """The host's elapsed time in seconds: ``CLOCK_BOOTTIME`` where it exists (Linux: it counts
-    time spent suspended and never steps), else ``time.monotonic()``."""
-    if _BOOTTIME is not None:
-        return time.clock_gettime(_BOOTTIME)
-    return time.monotonic()  # pragma: no cover - non-Linux
 
 
 def parse_http_date(value: str | None) -> dt.datetime | None:

@@ -470,15 +470,12 @@ class SocketConnection:
 
     def _messages(self, frame: MessagesFrame, now: float) -> None:
         items = frame.items
-        if all(type(item) is Event for item in items):  # the market-data hot path
-            events: tuple[Event, ...] = items  # type: ignore[assignment]
-        else:
-            events = tuple(item for item in items if type(item) is Event)
+        events: list[Event] = [item for item in items if type(item) is Event]
+        if len(events) != len(items):
             for item in items:
                 if type(item) is not Event:
                     self.calls.answer(item, now)  # type: ignore[arg-type]
-            if self.calls.completed:
-                self._collect(now)
+            self._collect(now)
         if events:
             for event in events:
                 if event.kind == "shutdown":
