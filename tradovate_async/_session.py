@@ -17,7 +17,7 @@ import enum
 import inspect
 import logging
 import random
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self, Unpack
 
@@ -57,6 +57,8 @@ from ._schedule import Blocked, Login, LoginPacing, Renew, RenewalSchedule, Wait
 from ._server_time import SessionTime
 from ._store import MemoryTokenStore, TokenStore
 from ._tasks import TaskHost
+from .api import Api, ApiCall
+from .api._base import BoundTransport
 
 if TYPE_CHECKING:
     from ._account_state import AccountState
@@ -240,6 +242,7 @@ class TradovateSession:
         self._in_flight: set[anyio.CancelScope] = set()
         self._use_api_hosts = use_api_hosts
         self._endpoints = resolve_endpoints(config, None)
+        self._api: Api | None = None
 
     def __repr__(self) -> str:
         expiry = self._token.expiration_time.isoformat() if self._token else None
@@ -374,11 +377,26 @@ class TradovateSession:
         never retried: the request may have reached the server.
         """
         relative = path.lstrip("/")
+        return await self._call(method, relative, params, json, raw_lists=False)
+
+    async def _call(
+        self,
+        method: str,
+        relative: str,
+        params: Mapping[str, Any] | None,
+        json: Any,
+        *,
+        raw_lists: bool,
+    ) -> Any:
+        """One request, cancelled by ``aclose()``. With ``raw_lists`` a successful list answer
+        comes back as its JSON text, for the typed API to decode straight from bytes."""
         outcome: Any = None
         with anyio.CancelScope() as scope:
             self._in_flight.add(scope)
             try:
-                outcome = await self._request_with_penalties(method, relative, params, json)
+                outcome = await self._request_with_penalties(
+                    method, relative, params, json, raw_lists
+                )
             finally:
                 self._in_flight.discard(scope)
         if scope.cancelled_caught:  # aclose() (from this or another task) cancelled it
@@ -386,29 +404,24 @@ class TradovateSession:
         return outcome
 
     async def _request_with_penalties(
-        self, method: str, relative: str, params: dict[str, Any] | None, json: Any
+        self,
+        method: str,
+        relative: str,
+        params: Mapping[str, Any] | None,
+        json: Any,
+        raw_lists: bool,
     ) -> Any:
-        client = self.http
+        self._check_open()
         query = encode_params(params)
         target = f"{relative}?{query}" if query else relative
         auth = self._auth
         assert auth is not None
         rounds = 0
         while True:
-            # The token first, outside the exchange's deadline: a renewal in progress has its
-            # own bounds, and the deadline is for the server's answer.
-            await self.current_token()
-            try:
-                response = await bounded_exchange(
-                    client, method, target, bounds=self._request_bounds, scrub=auth.scrub, json=json
-                )
-            except TransportError:
-                if self._state is _State.CLOSED:
-                    raise SessionClosedError(f"{method} /{relative}: the session closed") from None
-                raise
-            outcome = interpret_api_response(
-                method, relative, response.status_code, response.content, auth.scrub
-            )
+            status, content = await self._send(method, relative, target, json)
+            if raw_lists and 200 <= status < 300 and content.lstrip()[:1] == b"[":
+                return content
+            outcome = interpret_api_response(method, relative, status, content, auth.scrub)
             if not isinstance(outcome, Penalty):
                 return outcome
             wait = self._penalty_policy.wait_for(outcome, rounds)
@@ -423,6 +436,35 @@ class TradovateSession:
             )
             await self._clock.sleep(wait)
             json = with_ticket(json, outcome.ticket)
+
+    async def _send(self, method: str, relative: str, target: str, json: Any) -> tuple[int, bytes]:
+        """The one place every API request goes through: status and body of the answer."""
+        client = self.http
+        auth = self._auth
+        assert auth is not None
+        # The token first, outside the exchange's deadline: a renewal in progress has its
+        # own bounds, and the deadline is for the server's answer.
+        await self.current_token()
+        try:
+            response = await bounded_exchange(
+                client, method, target, bounds=self._request_bounds, scrub=auth.scrub, json=json
+            )
+        except TransportError:
+            if self._state is _State.CLOSED:
+                raise SessionClosedError(f"{method} /{relative}: the session closed") from None
+            raise
+        return response.status_code, response.content
+
+    @property
+    def api(self) -> Api:
+        """The typed API over REST: ``await session.api.account.list()``."""
+        if self._api is None:
+            self._api = Api(BoundTransport(self._api_send))
+        return self._api
+
+    async def _api_send(self, call: ApiCall) -> Any:
+        """Send one typed-API call (see :meth:`_call`)."""
+        return await self._call(call.method, call.endpoint, call.query, call.body, raw_lists=True)
 
     async def get(self, path: str, *, params: dict[str, Any] | None = None) -> Any:
         return await self.request("GET", path, params=params)

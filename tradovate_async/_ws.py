@@ -52,6 +52,8 @@ from ._ws_types import (
     canonical_body,
     default_unsubscribe,
 )
+from .api import Api, ApiCall
+from .api._base import BoundTransport
 
 __all__ = [
     "EVENT_DISCONNECTED",
@@ -232,6 +234,7 @@ class TradovateWebSocket:
         self._tasks = TaskHost()
         self._opened = False
         self._closed = False
+        self._api: Api | None = None
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open" if self._opened else "new"
@@ -375,6 +378,18 @@ class TradovateWebSocket:
             return await self.subscribe(endpoint, json, timeout=timeout)
         retry = is_read_only(endpoint) if idempotent is None else idempotent
         return await self._call(endpoint, params, json, timeout=timeout, retry=retry)
+
+    @property
+    def api(self) -> Api:
+        """The typed API over this (trading) socket: ``await ws.api.position.list()``."""
+        if self._api is None:
+            self._api = Api(BoundTransport(self._api_send))
+        return self._api
+
+    async def _api_send(self, call: ApiCall) -> Any:
+        return await self.request(
+            call.endpoint, params=call.query, json=call.body, idempotent=call.read_only
+        )
 
     async def subscribe(
         self,

@@ -1,6 +1,8 @@
 """An offline Tradovate server for tests, examples and benchmarks.
 
-``SimulatedTradovate`` serves the token endpoints, a handful of entity endpoints and the
+``SimulatedTradovate`` serves the token endpoints, every entity and command of the REST
+catalogue (from a seeded state: accounts, cash balances, positions, front-month equity index
+and energy contracts, ...) and the
 trading and market-data WebSockets on 127.0.0.1, in its own thread, following the project's
 protocol reference. Faults (penalty tickets, HTTP errors, garbage bodies, delays, dropped
 connections) are scripted per path with :meth:`SimulatedTradovate.inject`. It needs the
@@ -19,7 +21,15 @@ import logging
 
 from ._clock import WarpClock
 from ._server import SimulatedTradovate
-from ._types import ConnectionInfo, Fault, FaultKind, RequestRecord, SimAccount, SimUser
+from ._types import (
+    ConnectionInfo,
+    Fault,
+    FaultKind,
+    RequestRecord,
+    SimAccount,
+    SimPosition,
+    SimUser,
+)
 
 __all__ = [
     "ConnectionInfo",
@@ -27,6 +37,7 @@ __all__ = [
     "FaultKind",
     "RequestRecord",
     "SimAccount",
+    "SimPosition",
     "SimUser",
     "SimulatedTradovate",
     "WarpClock",

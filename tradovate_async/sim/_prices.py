@@ -50,6 +50,14 @@ _PRODUCTS: Final = {
     "NQ": ProductSpec("NQ", "E-Mini NASDAQ 100", 0.25, 20.0, 20500.0, 9003),
     "CL": ProductSpec("CL", "Crude Oil", 0.01, 1000.0, 70.0, 9004),
     "GC": ProductSpec("GC", "Gold", 0.1, 100.0, 2650.0, 9005),
+    # Added for the seeded instruments (sim/_instruments.py): E-mini Dow $5/point, tick 1;
+    # E-mini Russell 2000 $50/point, tick 0.10; Micro Nasdaq $2/point; Micro crude 100 barrels;
+    # Henry Hub natural gas 10,000 MMBtu, tick 0.001.
+    "YM": ProductSpec("YM", "E-Mini Dow ($5)", 1.0, 5.0, 44000.0, 9006),
+    "RTY": ProductSpec("RTY", "E-Mini Russell 2000", 0.1, 50.0, 2400.0, 9007),
+    "MNQ": ProductSpec("MNQ", "Micro E-Mini NASDAQ 100", 0.25, 2.0, 20500.0, 9008),
+    "MCL": ProductSpec("MCL", "Micro WTI Crude Oil", 0.01, 100.0, 70.0, 9009),
+    "NG": ProductSpec("NG", "Henry Hub Natural Gas", 0.001, 10000.0, 3.2, 9010),
 }
 
 

@@ -24,31 +24,12 @@ from ._state import Reply, SimState, normalize_path
 from ._types import Fault, RequestRecord
 from ._ws import SocketHub
 
-__all__ = ["API_ENDPOINTS", "RestFrontEnd"]
+__all__ = ["RestFrontEnd"]
 
 logger = logging.getLogger(__name__)
 
 LOGIN = "auth/accesstokenrequest"
 RENEW = "auth/renewaccesstoken"
-API_ENDPOINTS = frozenset(
-    {
-        "auth/me",
-        "account/list",
-        "account/item",
-        "account/find",
-        "user/syncrequest",
-        "order/placeorder",
-        "order/cancelorder",
-        "order/list",
-        "order/item",
-        "position/list",
-        "fill/list",
-        "executionreport/list",
-        "cashbalance/list",
-        "contract/find",
-        "contract/item",
-    }
-)
 JSON_TYPE = "application/json"
 
 
@@ -158,7 +139,7 @@ class RestFrontEnd:
             if isinstance(parsed, dict):
                 raw = json.dumps(parsed).encode()  # without the p-ticket
             return self.state.access_token_request(raw)
-        if path != RENEW and path not in API_ENDPOINTS:
+        if path != RENEW and not self.state.knows(path):
             return Reply.plain(404, f"Not found: {path}", "not-found")
         session, reason = self.state.check_token(token)
         if session is None:

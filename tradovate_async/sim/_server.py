@@ -138,8 +138,8 @@ class _Server(uvicorn.Server):
 
 
 class SimulatedTradovate:
-    """An offline Tradovate server: token endpoints, a few entity endpoints, trading and
-    market-data WebSockets, with scriptable faults.
+    """An offline Tradovate server: token endpoints, every entity and command of the REST
+    catalogue (see ``entities``), trading and market-data WebSockets, with scriptable faults.
 
     Use it as ``async with SimulatedTradovate() as sim:`` or with ``start()``/``stop()``.
     Behaviour follows the project's protocol reference; where the reference leaves a question
@@ -600,6 +600,14 @@ class SimulatedTradovate:
         name = username or next(iter(self._state.users))
         user = self._state.users[name]
         return self._state.orders(user)
+
+    def entities(self, entity: str, username: str | None = None) -> list[dict[str, Any]]:
+        """Copies of the records of ``entity`` (a catalogue name: ``position``,
+        ``cashBalance``...) that ``username`` (default: the first user) may see."""
+        name = username or next(iter(self._state.users))
+        user = self._state.users[name]
+        with self._state.lock:
+            return [dict(r) for r in self._state.store.visible(user, entity)]
 
     # ---------------------------------------------------------------------- WebSockets
 

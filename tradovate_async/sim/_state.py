@@ -19,9 +19,14 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
-from ._market import contract_entity, contract_id, iso_time, product_entity
+from .._catalogue import Catalogue, load_catalogue
+from ._commands import install as install_commands
+from ._entities import EntityStore
+from ._market import iso_time
 from ._props import PropsStore
-from ._types import DEFAULT_ERROR_TEXT, Fault, RequestRecord, SimAccount, SimUser
+from ._reply import Reply
+from ._routes import Routes
+from ._types import DEFAULT_ERROR_TEXT, Fault, RequestRecord, SimUser
 
 __all__ = ["Reply", "SimState", "normalize_path"]
 
@@ -35,41 +40,6 @@ _TICKET_LIFETIME = HOUR
 
 TokenReason = Literal["ok", "missing", "unknown", "revoked", "superseded", "expired", "wrong-kind"]
 
-_ORDER_TYPES = frozenset(
-    {"Limit", "MIT", "Market", "QTS", "Stop", "StopLimit", "TrailingStop", "TrailingStopLimit"}
-)
-_TIME_IN_FORCE = frozenset({"Day", "FOK", "GTC", "GTD", "IOC"})
-_SYNC_KEYS = (
-    "users",
-    "accounts",
-    "accountRiskStatuses",
-    "marginSnapshots",
-    "userAccountAutoLiqs",
-    "cashBalances",
-    "currencies",
-    "positions",
-    "fillPairs",
-    "orders",
-    "contracts",
-    "contractMaturities",
-    "products",
-    "exchanges",
-    "spreadDefinitions",
-    "commands",
-    "commandReports",
-    "executionReports",
-    "orderVersions",
-    "fills",
-    "orderStrategies",
-    "orderStrategyLinks",
-    "userProperties",
-    "properties",
-    "userPlugins",
-    "contractGroups",
-    "orderStrategyTypes",
-    "userReadStatuses",
-)
-
 
 def normalize_path(path: str) -> str:
     """``/v1/Auth/AccessTokenRequest`` -> ``auth/accesstokenrequest``: the server treats paths
@@ -80,36 +50,17 @@ def normalize_path(path: str) -> str:
     return text
 
 
-def _singular(key: str) -> str:
-    return key[:-3] + "y" if key.endswith("ies") else key[:-1]
-
-
-@dataclasses.dataclass(slots=True)
-class Reply:
-    """What a front end should answer: a status plus a JSON payload or a plain-text body.
-
-    ``revoked`` lists sessions this request ended (their sockets must be closed) and ``events``
-    the ``props`` events to push, as ``(username, event)`` pairs.
-    """
-
-    status: int
-    payload: Any = None
-    text: str | None = None
-    reason: str | None = None
-    revoked: tuple[int, ...] = ()
-    events: list[tuple[str, dict[str, Any]]] = dataclasses.field(default_factory=list)
-
-    @classmethod
-    def json(cls, payload: Any, status: int = 200) -> Reply:
-        return cls(status, payload=payload)
-
-    @classmethod
-    def plain(cls, status: int, text: str = "", reason: str | None = None) -> Reply:
-        return cls(status, text=text, reason=reason)
-
-    @property
-    def is_json(self) -> bool:
-        return self.text is None
+def _sync_lists(catalogue: Catalogue) -> dict[str, str]:
+    """``SyncMessage`` list fields and the entity each holds: ``{"cashBalances": "cashBalance"}``."""
+    by_model = {spec.model: name for name, spec in catalogue.entities.items() if spec.model}
+    out = {}
+    for field in catalogue.types["SyncMessage"]:
+        kind = field.kind
+        if kind["kind"] == "list" and kind["of"]["kind"] == "ref":
+            entity = by_model.get(kind["of"]["name"])
+            if entity is not None:
+                out[field.wire] = entity
+    return out
 
 
 @dataclasses.dataclass(slots=True, eq=False)
@@ -215,15 +166,17 @@ class SimState:
         self.api_hosts: dict[str, str] | None = None
 
         self._session_ids = itertools.count(1)
-        self._order_ids = itertools.count(1_000_001)
-        self._command_ids = itertools.count(5_000_001)
         self.sessions: dict[int, Session] = {}
         self._tokens: dict[str, _Token] = {}
         self._failed = _Rolling(HOUR)
         self._renewed = _Rolling(HOUR)
         self._faults: dict[str, collections.deque[_QueuedFault]] = {}
         self._tickets: dict[str, _Ticket] = {}
-        self._orders: dict[str, list[dict[str, Any]]] = {}
+        self.catalogue = load_catalogue()
+        self.store = EntityStore(self.catalogue, self.users.values(), self.now())
+        self.routes = Routes(self.catalogue, self.store)
+        install_commands(self.routes)
+        self._sync_lists = _sync_lists(self.catalogue)
         #: entities scripted by tests (``SimulatedTradovate.push_props``)
         self.scripted = PropsStore()
 
@@ -530,225 +483,64 @@ class SimState:
             "isTrial": False,
         }
 
-    def account_entity(self, user: SimUser, account: SimAccount) -> dict[str, Any]:
-        return {
-            "id": account.id,
-            "name": account.name,
-            "userId": user.user_id,
-            "accountType": account.account_type,
-            "active": account.active,
-            "clearingHouseId": 2,
-            "riskCategoryId": 2,
-            "autoLiqProfileId": 2,
-            "marginAccountType": "Speculator",
-            "legalStatus": "Individual",
-            "archived": False,
-            "timestamp": "2024-01-02T00:00:00.000Z",
-        }
-
-    def _user_entity(self, user: SimUser) -> dict[str, Any]:
-        return {
-            "id": user.user_id,
-            "name": user.username,
-            "timestamp": "2024-01-02T00:00:00.000Z",
-            "email": user.email,
-            "status": "Active",
-            "professional": False,
-        }
-
-    def _cash_balance(self, user: SimUser, account: SimAccount, now: float) -> dict[str, Any]:
-        day = iso_time(now)[:10].split("-")
-        return {
-            "id": account.id,
-            "accountId": account.id,
-            # stable within the trade date: a snapshot changes only when something happened
-            "timestamp": iso_time(now - now % 86_400),
-            "tradeDate": {"year": int(day[0]), "month": int(day[1]), "day": int(day[2])},
-            "currencyId": 1,
-            "amount": account.balance,
-            "realizedPnL": 0.0,
-            "weekRealizedPnL": 0.0,
-        }
+    def knows(self, path: str) -> bool:
+        """Whether ``path`` is an endpoint the simulator serves to a bearer token."""
+        return path in ("auth/me", "user/syncrequest") or self.routes.knows(path)
 
     def sync_snapshot(self, user: SimUser, body: Any) -> Reply:
-        """``user/syncrequest``: everything the user may see, filtered by the requested
-        ``users``/``accounts`` ids and, when given, by ``entityTypes``."""
+        """``user/syncrequest``: every entity list of a ``SyncMessage`` the user may see,
+        filtered by the requested ``users``/``accounts`` ids and, when given, ``entityTypes``."""
         if body is not None and not isinstance(body, dict):
             return Reply.plain(400, "Request body must be a JSON object")
         spec: Mapping[str, Any] = body or {}
-        accounts = list(user.accounts)
         wanted_users = spec.get("users")
         wanted_accounts = spec.get("accounts")
-        if isinstance(wanted_accounts, list):
-            accounts = [a for a in accounts if a.id in wanted_accounts]
         include_user = not isinstance(wanted_users, list) or user.user_id in wanted_users
-        if isinstance(wanted_users, list) and not include_user and wanted_accounts is None:
-            accounts = []
-        account_ids = {a.id for a in accounts}
-        with self.lock:
-            now = self.now()
-            orders = [dict(o) for o in self._orders.get(user.username, ())]
-        snapshot: dict[str, Any] = {key: [] for key in _SYNC_KEYS}
-        snapshot["users"] = [self._user_entity(user)] if include_user else []
-        snapshot["accounts"] = [self.account_entity(user, a) for a in accounts]
-        snapshot["cashBalances"] = [self._cash_balance(user, a, now) for a in accounts]
-        snapshot["currencies"] = [{"id": 1, "name": "USD", "symbol": "$"}]
-        snapshot["orders"] = [o for o in orders if o["accountId"] in account_ids]
-        for key, items in self.scripted.snapshot(user.username).items():
-            snapshot.setdefault(key, []).extend(items)
+        accounts = {a.id for a in user.accounts}
+        if isinstance(wanted_accounts, list):
+            accounts &= {a for a in wanted_accounts if isinstance(a, int)}
+        elif not include_user:
+            accounts = set()
         types = spec.get("entityTypes")
-        if isinstance(types, list) and types:
-            wanted = {str(t).lower() for t in types}
-            snapshot = {k: v for k, v in snapshot.items() if _singular(k).lower() in wanted}
+        wanted = {str(t).lower() for t in types} if isinstance(types, list) and types else None
+        snapshot: dict[str, Any] = {}
+        with self.lock:
+            for key, entity in self._sync_lists.items():
+                if wanted is not None and entity.lower() not in wanted:
+                    continue
+                records = []
+                for record in self.store.visible(user, entity):
+                    account = self.store.account_of(entity, record)
+                    owner = self.store.owner(entity, record)
+                    if account is not None:
+                        keep = account in accounts
+                    else:
+                        keep = owner is None or include_user
+                    if keep:
+                        records.append(dict(record))
+                snapshot[key] = records
+        for key, items in self.scripted.snapshot(user.username).items():
+            if wanted is None or key in [
+                k for k, e in self._sync_lists.items() if e.lower() in wanted
+            ]:
+                snapshot.setdefault(key, []).extend(items)
         return Reply.json(snapshot)
-
-    def _account_for(self, user: SimUser, body: Mapping[str, Any]) -> SimAccount | str | None:
-        account_id = body.get("accountId")
-        spec = body.get("accountSpec")
-        if account_id is None and spec is None:
-            return None
-        for account in user.accounts:
-            if account_id is not None and account.id == account_id:
-                return account
-            if account_id is None and spec in (account.name, user.username):
-                return account
-        return "Access is denied"
-
-    def place_order(self, user: SimUser, body: Any) -> Reply:
-        """``order/placeorder``: validate like the server's ``PlaceOrderResult``, store the order
-        as ``Working`` and produce an ``order`` ``Created`` props event."""
-        if not isinstance(body, dict):
-            return Reply.plain(400, "Request body must be a JSON object")
-
-        def failure(reason: str, text: str) -> Reply:
-            return Reply.json({"failureReason": reason, "failureText": text})
-
-        account = self._account_for(user, body)
-        if account is None:
-            violation = {
-                "constraint": "NotNull",
-                "value": None,
-                "description": "accountId or accountSpec is required",
-            }
-            return Reply.json({"violations": [violation]})
-        if isinstance(account, str):
-            return failure("UnknownReason", account)
-        action = body.get("action")
-        symbol = body.get("symbol")
-        qty = body.get("orderQty")
-        order_type = body.get("orderType")
-        if action not in ("Buy", "Sell"):
-            return failure("UnknownReason", "action must be Buy or Sell")
-        if isinstance(symbol, bool) or not isinstance(symbol, str | int) or not str(symbol).strip():
-            return failure("InvalidContract", "Unknown contract")
-        if isinstance(qty, bool) or not isinstance(qty, int) or qty <= 0:
-            return failure("UnknownReason", "orderQty must be a positive integer")
-        if order_type not in _ORDER_TYPES:
-            return failure("UnknownReason", "Unsupported orderType")
-        tif = body.get("timeInForce")
-        if tif is not None and tif not in _TIME_IN_FORCE:
-            return failure("UnknownReason", "Unsupported timeInForce")
-        for field, types in (
-            ("price", ("Limit", "StopLimit")),
-            ("stopPrice", ("Stop", "StopLimit")),
-        ):
-            value = body.get(field)
-            if order_type in types and (
-                isinstance(value, bool) or not isinstance(value, int | float) or value <= 0
-            ):
-                return failure("InvalidPrice", f"{field} is required for {order_type} orders")
-        with self.lock:
-            now = self.now()
-            order_id = next(self._order_ids)
-            order: dict[str, Any] = {
-                "id": order_id,
-                "accountId": account.id,
-                "contractId": contract_id(symbol),
-                "timestamp": iso_time(now),
-                "action": action,
-                "ordStatus": "Working",
-                "admin": False,
-            }
-            # Only the Order entity's fields (OpenAPI schema; tests/wire corpus): quantity, type
-            # and prices belong to the orderVersion entity, not to the order.
-            self._orders.setdefault(user.username, []).append(order)
-        event = {"entityType": "order", "eventType": "Created", "entity": dict(order)}
-        logger.debug("order %d placed for %s", order_id, user.username)
-        return Reply(200, payload={"orderId": order_id}, events=[(user.username, event)])
-
-    def cancel_order(self, user: SimUser, body: Any) -> Reply:
-        """``order/cancelorder``: a ``CommandResult`` and an ``order`` ``Updated`` event."""
-        if not isinstance(body, dict):
-            return Reply.plain(400, "Request body must be a JSON object")
-        with self.lock:
-            order = next(
-                (o for o in self._orders.get(user.username, ()) if o["id"] == body.get("orderId")),
-                None,
-            )
-            if order is None or order["ordStatus"] != "Working":
-                return Reply.json({"failureReason": "TooLate", "failureText": "Order not working"})
-            order["ordStatus"] = "Canceled"
-            order["timestamp"] = iso_time(self.now())
-            entity = dict(order)
-            command_id = next(self._command_ids)
-        event = {"entityType": "order", "eventType": "Updated", "entity": entity}
-        return Reply(200, payload={"commandId": command_id}, events=[(user.username, event)])
 
     def orders(self, user: SimUser) -> list[dict[str, Any]]:
         with self.lock:
-            return [dict(o) for o in self._orders.get(user.username, ())]
+            return [dict(o) for o in self.store.visible(user, "order")]
 
     def api(self, endpoint: str, query: Mapping[str, str], body: Any, session: Session) -> Reply:
-        """Entity operations shared by REST and the trading socket (auth endpoints excluded)."""
+        """Entity operations and commands shared by REST and the trading socket (auth
+        endpoints excluded), served from the catalogue routes."""
         user = session.user
-
-        def find_by(items: list[dict[str, Any]], key: str, value: str | None) -> Reply:
-            for item in items:
-                if value is not None and str(item.get(key)) == value:
-                    return Reply.json(item)
-            return Reply.plain(404, f"Not found: {endpoint}")
-
-        accounts = [self.account_entity(user, a) for a in user.accounts]
-        match endpoint:
-            case "auth/me":
-                return Reply.json(self.me(user))
-            case "account/list":
-                return Reply.json(accounts)
-            case "account/item":
-                return find_by(accounts, "id", query.get("id"))
-            case "account/find":
-                return find_by(accounts, "name", query.get("name"))
-            case "user/syncrequest":
-                return self.sync_snapshot(user, body)
-            case "order/placeorder":
-                return self.place_order(user, body)
-            case "order/cancelorder":
-                return self.cancel_order(user, body)
-            case "order/list":
-                return Reply.json(self.orders(user))
-            case "order/item":
-                return find_by(self.orders(user), "id", query.get("id"))
-            case "position/list" | "fill/list" | "executionreport/list":
-                return Reply.json([])
-            case "cashbalance/list":
-                now = self.now()
-                return Reply.json([self._cash_balance(user, a, now) for a in user.accounts])
-            case "contract/find":
-                name = query.get("name")
-                if not name:
-                    return Reply.plain(404, f"Not found: {endpoint}")
-                return Reply.json(contract_entity(name))
-            case "contract/item":
-                ident = query.get("id", "")
-                if not ident.isdigit():
-                    return Reply.plain(404, f"Not found: {endpoint}")
-                return Reply.json(contract_entity(int(ident)))
-            case "product/find":
-                name = query.get("name")
-                if not name:
-                    return Reply.plain(404, f"Not found: {endpoint}")
-                return Reply.json(product_entity(name))
-        return Reply.plain(404, f"Not found: {endpoint}")
+        if endpoint == "auth/me":
+            return Reply.json(self.me(user))
+        if endpoint == "user/syncrequest":
+            return self.sync_snapshot(user, body)
+        with self.lock:
+            reply = self.routes.serve(endpoint, query, body, user, self.now())
+        return reply if reply is not None else Reply.plain(404, f"Not found: {endpoint}")
 
 
 def _login_problem(body: Mapping[str, Any]) -> str | None:

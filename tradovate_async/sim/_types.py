@@ -10,7 +10,15 @@ import dataclasses
 import logging
 from typing import Literal
 
-__all__ = ["ConnectionInfo", "Fault", "FaultKind", "RequestRecord", "SimAccount", "SimUser"]
+__all__ = [
+    "ConnectionInfo",
+    "Fault",
+    "FaultKind",
+    "RequestRecord",
+    "SimAccount",
+    "SimPosition",
+    "SimUser",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -21,6 +29,19 @@ FaultKind = Literal[
 DEFAULT_ERROR_TEXT = (
     "Incorrect username or password. Please try again, noting that passwords are case-sensitive."
 )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SimPosition:
+    """An open position an account starts with.
+
+    ``symbol`` is a contract (``ESZ6``) or a product (``ES``: its front month at start-up);
+    ``net_price`` None means the contract's simulated price at start-up.
+    """
+
+    symbol: str
+    net_pos: int
+    net_price: float | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -36,6 +57,7 @@ class SimAccount:
     account_type: str = "Customer"
     active: bool = True
     balance: float = 50_000.0
+    positions: tuple[SimPosition, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
