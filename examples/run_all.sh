@@ -28,6 +28,7 @@ cat >"$work/.env" <<ENV
 TRADOVATE_API_URL=http://127.0.0.1:$port/v1
 TRADOVATE_WS_URL=ws://127.0.0.1:$port/v1/websocket
 TRADOVATE_MD_URL=ws://127.0.0.1:$port/md/v1/websocket
+TRADOVATE_REPLAY_URL=ws://127.0.0.1:$port/replay/v1/websocket
 TRADOVATE_USERNAME=sim-user
 TRADOVATE_PASSWORD=sim-password
 TRADOVATE_APP_ID=tradovate-async-sim
@@ -48,5 +49,6 @@ EXAMPLE_SECONDS=3 run long_running_bot.py
 EXAMPLE_SECONDS=3 EXAMPLE_DEMO_ORDER=1 run props_consumer.py
 EXAMPLE_QUOTES=3 run quote_stream.py ESZ6 CLF7
 EXAMPLE_LIVE=2 run chart_history.py ESZ6
+EXAMPLE_UPDATES=3 run replay_strategy.py ESZ6
 run redis_fleet.py 4
 echo "all examples ran"

@@ -67,6 +67,7 @@ from ._models import AccessToken, UserInfo
 from ._options import Backoff, Timeouts
 from ._penalty import PenaltyPolicy
 from ._redis_store import RedisTokenStore
+from ._replay import ReplaySession, ReplayUnavailableError
 from ._secret import Secret
 from ._session import BearerAuth, SessionStats, TradovateSession
 from ._store import MemoryTokenStore, TokenStore
@@ -140,6 +141,8 @@ __all__ = [
     "RedisTokenStore",
     "ReplayClock",
     "ReplayResult",
+    "ReplaySession",
+    "ReplayUnavailableError",
     "RequestFailedError",
     "RequestTimeoutError",
     "ResolvedEndpoints",

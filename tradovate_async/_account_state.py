@@ -145,8 +145,12 @@ class AccountState:
         own_socket: bool = False,
         market_data: MarketData | None = None,
         decoder: Decoder | None = None,
+        dispatch: bool = True,
     ) -> None:
         self._ws = ws
+        self._own_dispatch = dispatch
+        #: the snapshot is loaded and events are being applied
+        self.started = False
         self._sync_body = dict(sync_body)
         self._own_socket = own_socket
         self._md = market_data
@@ -188,7 +192,9 @@ class AccountState:
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
         self._task_group = task_group
-        task_group.start_soon(self._guarded, self._dispatch)
+        if self._own_dispatch:
+            task_group.start_soon(self._guarded, self._dispatch)
+        self.started = True
         self._track_positions()
         return self
 
@@ -217,6 +223,10 @@ class AccountState:
         self._notify()
         for stream in list(self._streams):
             stream._wake.set()
+
+    def finish(self, failure: BaseException | None = None) -> None:
+        """End waits and change streams (with ``failure``): for an outside dispatcher."""
+        self._finish(failure)
 
     def raise_failure(self) -> None:
         if self._failure is not None:
@@ -411,18 +421,22 @@ class AccountState:
     async def _dispatch(self) -> None:
         try:
             async for event in self._ws.events():
-                try:
-                    self._on_event(event.kind, event.data)
-                except Exception:
-                    logger.exception("account state: handling a %s event failed", event.kind)
-                dropped = self._ws.stats.dropped_events
-                if dropped != self._dropped_seen:
-                    self._dropped_seen = dropped
-                    self._spawn_resync("the socket dropped events")
+                self.handle_event(event.kind, event.data)
         except TradovateError as exc:
             self._finish(exc)
             return
         self._finish()
+
+    def handle_event(self, kind: str, data: Any) -> None:
+        """Apply one socket event (the dispatcher calls this; so does a replay session)."""
+        try:
+            self._on_event(kind, data)
+        except Exception:
+            logger.exception("account state: handling a %s event failed", kind)
+        dropped = self._ws.stats.dropped_events
+        if dropped != self._dropped_seen:
+            self._dropped_seen = dropped
+            self._spawn_resync("the socket dropped events")
 
     def _on_event(self, kind: str, data: Any) -> None:
         if kind == "props":

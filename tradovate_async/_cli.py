@@ -132,6 +132,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     print(f"TRADOVATE_API_URL={sim.api_url}")
     print(f"TRADOVATE_WS_URL={sim.ws_url}")
     print(f"TRADOVATE_MD_URL={sim.md_url}")
+    print(f"TRADOVATE_REPLAY_URL={sim.replay_url}")
     print(f"TRADOVATE_USERNAME={user.username}")
     print(f"TRADOVATE_APP_ID={user.app_id}")
     print("TRADOVATE_DEVICE_ID=any-stable-id")

@@ -88,9 +88,15 @@ class MarketData:
     """
 
     def __init__(
-        self, ws: TradovateWebSocket, *, resolve: Resolver, own_socket: bool = False
+        self,
+        ws: TradovateWebSocket,
+        *,
+        resolve: Resolver,
+        own_socket: bool = False,
+        dispatch: bool = True,
     ) -> None:
         self._ws = ws
+        self._own_dispatch = dispatch
         self._resolve = resolve
         self._own_socket = own_socket
         self._contracts: dict[str, int] = {}
@@ -129,7 +135,8 @@ class MarketData:
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
         self._task_group = task_group
-        task_group.start_soon(self._guarded, self._dispatch)
+        if self._own_dispatch:
+            task_group.start_soon(self._guarded, self._dispatch)
         return self
 
     async def __aexit__(
@@ -162,6 +169,10 @@ class MarketData:
                 stream.wake()
         for chart in self._charts:
             chart.wake()
+
+    def finish(self, failure: BaseException | None = None) -> None:
+        """End every stream (with ``failure`` if given): for a dispatcher run by someone else."""
+        self._finish(failure)
 
     def raise_failure(self) -> None:
         if self._failure is not None:
@@ -353,20 +364,25 @@ class MarketData:
     async def _dispatch(self) -> None:
         try:
             async for event in self._ws.events():
-                try:
-                    self._on_event(event.kind, event.data)
-                except Exception:
-                    # one event the code did not expect must not end market data
-                    self.malformed += 1
-                    logger.exception("market data: handling a %s event failed", event.kind)
-                dropped = self._ws.stats.dropped_events
-                if dropped != self._dropped_seen:
-                    self._dropped_seen = dropped
-                    self._resync("socket buffer overflow", refetch_histograms=True)
+                self.handle_event(event.kind, event.data)
         except TradovateError as exc:
             self._finish(exc)
             return
         self._finish()
+
+    def handle_event(self, kind: str, data: Any) -> None:
+        """Route one socket event (the dispatcher calls this; so does a replay session, which
+        reads the socket's events for market data and the mirror alike)."""
+        try:
+            self._on_event(kind, data)
+        except Exception:
+            # one event the code did not expect must not end market data
+            self.malformed += 1
+            logger.exception("market data: handling a %s event failed", kind)
+        dropped = self._ws.stats.dropped_events
+        if dropped != self._dropped_seen:
+            self._dropped_seen = dropped
+            self._resync("socket buffer overflow", refetch_histograms=True)
 
     def _on_event(self, kind: str, data: Any) -> None:
         if kind == "md":

@@ -63,6 +63,7 @@ from .api._base import BoundTransport
 if TYPE_CHECKING:
     from ._account_state import AccountState
     from ._market_data import MarketData
+    from ._replay import ReplaySession
     from ._ws import SocketKind, TradovateWebSocket, WebSocketOptions
 
 __all__ = ["BearerAuth", "SessionStats", "TradovateSession"]
@@ -518,6 +519,24 @@ class TradovateSession:
 
         return MarketData(
             self.websocket(kind="md", **options), resolve=session_resolver(self), own_socket=True
+        )
+
+    def replay(
+        self,
+        *,
+        start: dt.datetime | str,
+        speed: float = 100,
+        initial_balance: float = 50_000,
+        **options: Unpack[WebSocketOptions],
+    ) -> ReplaySession:
+        """A market replay from ``start`` at ``speed`` percent of real time (``async with``):
+        ``replay.md`` and ``replay.account_state()`` work as live. See
+        :class:`~tradovate_async.ReplaySession`."""
+        from ._replay import ReplaySession
+
+        self._check_open()
+        return ReplaySession(
+            self, start=start, speed=speed, initial_balance=initial_balance, **options
         )
 
     def account_state(

@@ -260,6 +260,7 @@ class SimulatedTradovate:
                 routes=[
                     WebSocketRoute("/v1/websocket", self._hub.trading_endpoint),
                     WebSocketRoute("/md/v1/websocket", self._hub.md_endpoint),
+                    WebSocketRoute("/replay/v1/websocket", self._hub.replay_endpoint),
                     Route("/v1/{path:path}", self._rest.endpoint, methods=_METHODS),
                 ]
             ),
@@ -457,6 +458,11 @@ class SimulatedTradovate:
         return f"{'wss' if self.tls else 'ws'}://{self._netloc}/md/v1/websocket"
 
     @property
+    def replay_url(self) -> str:
+        """Market-replay WebSocket."""
+        return f"{'wss' if self.tls else 'ws'}://{self._netloc}/replay/v1/websocket"
+
+    @property
     def users(self) -> tuple[SimUser, ...]:
         return tuple(self._state.users.values())
 
@@ -475,6 +481,7 @@ class SimulatedTradovate:
             "api_url": self.api_url,
             "ws_url": self.ws_url,
             "md_url": self.md_url,
+            "replay_url": self.replay_url,
         }
         fields.update(overrides)
         return TradovateConfig(**fields)

@@ -189,7 +189,7 @@ class ConnectionInfo:
     """
 
     id: int
-    kind: Literal["trading", "md"]
+    kind: Literal["trading", "md", "replay"]
     authorized: bool
     user: str | None
     opened_at: float

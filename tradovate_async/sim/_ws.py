@@ -27,6 +27,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ._market import QuoteFeed
 from ._md import MarketSim, MdConnState
+from ._replay import ReplayClocks
 from ._state import Reply, Session, SimState, normalize_path
 from ._types import ConnectionInfo, Fault, RequestRecord
 
@@ -34,7 +35,7 @@ __all__ = ["Conn", "SocketHub"]
 
 logger = logging.getLogger(__name__)
 
-Kind = Literal["trading", "md"]
+Kind = Literal["trading", "md", "replay"]
 QUOTE = "md/subscribeQuote"
 DOM = "md/subscribeDOM"
 HISTOGRAM = "md/subscribeHistogram"
@@ -172,6 +173,7 @@ class SocketHub:
         self.state = state
         self.market = market or MarketSim()
         self.market_clock = market_clock or state.now
+        self.replay = ReplayClocks(state.now)
         self.auth_timeout = auth_timeout
         self.heartbeat_timeout = heartbeat_timeout
         self.server_heartbeat = server_heartbeat
@@ -204,6 +206,9 @@ class SocketHub:
     async def md_endpoint(self, websocket: WebSocket) -> None:
         await self._serve(websocket, "md")
 
+    async def replay_endpoint(self, websocket: WebSocket) -> None:
+        await self._serve(websocket, "replay")
+
     async def _serve(self, websocket: WebSocket, kind: Kind) -> None:
         await websocket.accept()
         conn = Conn(next(self._ids), kind, websocket)
@@ -215,7 +220,7 @@ class SocketHub:
             if await conn.send("o"):
                 conn.spawn(self._read(conn))
                 conn.spawn(self._watch(conn))
-                if kind == "md" and self.quote_interval is not None:
+                if kind in ("md", "replay") and self.quote_interval is not None:
                     conn.spawn(self._stream(conn, self.quote_interval))
                 await conn.done.wait()
         finally:
@@ -271,11 +276,19 @@ class SocketHub:
     async def _stream(self, conn: Conn, interval: float) -> None:
         while not conn.closed:
             await asyncio.sleep(interval)
+            if conn.authorized and conn.kind == "replay":
+                clock = self.replay.clock_event(conn.username)
+                if clock is not None and not await conn.send(clock):
+                    return
             if conn.authorized and conn.subs:
                 await self._send_market_data(conn)
 
     def market_now(self, conn: Conn) -> float:
         """Market time for ``conn``: the market clock (replay sockets: their replay clock)."""
+        if conn.kind == "replay":
+            replayed = self.replay.time(conn.username)
+            if replayed is not None:
+                return replayed
         return self.market_clock()
 
     async def _send_market_data(self, conn: Conn) -> None:
@@ -415,8 +428,11 @@ class SocketHub:
             return Reply.plain(401, "Access is denied", "not-authorized")
         session = conn.session
         assert session is not None
-        if conn.kind == "md":
+        if conn.kind == "md" or (conn.kind == "replay" and endpoint.startswith("md/")):
             return self._market_data(conn, endpoint, parsed)
+        if conn.kind == "replay" and endpoint.startswith("replay/"):
+            status, payload = self.replay.request(session.user.username, endpoint, parsed)
+            return Reply.json(payload) if status == 200 else Reply.plain(status, str(payload))
         if endpoint.startswith("md/") or (endpoint.startswith("auth/") and endpoint != "auth/me"):
             return Reply.plain(404, f"Not found: {endpoint}")
         params = dict(parse_qsl(query, keep_blank_values=True))
@@ -472,8 +488,8 @@ class SocketHub:
     # --------------------------------------------------------------- server-side actions
 
     def select(self, kind: str | None) -> list[Conn]:
-        if kind not in (None, "trading", "md"):
-            raise ValueError("kind must be 'trading', 'md' or None")
+        if kind not in (None, "trading", "md", "replay"):
+            raise ValueError("kind must be 'trading', 'md', 'replay' or None")
         with self.state.lock:
             return [c for c in self.conns.values() if kind is None or c.kind == kind]
 
@@ -530,8 +546,8 @@ class SocketHub:
             text = frame({"e": "props", "d": event})
             sends.extend(
                 c.send(text)
-                for c in self.select("trading")
-                if c.authorized and c.synced and c.username == username
+                for c in self.select(None)
+                if c.kind != "md" and c.authorized and c.synced and c.username == username
             )
         await asyncio.gather(*sends)
 
@@ -539,8 +555,8 @@ class SocketHub:
         """Send frames, in order, to the user's synced trading sockets; frames sent."""
         conns = [
             c
-            for c in self.select("trading")
-            if c.authorized and c.synced and c.username == username
+            for c in self.select(None)
+            if c.kind != "md" and c.authorized and c.synced and c.username == username
         ]
         sent = 0
         for text in frames:
