@@ -191,10 +191,11 @@ async def test_replay_socket_needs_no_url(sim: SimulatedTradovate) -> None:
     config: TradovateConfig = sim.config()
     async with TradovateSession(config) as session:
         ws = session.websocket(kind="replay")
-        # A custom server's replay socket defaults to its market-data socket: replay sockets
-        # authorize with the market-data token (the official strategy example's ReplaySocket
-        # extends its MarketDataSocket).
-        assert ws.url == config.replay_url == config.md_url
+        # The simulator names its own replay socket; a custom server without one defaults to
+        # its market-data socket: replay sockets authorize with the market-data token (the
+        # official strategy example's ReplaySocket extends its MarketDataSocket).
+        assert ws.url == config.replay_url == sim.replay_url
+        assert sim.config(replay_url="").replay_url == config.md_url
         async with ws:
             assert ws.connected
 
