@@ -36,7 +36,9 @@ from tradovate_async._ws_codec import (
     penalty_of,
 )
 
-MANY = settings(max_examples=1000, deadline=None)
+# 200 examples per property: the decoder's robustness is fuzzed at 1,000 cases per target in
+# tests/reliability/test_fuzz.py (mutated real frames); these properties check the contracts.
+MANY = settings(max_examples=200, deadline=None)
 
 # -- decoding ------------------------------------------------------------------------------
 

@@ -412,3 +412,44 @@ def test_a_cancelled_call_is_never_sent_later() -> None:
     core.tick(core.next_deadline() or 0.0)
     driver.connect(1.1)
     assert driver.take_sent(1.1) == []
+
+
+# -- layering: the core is pure ------------------------------------------------------------
+
+CORE_MODULES = ["_ws_core", "_ws_calls", "_ws_codec", "_auth_core", "_penalty", "_responses"]
+IO_LIBRARIES = ("anyio", "httpx", "websockets.asyncio", "asyncio", "socket")
+
+
+def _imports(module: str) -> tuple[set[str], set[str]]:
+    """(package modules, other modules) imported at run time by ``tradovate_async.<module>``."""
+    import ast
+    from pathlib import Path
+
+    source = Path(__file__).resolve().parents[1] / "tradovate_async" / f"{module}.py"
+    ours, others = set(), set()
+    for node in ast.parse(source.read_text()).body:  # top level only: TYPE_CHECKING excluded
+        if isinstance(node, ast.ImportFrom):
+            if node.level == 1:
+                ours.add(node.module or "")
+            elif node.module:
+                others.add(node.module)
+        elif isinstance(node, ast.Import):
+            others.update(alias.name for alias in node.names)
+    return ours, others
+
+
+@pytest.mark.parametrize("module", CORE_MODULES)
+def test_the_sans_io_core_imports_no_settings_and_no_io(module: str) -> None:
+    seen: set[str] = set()
+    todo = [module]
+    libraries: set[str] = set()
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        ours, others = _imports(current)
+        todo.extend(ours)
+        libraries |= others
+    assert "_config" not in seen
+    assert not [lib for lib in libraries if lib.startswith(IO_LIBRARIES)]
