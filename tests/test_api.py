@@ -4,6 +4,7 @@ operation and every command of the catalogue."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import pytest
 from tradovate_async import TradovateSession, TradovateWebSocket, api
 from tradovate_async._catalogue import CommandSpec, EntitySpec, load_catalogue
 from tradovate_async._errors import APIError, InvalidResponseError, RequestFailedError
+from tradovate_async.api._base import add_command_preparer
 from tradovate_async.sim import SimAccount, SimPosition, SimulatedTradovate, SimUser
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -127,6 +129,21 @@ def test_datetimes_are_aware_ids_are_ints_and_models_are_frozen() -> None:
         api._base.decode_answer("position/item", naive, api.Position)
     with pytest.raises(InvalidResponseError, match="id"):
         api._base.decode_answer("position/item", {**POSITION, "id": "7"}, api.Position)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'[{"id": 1, "unknown": ' + b"[" * 200_000 + b"]" * 200_000 + b"}]",
+        b"[1, 2, 3]",
+        b'{"id": 1}',
+        b"[{]",
+    ],
+    ids=["deeply-nested-unknown-field", "not-objects", "not-a-list", "not-json"],
+)
+def test_hostile_answers_are_typed_errors(raw: bytes) -> None:
+    with pytest.raises(InvalidResponseError, match="position/list"):
+        api._base.decode_answer("position/list", raw, list[api.Position])
 
 
 def test_secrets_stay_out_of_model_reprs() -> None:
@@ -291,6 +308,42 @@ async def test_orders_through_the_api_change_the_simulator() -> None:
         assert snapshot.total_cash_value == 50_000.0
         contract = await session.api.contract.find(es["name"])
         assert contract.id == es["id"]
+
+
+async def test_command_preparers_fill_in_or_refuse_before_sending() -> None:
+    async with connected() as (sim, session, ws):
+        es = front(sim, "ES")
+
+        def automated(call: api.ApiCall) -> api.ApiCall:
+            assert call.body is not None and not call.read_only
+            return dataclasses.replace(call, body={**call.body, "text": "prepared"})
+
+        def refuse(call: api.ApiCall) -> api.ApiCall:
+            raise ValueError("refused before sending")
+
+        remove = add_command_preparer("order/placeOrder", automated)
+        try:
+            placed = await ws.api.order.place_order(
+                account_id=70001, symbol=es["name"], action="Sell", order_type="Market", order_qty=1
+            )
+        finally:
+            remove()
+        [version] = [v for v in sim.entities("orderVersion") if v["orderId"] == placed.order_id]
+        assert version["text"] == "prepared"
+        remove = add_command_preparer("order/placeorder", refuse)
+        before = sim.count("order/placeorder")
+        try:
+            with pytest.raises(ValueError, match="refused"):
+                await session.api.order.place_order(
+                    account_id=70001,
+                    symbol=es["name"],
+                    action="Buy",
+                    order_type="Market",
+                    order_qty=1,
+                )
+        finally:
+            remove()
+        assert sim.count("order/placeorder") == before
 
 
 # -- query parameters are checked like the real server -------------------------------------

@@ -12,6 +12,7 @@ never reach the decoder: the transport raises the typed error first.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -81,13 +82,21 @@ CommandPreparer = Callable[[ApiCall], ApiCall]
 _PREPARERS: dict[str, list[CommandPreparer]] = {}
 
 
-def add_command_preparer(endpoint: str, preparer: CommandPreparer) -> None:
-    """Run ``preparer`` on every call to ``endpoint`` (``order/placeorder``) before it is sent.
+def add_command_preparer(endpoint: str, preparer: CommandPreparer) -> Callable[[], None]:
+    """Run ``preparer`` on every call to ``endpoint`` (``order/placeorder``) before it is sent;
+    returns a function that removes it again.
 
     A preparer returns the call to send (with defaults filled in) or raises a typed error, in
     which case nothing is sent. This is where order validation and defaults plug in.
     """
-    _PREPARERS.setdefault(endpoint.lower(), []).append(preparer)
+    key = endpoint.lower()
+    _PREPARERS.setdefault(key, []).append(preparer)
+
+    def remove() -> None:
+        with contextlib.suppress(ValueError):
+            _PREPARERS[key].remove(preparer)
+
+    return remove
 
 
 def id_list(ids: Iterable[int]) -> str:
@@ -112,7 +121,7 @@ def decode_answer(endpoint: str, raw: Any, kind: Any) -> Any:
                 decoder = _decoders[kind] = msgspec.json.Decoder(kind)
             return decoder.decode(raw)
         return msgspec.convert(raw, kind)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError) as exc:
         name = getattr(kind, "__name__", None) or repr(kind)
         raise InvalidResponseError(f"{endpoint}: answer is not a valid {name} ({exc})") from None
 

@@ -519,10 +519,9 @@ class SimState:
                     if keep:
                         records.append(dict(record))
                 snapshot[key] = records
+        # Entities scripted with push_props join the snapshot under their SyncMessage key.
         for key, items in self.scripted.snapshot(user.username).items():
-            if wanted is None or key in [
-                k for k, e in self._sync_lists.items() if e.lower() in wanted
-            ]:
+            if wanted is None or key in snapshot:
                 snapshot.setdefault(key, []).extend(items)
         return Reply.json(snapshot)
 
