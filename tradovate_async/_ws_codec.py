@@ -16,7 +16,8 @@ the way the sans-I/O core of ``websockets`` is. The pieces:
   ``_ws_calls``, the socket's state machine in ``_ws_core``).
 
 Decoding is the hot loop of a market-data bot, so :func:`decode_frame` parses each ``a`` frame
-with one call of the C JSON scanner starting at offset 1 (no slice copy, no regexes) and builds
+with msgspec straight from the bytes the transport read (a ``memoryview`` past the ``a``: no
+copy, no UTF-8 decode into a ``str`` first, validation of the message shapes in C), and builds
 the slotted result objects without going through the frozen-dataclass ``__setattr__`` guard.
 """
 
@@ -28,8 +29,10 @@ import json
 import math
 import random
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Final, TypeAlias
+
+import msgspec
 
 from ._errors import ProtocolError, excerpt
 from ._penalty import Penalty
@@ -151,9 +154,6 @@ _set_response_status = Response.__dict__["status"].__set__
 _set_response_data = Response.__dict__["data"].__set__
 _set_items = MessagesFrame.__dict__["items"].__set__
 
-# The C scanner behind json.loads; called at offset 1 it parses an a-frame without a slice copy
-# and without the two whitespace regexes json.loads runs.
-_scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 _json_loads = json.loads
 
 
@@ -176,88 +176,84 @@ def _malformed(why: str, text: str) -> ProtocolError:
     return ProtocolError(f"malformed frame ({why}): {excerpt(text, 120)!r}")
 
 
-def _parse_json_at(text: str, start: int, what: str) -> Any:
-    """One JSON value starting at ``start`` that must run to the end of ``text``."""
-    try:
-        value, end = _scan(text, start)
-    except StopIteration:
-        raise _malformed(f"{what} is not JSON", text) from None
-    except (ValueError, RecursionError) as exc:
-        raise _malformed(f"{what} is not JSON", text) from exc
-    if end != len(text) and not text[end:].isspace():
-        raise _malformed(f"data after the {what}", text)
-    return value
+class _WireMessage(msgspec.Struct):
+    """One object inside ``a[...]`` as sent: an event has ``e``, an answer ``i`` and ``s``."""
+
+    e: str | None = None
+    d: Any = None
+    s: int | None = None
+    i: int | None = None
+
+
+_decode_wire = msgspec.json.Decoder(list[_WireMessage]).decode
+
+
+def _shown(text: str | bytes) -> str:
+    if isinstance(text, str):
+        return text
+    return bytes(text).decode("utf-8", "replace")
 
 
 def decode_frame(text: str | bytes) -> Frame:
-    """Decode one server WebSocket message.
+    """Decode one server WebSocket message, text or the bytes of one.
 
     Raises :class:`ProtocolError` (and nothing else) for anything that is not a well-formed
-    ``o``, ``h``, ``a[...]`` or ``c[code,"reason"]``. Bytes are accepted as UTF-8 for servers that
-    send binary frames.
+    ``o``, ``h``, ``a[...]`` or ``c[code,"reason"]`` in UTF-8 JSON (RFC 8259: no ``NaN``).
     """
-    if type(text) is not str:
-        if not isinstance(text, bytes | bytearray | memoryview):
-            raise ProtocolError(f"frame is {type(text).__name__}, not text")
-        try:
-            text = bytes(text).decode("utf-8")
-        except UnicodeDecodeError:
-            raise ProtocolError("frame is not UTF-8") from None
+    if type(text) is not str and not isinstance(text, bytes | bytearray | memoryview):
+        raise ProtocolError(f"frame is {type(text).__name__}, not text")
     if not text:
         raise ProtocolError("empty frame")
-    kind = text[0]
-    if kind == "a":
-        return _decode_messages(text)
-    if kind == "h" and len(text) == 1:
-        return _HEARTBEAT
-    if kind == "o" and len(text) == 1:
-        return _OPEN
-    if kind == "c":
-        payload = _parse_json_at(text, 1, "close payload")
+    view = memoryview(text.encode("utf-8") if isinstance(text, str) else text)
+    kind = view[0]
+    if kind == 0x61:  # a
+        return _decode_messages(view[1:], text)
+    if len(view) == 1:
+        if kind == 0x68:  # h
+            return _HEARTBEAT
+        if kind == 0x6F:  # o
+            return _OPEN
+    if kind == 0x63:  # c
+        try:
+            payload = msgspec.json.decode(view[1:])
+        except (msgspec.DecodeError, RecursionError) as exc:
+            raise _malformed("close payload is not JSON", _shown(text)) from exc
         if (
             type(payload) is not list
             or len(payload) != 2
             or type(payload[0]) is not int
             or type(payload[1]) is not str
         ):
-            raise _malformed('close payload is not [code,"reason"]', text)
+            raise _malformed('close payload is not [code,"reason"]', _shown(text))
         return CloseFrame(payload[0], payload[1])
-    raise _malformed("unknown frame type", text)
+    raise _malformed("unknown frame type", _shown(text))
 
 
-def _decode_messages(text: str) -> MessagesFrame:
+def _decode_messages(payload: memoryview, text: str | bytes) -> MessagesFrame:
     try:
-        items, end = _scan(text, 1)
-    except StopIteration:
-        raise _malformed("message array is not JSON", text) from None
-    except (ValueError, RecursionError) as exc:
-        raise _malformed("message array is not JSON", text) from exc
-    if end != len(text) and not text[end:].isspace():
-        raise _malformed("data after the message array", text)
-    if type(items) is not list:
-        raise _malformed("a-frame payload is not an array", text)
+        items = _decode_wire(payload)
+    except msgspec.ValidationError as exc:
+        raise _malformed(f"message shapes: {exc}", _shown(text)) from None
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise _malformed("message array is not JSON", _shown(text)) from exc
     out: list[Message] = []
     append = out.append
     for item in items:
-        if type(item) is not dict:
-            raise _malformed("message is not an object", text)
-        kind = item.get("e")
+        kind = item.e
         if kind is not None:
-            if type(kind) is not str:
-                raise _malformed("event kind is not a string", text)
-            data = item.get("d")
+            data = item.d
             if kind == "clock" and type(data) is str:
                 try:
                     data = _json_loads(data)
                 except (ValueError, RecursionError) as exc:
-                    raise _malformed("clock data is not JSON", text) from exc
+                    raise _malformed("clock data is not JSON", _shown(text)) from exc
             append(_make_event(kind, data))
             continue
-        request_id = item.get("i")
-        status = item.get("s")
-        if type(request_id) is not int or type(status) is not int:
-            raise _malformed("message is neither an event nor a response", text)
-        append(_make_response(request_id, status, item.get("d")))
+        request_id = item.i
+        status = item.s
+        if request_id is None or status is None:
+            raise _malformed("message is neither an event nor a response", _shown(text))
+        append(_make_response(request_id, status, item.d))
     frame: MessagesFrame = _new(MessagesFrame)
     _set_items(frame, tuple(out))
     return frame
