@@ -3,14 +3,16 @@ a rebuild from a 5,000-entity snapshot takes.
 
 Prints, from one process:
 
-- ``props`` events applied per second by the mirror's store (``EntityStore.apply``, the code the
-  dispatcher runs per event), with and without a change-stream consumer, against the best
+- ``props`` events applied per second by the mirror's store (``EntityStore.apply`` with the
+  mirror's default decoder into the typed API's models, the code the dispatcher runs per
+  event), with and without a change-stream consumer, against the best
   hand-written loop a user could write (``tables[type][id] = entity``), in interleaved rounds,
   as a ratio; the events are decoded from a realistic ``a[...]`` frame first, as the socket
   hands them over;
 - end to end over loopback: events pushed by the simulator to ``session.account_state()``
   until the last one is applied (the simulator is the sender here, so this is a floor);
-- bytes retained per 10,000 orders held (tracemalloc), against plain dicts;
+- bytes retained per 10,000 orders held (tracemalloc; typed ``Order`` models), against the
+  plain dicts ``json.loads`` makes;
 - the median time to rebuild from a 5,000-entity snapshot over a state of 5,000 entities, and
   the differences it found.
 
@@ -31,7 +33,7 @@ from typing import Any
 import anyio
 
 from tradovate_async import TradovateSession
-from tradovate_async._entity_store import EntityStore
+from tradovate_async._entity_store import EntityStore, typed_decoder
 from tradovate_async.sim import SimulatedTradovate, SimUser
 
 ACCOUNT = SimUser().accounts[0].id
@@ -87,7 +89,7 @@ def timed(func: Callable[[], object]) -> float:
 def bench_apply(events: list[dict[str, Any]], rounds: int) -> None:
     def library(want: bool) -> Callable[[], object]:
         def run() -> object:
-            store = EntityStore()
+            store = EntityStore(typed_decoder())
             for data in events:
                 store.apply(data, want_changes=want)
             return store
@@ -150,7 +152,7 @@ def bench_memory(orders: int) -> None:
         return size
 
     def store_build(snapshot: Any) -> object:
-        store = EntityStore()
+        store = EntityStore(typed_decoder())
         store.load(snapshot)
         return store
 
@@ -181,7 +183,7 @@ def bench_rebuild(entities: int, rounds: int) -> None:
     times: list[float] = []
     found = 0
     for _ in range(rounds):
-        store = EntityStore()
+        store = EntityStore(typed_decoder())
         store.load(json.loads(first))
         fresh = json.loads(second)
         gc.collect()

@@ -32,13 +32,13 @@ async def main() -> None:
         session.account_state(market_data=md) as state,
     ):
         accounts = state.accounts()
-        for account in accounts:
-            cash = state.cash(account["id"])
+        for account in accounts:  # typed models: Account, CashBalance, Position, Order ...
+            cash = state.cash(account.id)
             print(
-                f"{account['name']}: cash {cash['amount'] if cash else '?'}, "
-                f"{len(state.positions(account['id']))} position(s), "
-                f"{len(state.working_orders(account['id']))} working order(s), "
-                f"open P&L {state.account_pnl(account['id'])}"
+                f"{account.name}: cash {cash.amount if cash else '?'}, "
+                f"{len(state.positions(account.id))} position(s), "
+                f"{len(state.working_orders(account.id))} working order(s), "
+                f"open P&L {state.account_pnl(account.id)}"
             )
         changes = state.changes()
         if os.environ.get("EXAMPLE_DEMO_ORDER") == "1":
@@ -47,8 +47,8 @@ async def main() -> None:
             answer = await session.post(
                 "order/placeorder",
                 json={
-                    "accountSpec": accounts[0]["name"],
-                    "accountId": accounts[0]["id"],
+                    "accountSpec": accounts[0].name,
+                    "accountId": accounts[0].id,
                     "action": "Buy",
                     "symbol": "ESZ6",
                     "orderQty": 1,
@@ -58,7 +58,7 @@ async def main() -> None:
             )
             order_id = answer["orderId"]
             await state.wait_for(lambda s: s.order(order_id) is not None, timeout=10)
-            print(f"order {order_id} is in the mirror: {state.order(order_id)['ordStatus']}")
+            print(f"order {order_id} is in the mirror: {state.order(order_id).ord_status}")
         seen = 0
         with anyio.move_on_after(seconds):
             async for change in changes:

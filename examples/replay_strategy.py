@@ -51,7 +51,7 @@ async def main(symbol: str) -> None:
         replay.account_state() as state,
     ):
         print(f"replaying from {replay.start} ({replay.check_status}), speed {replay.speed:g}%")
-        print(f"replay accounts: {[a['name'] for a in state.accounts()]}")
+        print(f"replay accounts: {[a.name for a in state.accounts()]}")
         await strategy(replay.md, symbol, wanted)
         if replay.clock is not None:
             print(f"replay clock at {replay.clock.time:%Y-%m-%d %H:%M:%S}")

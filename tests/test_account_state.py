@@ -12,9 +12,8 @@ import pytest
 from tests.conftest import SIM_USER
 from tradovate_async import Backoff, TradovateSession
 from tradovate_async._account_state import AccountState, open_pnl
-from tradovate_async._entity_store import Change, EntityStore
+from tradovate_async._entity_store import Change, EntityStore, typed_decoder
 from tradovate_async.sim import SimulatedTradovate
-from tradovate_async.sim._market import contract_entity, contract_id, product_entity
 
 FAST: dict[str, Any] = {
     "heartbeat_interval": 0.2,
@@ -35,7 +34,7 @@ async def sim() -> AsyncIterator[SimulatedTradovate]:
 async def _fresh_snapshot(session: TradovateSession) -> dict[str, dict[int, Any]]:
     """What a brand-new mirror would hold: the server's snapshot, taken over REST."""
     snapshot = await session.post("user/syncrequest", json={"users": [session.token.user_id]})
-    store = EntityStore()
+    store = EntityStore(typed_decoder())
     store.load(snapshot)
     return store.dump()
 
@@ -173,6 +172,7 @@ async def test_wait_for_an_order_to_fill_and_changes_coalesce(sim: SimulatedTrad
         await state.wait_for(lambda s: s.order(123) is not None, timeout=10)
         assert [o["id"] for o in state.working_orders()] == [123]
         assert [o["id"] for o in state.working_orders("DEMO70001")] == [123]
+        assert state.cash("DEMO70001").amount > 0  # a typed CashBalance from the snapshot
         filled = False
 
         async def wait() -> None:
@@ -224,41 +224,40 @@ def test_open_pnl_hand_computed(
 
 
 async def test_open_pnl_follows_live_quotes(sim: SimulatedTradovate) -> None:
-    es, cl = contract_entity("ESZ6"), contract_entity("CLF7")
-    positions = [
-        {"id": 1, "accountId": ACCOUNT, "contractId": es["id"], "netPos": 2, "netPrice": 5800.25},
-        {"id": 2, "accountId": ACCOUNT, "contractId": cl["id"], "netPos": -3, "netPrice": 71.37},
-    ]
-    await sim.push_props(
-        USER,
-        [
-            ("contract", "Created", es),
-            ("contract", "Created", cl),
-            ("product", "Created", product_entity("ES")),
-            ("product", "Created", product_entity("CL")),
-            *(("position", "Created", p) for p in positions),
-        ],
-    )
     async with (
         TradovateSession(sim.config()) as session,
         session.market_data(**FAST) as md,
         session.account_state(market_data=md, **FAST) as state,
     ):
-        assert state.value_per_point(es["id"]) == 50.0
-        assert state.value_per_point(cl["id"]) == 1000.0
-        await state.wait_for(lambda s: s.account_pnl(ACCOUNT) is not None, timeout=10)
-        es_price, cl_price = state.prices[es["id"]], state.prices[cl["id"]]
+        # the front-month index and energy contracts the simulator lists, typed
+        by_product = {}
+        for contract in state.store.table("contract").values():
+            maturity = state.store.get("contractMaturity", contract.contract_maturity_id)
+            product = state.store.get("product", maturity.product_id)
+            by_product.setdefault(product.name, contract)
+        es, cl = by_product["ES"], by_product["CL"]
+        assert state.value_per_point(es.id) == 50.0
+        assert state.value_per_point(cl.id) == 1000.0
+        positions = [
+            {"id": 1, "accountId": ACCOUNT, "contractId": es.id, "netPos": 2, "netPrice": 5800.25},
+            {"id": 2, "accountId": ACCOUNT, "contractId": cl.id, "netPos": -3, "netPrice": 71.37},
+        ]
+        await sim.push_props(USER, [("position", "Created", p) for p in positions])
+        await state.wait_for(
+            lambda s: len(s.positions(ACCOUNT)) == 2 and s.account_pnl(ACCOUNT) is not None,
+            timeout=10,
+        )
+        es_price, cl_price = state.prices[es.id], state.prices[cl.id]
         expected_es = round((es_price - 5800.25) * 50 * 2, 2)
         expected_cl = round((cl_price - 71.37) * 1000 * -3, 2)
         assert state.open_pnl(state.store.get("position", 1)) == expected_es
         assert state.open_pnl(state.store.get("position", 2)) == expected_cl
         assert state.account_pnl("DEMO70001") == round(expected_es + expected_cl, 2)
-        # the prices are the simulator's trades
-        assert es_price % 0.25 == 0 and 5000 < es_price < 7000
+        # the prices are the simulator's trades of those contracts
+        assert es_price % 0.25 == 0 and 5000 < es_price < 7000 and 40 < cl_price < 100
         # a fill closing the crude position: its P&L is 0 from the next event on
         await sim.push_props(USER, [("position", "Updated", positions[1] | {"netPos": 0})])
         await state.wait_for(lambda s: s.open_pnl(s.store.get("position", 2)) == 0.0, timeout=10)
-        assert contract_id("CLF7") == cl["id"]
 
 
 def test_store_changes_and_snapshot_differences() -> None:

@@ -82,7 +82,10 @@ async def test_replay_serves_market_data_and_the_mirror_on_replay_time() -> None
                     update = await chart.__anext__()
             assert update.historical and update.bar.timestamp < start
             async with replay.account_state() as state:
-                assert [a["name"] for a in state.accounts()] == [SIM_USER.accounts[0].name]
+                assert [a.name for a in state.accounts()] == [SIM_USER.accounts[0].name]
+            # the typed API runs over the replay socket too
+            (account,) = await replay.api.account.list()
+            assert account.name == SIM_USER.accounts[0].name
 
 
 async def test_a_start_in_the_future_is_refused_and_an_odd_start_adjusted() -> None:

@@ -35,7 +35,15 @@ from typing import TYPE_CHECKING, Any, Final, Self
 import anyio
 import anyio.abc
 
-from ._entity_store import Change, Decoder, EntityStore, EventType, difference, field
+from ._entity_store import (
+    Change,
+    Decoder,
+    EntityStore,
+    EventType,
+    difference,
+    field,
+    typed_decoder,
+)
 from ._errors import SessionClosedError, TradovateError
 from ._md_models import Quote
 from ._ws import EVENT_DISCONNECTED, EVENT_RECONNECTED, Reconnected, TradovateWebSocket
@@ -134,7 +142,8 @@ class AccountState:
         sync_body: the ``user/syncrequest`` body (``{"users": [user_id]}``).
         market_data: when given, quotes of every contract with an open position are tracked
             for :meth:`open_pnl` / :meth:`account_pnl`.
-        decoder: ``(entity_type, raw) -> stored entity`` (default: read-only mappings).
+        decoder: ``(entity_type, raw) -> stored entity``; default :func:`typed_decoder`
+            (the typed API's models, read-only mappings for what does not validate).
     """
 
     def __init__(
@@ -154,7 +163,7 @@ class AccountState:
         self._sync_body = dict(sync_body)
         self._own_socket = own_socket
         self._md = market_data
-        self.store = EntityStore(decoder)
+        self.store = EntityStore(decoder or typed_decoder())
         self._streams: set[ChangeStream] = set()
         self._changed: anyio.Event | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -446,6 +455,8 @@ class AccountState:
                     self._since_loss = None
                     self._spawn_resync("too many events before the reconnect settled")
             self._publish(self.store.apply(data, want_changes=bool(self._streams)))
+            if self._md is not None and data.get("entityType") == "position":
+                self._track_positions()
         elif kind == EVENT_RECONNECTED and isinstance(data, Reconnected):
             held, self._since_loss = self._since_loss or [], None
             fresh = next((r for r in data.replayed if r.subscription.endpoint == _SYNC), None)

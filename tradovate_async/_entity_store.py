@@ -17,13 +17,24 @@ change of decoder, not of storage.
 
 from __future__ import annotations
 
+import logging
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Final, Literal
 
 import msgspec
 
-__all__ = ["Change", "EntityStore", "EventType", "difference", "entity_type_of_key", "field"]
+__all__ = [
+    "Change",
+    "EntityStore",
+    "EventType",
+    "difference",
+    "entity_type_of_key",
+    "field",
+    "typed_decoder",
+]
+
+logger = logging.getLogger(__name__)
 
 EventType = Literal["Created", "Updated", "Deleted"]
 Decoder = Callable[[str, Mapping[str, Any]], Any]
@@ -57,6 +68,35 @@ def entity_type_of_key(key: str) -> str:
 def _readonly(entity_type: str, raw: Mapping[str, Any]) -> Any:
     # The decoded event owns its dicts and nobody else keeps them: wrap, do not copy.
     return types.MappingProxyType(raw if type(raw) is dict else dict(raw))
+
+
+def typed_decoder() -> Decoder:
+    """Entities as the typed API's models (``tradovate_async.api``: ``Position``, ``Order``,
+    ``CashBalance`` ...) when the type has a model and the entity validates; otherwise (an
+    entity type without a model, or one that lacks a required field) a read-only mapping, so
+    nothing the server sends is ever dropped. ``field()`` reads either."""
+    from .api import _models
+
+    models: dict[str, type[Any] | None] = {}
+    convert = msgspec.convert
+
+    def decode(entity_type: str, raw: Mapping[str, Any]) -> Any:
+        model = models.get(entity_type, _UNKNOWN)
+        if model is _UNKNOWN:
+            candidate = getattr(_models, entity_type[:1].upper() + entity_type[1:], None)
+            ok = isinstance(candidate, type) and issubclass(candidate, msgspec.Struct)
+            model = models[entity_type] = candidate if ok else None
+        if model is not None:
+            try:
+                return convert(raw, model)
+            except msgspec.ValidationError as exc:
+                logger.debug("%s %s kept untyped: %s", entity_type, raw.get("id"), exc)
+        return _readonly(entity_type, raw)
+
+    return decode
+
+
+_UNKNOWN: Final[Any] = object()
 
 
 def field(entity: Any, name: str, default: Any = None) -> Any:

@@ -39,6 +39,7 @@ from ._ws import EVENT_RECONNECTED, TradovateWebSocket, WebSocketOptions
 
 if TYPE_CHECKING:
     from ._session import TradovateSession
+    from .api import Api
 
 __all__ = ["ReplaySession", "ReplayUnavailableError"]
 
@@ -172,6 +173,12 @@ class ReplaySession:
         )
         self._states.append(state)
         return state
+
+    @property
+    def api(self) -> Api:
+        """The typed API over the replay socket (``await replay.api.order.place_order(...)``),
+        the same object as ``ws.api`` on a live trading socket."""
+        return self.ws.api
 
     async def request(self, endpoint: str, **kwargs: Any) -> Any:
         """Any request over the replay socket (see :meth:`TradovateWebSocket.request`)."""
