@@ -437,3 +437,35 @@ def _sim_bar(sim: SimulatedTradovate, symbol: str, start: float, length: int) ->
     sub = ChartSub(0, 0, contract_id(symbol), "time", length, "UnderlyingUnits")
     raw = market.bar(sub, int(start), int(start) + length, int(start) + length)
     return decode_bars([raw])[0]
+
+
+async def test_events_dropped_by_the_socket_resync_the_chart_and_say_so(
+    fast_sim: SimulatedTradovate, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A socket buffer of two events under a burst of quote frames drops events (chart packets
+    among them, possibly): the chart refetches from its last bar, logs a WARNING, and its series
+    stays whole."""
+    session = TradovateSession(fast_sim.config())
+    await session.__aenter__()
+    md = session.market_data(**FAST, event_buffer=2)
+    await md.__aenter__()
+    try:
+        with anyio.fail_after(30):
+            async with md.chart("ESZ6", bars=Minute(1), history=10) as chart:
+                await chart.__anext__()
+                async with md.quotes("ESZ6"):
+                    while md.websocket.stats.dropped_events == 0:
+                        await fast_sim.md_burst(500)
+                new_after = 0
+                async for update in chart:
+                    new_after += update.new and not update.historical
+                    if chart.resyncs >= 1 and not chart.loading and new_after >= 5:
+                        break
+                bars = list(chart.series.bars)
+        assert md.websocket.stats.dropped_events > 0
+        assert any("socket buffer overflow" in r.getMessage() for r in caplog.records)
+        _check_continuous(bars, 60.0)
+        for bar in bars[:-1]:
+            assert bar == _sim_bar(fast_sim, "ESZ6", bar.timestamp.timestamp(), 60)
+    finally:
+        await _close(session, md)
