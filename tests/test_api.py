@@ -293,7 +293,7 @@ async def test_orders_through_the_api_change_the_simulator() -> None:
             symbol=es["name"],
             action="Buy",
             order_type="Limit",
-            price=5870.25,
+            price=sim.price(es["name"]) - 500.0,  # far below the market: it rests
             order_qty=1,
             is_automated=True,
         )

@@ -14,11 +14,11 @@ from tradovate_async._clock import Clock, FakeClock
 from tradovate_async._errors import (
     CaptchaRequiredError,
     InvalidCredentialsError,
+    OrderOutcomeUnknownError,
     OrderRejectedError,
     RateLimitedError,
     RequestFailedError,
     SessionClosedError,
-    TransportError,
 )
 from tradovate_async._models import AccessToken
 from tradovate_async._options import Backoff
@@ -272,13 +272,14 @@ async def test_transport_error_on_an_order_is_never_resent(
             "isAutomated": True,
         }
         warped.inject("order/placeorder", Fault.drop())
-        with pytest.raises(TransportError):
+        with pytest.raises(OrderOutcomeUnknownError) as lost:
             await session.post("order/placeorder", json=order)
         assert warped.count("order/placeorder") == 1
+        assert lost.value.cl_ord_id
         result = await session.post("order/placeorder", json=order)
         assert isinstance(result["orderId"], int)
         with pytest.raises(OrderRejectedError) as info:
-            await session.post("order/placeorder", json={**order, "orderQty": 0})
+            await session.post("order/placeorder", json={**order, "accountId": 999_999})
         assert info.value.failure_reason != "Success"
 
 

@@ -89,6 +89,16 @@ async def recv_messages(ws: ClientConnection, **kwargs: Any) -> list[dict[str, A
     return messages
 
 
+async def props_until(ws: ClientConnection, entity_type: str) -> list[dict[str, Any]]:
+    """Events up to and including the first ``props`` event about ``entity_type``."""
+    events: list[dict[str, Any]] = []
+    while True:
+        for message in await recv_messages(ws):
+            events.append(message)
+            if message.get("e") == "props" and message["d"]["entityType"] == entity_type:
+                return events
+
+
 async def open_socket(url: str, token: str | None = None) -> ClientConnection:
     ws = await websockets.connect(url, open_timeout=3)
     assert await recv(ws) == "o"
@@ -685,15 +695,18 @@ async def test_ws_sync_and_props(server: SimulatedTradovate, http: httpx.AsyncCl
     await trader.send(f"order/placeorder\n9\n\n{json.dumps(order)}")
     [placed] = await recv_messages(trader)
     order_id = placed["d"]["orderId"]
-    [event] = await recv_messages(watcher)
-    assert event["e"] == "props"
+    events = await props_until(watcher, "position")
+    assert all(e["e"] == "props" for e in events)
+    event = events[0]
     assert event["d"]["entityType"] == "order" and event["d"]["eventType"] == "Created"
     assert event["d"]["entity"]["id"] == order_id
     assert event["d"]["entity"]["accountId"] == 70001
+    kinds = [(e["d"]["entityType"], e["d"]["eventType"]) for e in events]
+    assert ("fill", "Created") in kinds and ("order", "Updated") in kinds  # a market order fills
     # REST orders reach the synced socket too; the unsynced one gets no props
     await http.post("/order/placeorder", json={**order, "accountId": 70001}, headers=bearer(token))
-    [event] = await recv_messages(watcher)
-    assert event["d"]["eventType"] == "Created"
+    events = await props_until(watcher, "position")
+    assert events[0]["d"]["eventType"] == "Created"
     await watcher.send('user/syncrequest\n3\n\n{"accounts":[70001],"entityTypes":["order"]}')
     [sync] = await recv_messages(watcher)
     assert set(sync["d"]) == {"orders"} and len(sync["d"]["orders"]) == 2

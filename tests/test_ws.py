@@ -28,6 +28,7 @@ from tradovate_async._errors import (
     ConnectFailedError,
     ConnectionLostError,
     InvalidCredentialsError,
+    OrderOutcomeUnknownError,
     PenaltyLimitError,
     RateLimitedError,
     RequestFailedError,
@@ -479,7 +480,7 @@ async def test_pending_requests_fail_at_once_on_a_drop_but_reads_are_resent() ->
             async def place() -> None:
                 try:
                     await ws.request("order/placeorder", json=ORDER)
-                except ConnectionLostError as exc:
+                except OrderOutcomeUnknownError as exc:
                     outcome["order"] = exc
 
             async def accounts() -> None:
@@ -496,7 +497,8 @@ async def test_pending_requests_fail_at_once_on_a_drop_but_reads_are_resent() ->
                 )
                 started = time.monotonic()
                 sim.drop_sockets()
-            assert isinstance(outcome["order"], ConnectionLostError)
+            assert isinstance(outcome["order"], OrderOutcomeUnknownError)
+            assert isinstance(outcome["order"].__cause__, ConnectionLostError)
             assert outcome["accounts"][0]["id"] == 70001
             assert time.monotonic() - started < 2.0
             assert sim.orders() == []  # the order was not sent again

@@ -9,12 +9,14 @@ offline Tradovate server for tests.
 
 from ._account_state import AccountState, ChangeStream, open_pnl
 from ._api_hosts import ResolvedEndpoints
+from ._budget import BudgetStats, RateLimit, RateLimits
 from ._clock import Clock, FakeClock, SystemClock
 from ._config import ENVIRONMENTS, Endpoints, TradovateConfig
 from ._entity_store import Change
 from ._errors import (
     APIError,
     AuthenticationError,
+    BudgetExhaustedError,
     CaptchaRequiredError,
     ConfigError,
     ConnectFailedError,
@@ -25,7 +27,9 @@ from ._errors import (
     LocalError,
     LockoutWarningError,
     LoginPacedError,
+    OrderOutcomeUnknownError,
     OrderRejectedError,
+    OrderValidationError,
     PenaltyLimitError,
     ProtocolError,
     RateLimitedError,
@@ -65,9 +69,11 @@ from ._md_models import (
 from ._md_streams import ChartStream, LatestStream, TickStream
 from ._models import AccessToken, UserInfo
 from ._options import Backoff, Timeouts
+from ._orders import OrderDefaults
 from ._penalty import PenaltyPolicy
 from ._redis_store import RedisTokenStore
 from ._replay import ReplaySession, ReplayUnavailableError
+from ._retry import RetryPolicy
 from ._secret import Secret
 from ._session import BearerAuth, SessionStats, TradovateSession
 from ._store import MemoryTokenStore, TokenStore
@@ -95,6 +101,8 @@ __all__ = [
     "Bar",
     "BarSpec",
     "BearerAuth",
+    "BudgetExhaustedError",
+    "BudgetStats",
     "CaptchaRequiredError",
     "Change",
     "ChangeStream",
@@ -127,7 +135,10 @@ __all__ = [
     "MarketData",
     "MemoryTokenStore",
     "Minute",
+    "OrderDefaults",
+    "OrderOutcomeUnknownError",
     "OrderRejectedError",
+    "OrderValidationError",
     "PenaltyLimitError",
     "PenaltyPolicy",
     "PriceSize",
@@ -135,7 +146,9 @@ __all__ = [
     "Quote",
     "QuoteEntries",
     "Range",
+    "RateLimit",
     "RateLimitedError",
+    "RateLimits",
     "Reconnected",
     "RedactingFilter",
     "RedisTokenStore",
@@ -148,6 +161,7 @@ __all__ = [
     "ResolvedEndpoints",
     "ResponseTooLargeError",
     "RetryLaterError",
+    "RetryPolicy",
     "Secret",
     "SessionClosedError",
     "SessionStats",

@@ -15,6 +15,8 @@ sockets raise the same classes::
     │   ├── RequestTimeoutError      connected, but no answer in time
     │   │   └── ExchangeDeadlineError  an HTTP exchange outlasted its total deadline (trickle)
     │   ├── ConnectionLostError      the connection dropped before the answer came
+    │   ├── OrderOutcomeUnknownError an order command's answer was lost (timeout, drop, 5xx,
+    │   │                            unreadable): not resent; ``reconcile_order`` finds out
     │   └── ProtocolError            what came back does not follow the protocol
     │       └── InvalidResponseError HTML, non-JSON, truncated or wrongly shaped REST body
     │           └── ResponseTooLargeError  a body larger than the exchange's ``max_body``
@@ -28,6 +30,8 @@ sockets raise the same classes::
     │   │   └── TokenRejectedError       a request or socket refused its (renewed) token
     │   └── RetryLaterError          the server says "not now": ``retry_after`` (a timedelta)
     │       ├── RateLimitedError     HTTP/socket 429: a rolling one-hour lockout
+    │       │   └── BudgetExhaustedError  (also a LocalError) the user's local request budget
+    │       │                        is spent: NOT sent, no lockout; ``retry_after`` = room again
     │       ├── LockoutWarningError  HTTP 423: the next failures lock the user out
     │       └── PenaltyLimitError    a penalty (``p-ticket``) longer or more often than allowed
     │           └── CaptchaRequiredError  a penalty with ``p-captcha``: no program can serve it
@@ -36,6 +40,7 @@ sockets raise the same classes::
         │                            acted on
         ├── ConfigError              missing or invalid settings (names every one at once)
         ├── ValidationError          an argument the library refuses before sending it
+        │   └── OrderValidationError an invalid order (no price, bad quantity, brackets...)
         ├── LoginPacedError          the login pacing floor refused one more login for now
         ├── TokenStoreError          a token store could not be read, written or locked
         └── SessionClosedError       the session or socket was closed (also raised to requests
@@ -53,6 +58,7 @@ import datetime as _dt
 __all__ = [
     "APIError",
     "AuthenticationError",
+    "BudgetExhaustedError",
     "CaptchaRequiredError",
     "ConfigError",
     "ConnectFailedError",
@@ -63,7 +69,9 @@ __all__ = [
     "LocalError",
     "LockoutWarningError",
     "LoginPacedError",
+    "OrderOutcomeUnknownError",
     "OrderRejectedError",
+    "OrderValidationError",
     "PenaltyLimitError",
     "ProtocolError",
     "RateLimitedError",
@@ -132,6 +140,38 @@ class ExchangeDeadlineError(RequestTimeoutError):
 
 class ConnectionLostError(TransportError):
     """The connection dropped while the request was waiting for its answer."""
+
+
+class OrderOutcomeUnknownError(TransportError):
+    """An order command was sent but its answer was lost; it is **never resent**.
+
+    The server may or may not have acted on it. ``cl_ord_id`` is the client order id the
+    library attached (``None`` for commands that have no such field, e.g.
+    ``order/liquidateposition``); pass this error (or the id) to
+    ``TradovateSession.reconcile_order``, which returns the order or ``None`` if the command
+    never reached Tradovate. ``body`` is the JSON that was sent (orders carry no secrets),
+    ``sent_at`` when (session clock), ``reason`` what happened to the answer. The underlying
+    error, if any, is ``__cause__``.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        cl_ord_id: str | None,
+        reason: str,
+        body: dict[str, object] | None = None,
+        sent_at: _dt.datetime | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.cl_ord_id = cl_ord_id
+        self.reason = reason
+        self.body = dict(body) if body is not None else None
+        self.sent_at = sent_at
+        how = f"reconcile with clOrdId {cl_ord_id!r}" if cl_ord_id else "check orders/positions"
+        super().__init__(
+            f"{endpoint}: outcome unknown ({reason}); not resent, it may have been executed: {how}"
+        )
 
 
 class ProtocolError(TransportError):
@@ -303,3 +343,23 @@ class TokenStoreError(LocalError):
 class SessionClosedError(LocalError):
     """The object was closed; create a new one instead of reopening it. Requests in flight when
     it closes raise this too."""
+
+
+class OrderValidationError(ValidationError):
+    """The order is invalid; nothing was sent. ``problems`` maps each field to what is wrong."""
+
+    def __init__(self, endpoint: str, problems: dict[str, str]) -> None:
+        self.endpoint = endpoint
+        self.problems = dict(problems)
+        lines = "; ".join(f"{field}: {why}" for field, why in self.problems.items())
+        super().__init__(f"{endpoint} not sent, invalid order: {lines}")
+
+
+class BudgetExhaustedError(LocalError, RateLimitedError):
+    """The user's local request budget (``RateLimits``) has no room: the request was **not
+    sent** and the user is not locked out. Commands get it at once; reads only after waiting
+    ``max_read_wait``. ``retry_after`` is when the budget has room again. It is a
+    :class:`RateLimitedError` so that code handling rate limits handles it too."""
+
+    def __init__(self, message: str, *, retry_after: _dt.timedelta) -> None:
+        super().__init__(message, retry_after=retry_after)

@@ -53,6 +53,7 @@ import anyio
 import anyio.to_thread
 import filelock
 
+from ._budget import FileBudget
 from ._config import default_token_file
 from ._errors import ConfigError, TokenStoreError
 from ._models import AccessToken, token_from_record
@@ -161,6 +162,7 @@ class FileTokenStore:
         # One task of this process (any thread, any event loop) at a time in front of the flock.
         self._guard = AnyLoopLock()
         self._holder: tuple[int, int] | None = None  # (thread, task) that holds the lock
+        self._budget: FileBudget | None = None
 
     @classmethod
     def from_env(
@@ -270,6 +272,14 @@ class FileTokenStore:
     async def delete(self, key: str) -> None:
         async with self._exclusive():
             await anyio.to_thread.run_sync(self._delete_sync, key)
+
+    def rate_budget(self) -> FileBudget:
+        """The request budget shared by every process on this file: ``<path>.budget``."""
+        if self._budget is None:
+            self._budget = FileBudget(
+                self._path.with_name(self._path.name + ".budget"), prepare=self._ensure_dir_or_fail
+            )
+        return self._budget
 
     def lock(self, key: str) -> contextlib.AbstractAsyncContextManager[None]:
         """Exclusive use of the file (so of ``key``) by this task, across processes.

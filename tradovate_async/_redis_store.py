@@ -43,6 +43,7 @@ from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 import anyio
 
+from ._budget import RedisBudget
 from ._clock import SYSTEM_CLOCK
 from ._errors import TokenStoreError, excerpt
 from ._models import AccessToken, token_from_record
@@ -177,6 +178,7 @@ class RedisTokenStore:
         self._save_script = client.register_script(_SAVE)
         self._holds: dict[str, _Hold] = {}
         self._local: dict[str, anyio.Lock] = {}
+        self._budget: RedisBudget | None = None
 
     def __repr__(self) -> str:
         where = f"url={_mask_url(self._url)!r}" if self._owns_client else "client=<given>"
@@ -256,6 +258,12 @@ class RedisTokenStore:
 
     async def delete(self, key: str) -> None:
         await self._call("DEL", self._client.delete(self._key("token", key)))
+
+    def rate_budget(self) -> RedisBudget:
+        """The request budget shared by every process on this Redis: ``{prefix}:budget:K``."""
+        if self._budget is None:
+            self._budget = RedisBudget(self._client, self._prefix)
+        return self._budget
 
     def lock(self, key: str) -> contextlib.AbstractAsyncContextManager[None]:
         """Exclusive use of ``key`` across every user of the Redis server."""

@@ -27,18 +27,21 @@ import httpx
 
 from ._api_hosts import ResolvedEndpoints, resolve_endpoints
 from ._auth import Authenticator
+from ._budget import BudgetStats, MemoryBudget, RateBudget, RateLimits, budget_backend
+from ._calls import CallRunner
 from ._clock import SYSTEM_CLOCK, Clock
 from ._config import TradovateConfig
 from ._errors import (
     InvalidResponseError,
     LoginPacedError,
+    OrderOutcomeUnknownError,
     SessionClosedError,
     TokenRejectedError,
     TokenStoreError,
     TradovateError,
     TransportError,
 )
-from ._http import REQUEST_BOUNDS, TOKEN_BOUNDS, ExchangeBounds, bounded_exchange
+from ._http import REQUEST_BOUNDS, TOKEN_BOUNDS, Answer, ExchangeBounds, bounded_exchange
 from ._models import AccessToken, UserInfo
 from ._options import (
     DEFAULT_PENALTIES,
@@ -51,8 +54,9 @@ from ._options import (
     check_seconds,
     ssl_context,
 )
+from ._orders import OrderDefaults, find_order, normalize
 from ._penalty import PenaltyPolicy
-from ._responses import Penalty, encode_params, interpret_api_response, with_ticket
+from ._retry import RetryPolicy
 from ._schedule import Blocked, Login, LoginPacing, Renew, RenewalSchedule, Wait, is_permanent
 from ._server_time import SessionTime
 from ._store import MemoryTokenStore, TokenStore
@@ -99,6 +103,9 @@ class SessionStats:
     store_errors: int = 0
     rejected_tokens: int = 0
     paced_logins: int = 0
+    read_retries: int = 0
+    outcome_unknown: int = 0
+    budget: BudgetStats = dataclasses.field(default_factory=BudgetStats)
 
 
 class BearerAuth(httpx.Auth):
@@ -167,6 +174,10 @@ class TradovateSession:
         token_bounds, request_bounds: total deadline and body cap of each token exchange
             (default 30 s, 64 KiB) and each REST call (60 s, 64 MiB); see
             :class:`ExchangeBounds`. ``timeout`` bounds each network operation within them.
+        rate_limits: the user's request budget, shared through ``store`` by every session,
+            socket and process of the user (``None``: no local budget).
+        retry: how reads are retried (commands never are).
+        order_defaults: ``isAutomated`` and client order ids added to order commands.
         clock: the :class:`~tradovate_async._clock.Clock` for wall time and sleeps (tests pass a
             fake or a warped one).
         rng: random source for jitter (tests seed it).
@@ -198,6 +209,9 @@ class TradovateSession:
         limits: httpx.Limits | None = None,
         token_bounds: ExchangeBounds = TOKEN_BOUNDS,
         request_bounds: ExchangeBounds = REQUEST_BOUNDS,
+        rate_limits: RateLimits | None = RateLimits(),  # noqa: B008 - frozen
+        retry: RetryPolicy = RetryPolicy(),  # noqa: B008 - frozen
+        order_defaults: OrderDefaults = OrderDefaults(),  # noqa: B008 - frozen
         clock: Clock = SYSTEM_CLOCK,
         max_logins_per_hour: int = 4,
         login_pause: float = 60.0,
@@ -244,6 +258,28 @@ class TradovateSession:
         self._use_api_hosts = use_api_hosts
         self._endpoints = resolve_endpoints(config, None)
         self._api: Api | None = None
+        self.order_defaults = order_defaults
+        self.budget: RateBudget | None = None
+        if rate_limits is not None:
+            self.budget = RateBudget(
+                rate_limits,
+                budget_backend(self._store) or MemoryBudget(),
+                f"{config.api_url}|{config.username}",
+                clock=lambda: self._clock.now().timestamp(),
+                sleep=self._clock.sleep,
+                poll=min(check_interval, 1.0),
+            )
+            self.stats.budget = self.budget.stats
+        self._calls = CallRunner(
+            budget=self.budget,
+            retry=retry,
+            penalty_policy=self._penalty_policy,
+            order_defaults=order_defaults,
+            stats=self.stats,
+            clock=self._clock,
+            rng=rng or random.Random(),
+            closed=lambda: self._state is _State.CLOSED,
+        )
 
     def __repr__(self) -> str:
         expiry = self._token.expiration_time.isoformat() if self._token else None
@@ -374,8 +410,14 @@ class TradovateSession:
         the documentation writes them (``ids=1,2,3``). A time penalty (``p-ticket``) is waited
         out and the identical request resent with the ticket, within the same bounds as a login
         (the penalised request was not executed); ``p-captcha`` raises
-        :class:`CaptchaRequiredError`. A transport failure raises :class:`TransportError` and is
-        never retried: the request may have reached the server.
+        :class:`CaptchaRequiredError`.
+
+        Every request first takes its place in the user's request budget (``rate_limits``).
+        Reads (``*/list``, ``*/item``, ``auth/me``...) are retried on transport errors, 408 and
+        5xx as ``retry`` says. Anything else is a command and is never sent twice: a transport
+        failure raises :class:`TransportError`; an order command is validated and labelled
+        (``isAutomated``, ``clOrdId``) first, and a lost answer raises
+        :class:`OrderOutcomeUnknownError` — see :meth:`reconcile_order`.
         """
         relative = path.lstrip("/")
         return await self._call(method, relative, params, json, raw_lists=False)
@@ -395,8 +437,9 @@ class TradovateSession:
         with anyio.CancelScope() as scope:
             self._in_flight.add(scope)
             try:
-                outcome = await self._request_with_penalties(
-                    method, relative, params, json, raw_lists
+                self._check_open()
+                outcome = await self._calls.call(
+                    self._exchange, self._scrub, method, relative, params, json, raw_lists
                 )
             finally:
                 self._in_flight.discard(scope)
@@ -404,57 +447,54 @@ class TradovateSession:
             raise SessionClosedError(f"{method} /{relative}: the session closed")
         return outcome
 
-    async def _request_with_penalties(
-        self,
-        method: str,
-        relative: str,
-        params: Mapping[str, Any] | None,
-        json: Any,
-        raw_lists: bool,
-    ) -> Any:
-        self._check_open()
-        query = encode_params(params)
-        target = f"{relative}?{query}" if query else relative
-        auth = self._auth
-        assert auth is not None
-        rounds = 0
-        while True:
-            status, content = await self._send(method, relative, target, json)
-            if raw_lists and 200 <= status < 300 and content.lstrip()[:1] == b"[":
-                return content
-            outcome = interpret_api_response(method, relative, status, content, auth.scrub)
-            if not isinstance(outcome, Penalty):
-                return outcome
-            wait = self._penalty_policy.wait_for(outcome, rounds)
-            rounds += 1
-            logger.warning(
-                "%s /%s penalised (p-ticket): waiting %.1f s before resending (round %d of %d)",
-                method,
-                relative,
-                wait,
-                rounds,
-                self._penalty_policy.max_rounds,
-            )
-            await self._clock.sleep(wait)
-            json = with_ticket(json, outcome.ticket)
-
-    async def _send(self, method: str, relative: str, target: str, json: Any) -> tuple[int, bytes]:
-        """The one place every API request goes through: status and body of the answer."""
+    async def _exchange(self, method: str, target: str, json: Any) -> Answer:
+        """The one place every API request goes through: one bounded exchange, signed with a
+        usable token (waited for outside the deadline: a renewal in progress has its own
+        bounds, and the deadline is for the server's answer)."""
         client = self.http
         auth = self._auth
         assert auth is not None
-        # The token first, outside the exchange's deadline: a renewal in progress has its
-        # own bounds, and the deadline is for the server's answer.
         await self.current_token()
         try:
-            response = await bounded_exchange(
+            return await bounded_exchange(
                 client, method, target, bounds=self._request_bounds, scrub=auth.scrub, json=json
             )
         except TransportError:
             if self._state is _State.CLOSED:
-                raise SessionClosedError(f"{method} /{relative}: the session closed") from None
+                raise SessionClosedError(f"{method} /{target}: the session closed") from None
             raise
-        return response.status_code, response.content
+
+    def _scrub(self, text: str) -> str:
+        auth = self._auth
+        assert auth is not None
+        return auth.scrub(text)
+
+    async def reconcile_order(self, lost: OrderOutcomeUnknownError | str) -> Any:
+        """Find out what became of an order command whose answer was lost.
+
+        ``lost`` is the :class:`OrderOutcomeUnknownError` (or its ``cl_ord_id``). Returns the
+        :class:`~tradovate_async.api.Order` the command created or changed, or ``None`` if
+        Tradovate has no command with that client order id (it never arrived: placing it again
+        is safe). Two reads: ``command/list`` and ``order/item``.
+        """
+        cl_ord_id = lost.cl_ord_id if isinstance(lost, OrderOutcomeUnknownError) else lost
+        if not cl_ord_id:
+            raise ValueError(
+                "this command carries no client order id (liquidateposition, order "
+                "strategies): look at positions and orders instead"
+            )
+
+        async def get(endpoint: str, params: Any) -> Any:
+            return await self.request("GET", endpoint, params=dict(params) if params else None)
+
+        return await find_order(get, cl_ord_id)
+
+    # -- hooks for the sockets of this session ---------------------------------------------
+
+    async def spend_request(self, endpoint: str, *, command: bool) -> None:
+        """Take a socket request from the user's budget (see ``rate_limits``)."""
+        if self.budget is not None:
+            await self.budget.acquire(normalize(endpoint), command=command)
 
     @property
     def api(self) -> Api:

@@ -21,6 +21,7 @@ from typing import Final, Protocol, runtime_checkable
 import anyio
 import anyio.lowlevel
 
+from ._budget import MemoryBudget
 from ._models import AccessToken
 
 __all__ = ["AnyLoopLock", "MemoryTokenStore", "TokenStore"]
@@ -114,9 +115,14 @@ class MemoryTokenStore:
         self._tokens: dict[str, AccessToken] = {}
         self._locks: dict[str, AnyLoopLock] = {}
         self._meta = threading.Lock()
+        self._budget = MemoryBudget()
 
     def __repr__(self) -> str:
         return f"MemoryTokenStore(keys={len(self._tokens)})"
+
+    def rate_budget(self) -> MemoryBudget:
+        """The request budget shared by every session on this store (see ``RateLimits``)."""
+        return self._budget
 
     async def load(self, key: str) -> AccessToken | None:
         return self._tokens.get(key)

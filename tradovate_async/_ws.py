@@ -12,6 +12,7 @@ The token travels only in the ``authorize`` frame, never in a URL or header, and
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
@@ -20,7 +21,13 @@ from typing import Any, Literal, Self, TypedDict
 import anyio
 
 from ._clock import SYSTEM_CLOCK, Clock
-from ._errors import SessionClosedError
+from ._errors import (
+    ConnectionLostError,
+    OrderOutcomeUnknownError,
+    RequestFailedError,
+    RequestTimeoutError,
+    SessionClosedError,
+)
 from ._options import (
     DEFAULT_PENALTIES,
     DEFAULT_RECONNECT_BACKOFF,
@@ -32,7 +39,9 @@ from ._options import (
     check_seconds,
     ssl_context,
 )
+from ._orders import OrderDefaults, is_order_command, prepare_order_command
 from ._penalty import PenaltyPolicy
+from ._retry import is_read
 from ._tasks import TaskHost
 from ._ws_calls import Call, Query
 from ._ws_codec import Event, is_read_only, normalize_endpoint
@@ -68,6 +77,8 @@ __all__ = [
     "WebSocketOptions",
     "WebSocketStats",
 ]
+
+logger = logging.getLogger(__name__)
 
 
 class WebSocketOptions(TypedDict, total=False):
@@ -218,6 +229,7 @@ class TradovateWebSocket:
         self.url = url
         self.kind: SocketKind = kind
         self.auth_frame: AuthFrame = auth_frame
+        self._source = source
         self._clock = clock
         self._core = SocketConnection(settings, rng=rng)
         self.stats: WebSocketStats = self._core.stats
@@ -376,6 +388,8 @@ class TradovateWebSocket:
             if params is not None:
                 raise ValueError("replay=True takes json=, not params=")
             return await self.subscribe(endpoint, json, timeout=timeout)
+        if is_order_command(endpoint):
+            return await self._order_request(endpoint, params, json, timeout)
         retry = is_read_only(endpoint) if idempotent is None else idempotent
         return await self._call(endpoint, params, json, timeout=timeout, retry=retry)
 
@@ -390,6 +404,29 @@ class TradovateWebSocket:
         return await self.request(
             call.endpoint, params=call.query, json=call.body, idempotent=call.read_only
         )
+
+    async def _order_request(
+        self, endpoint: str, params: Query, body: Any, limit: float | None
+    ) -> Any:
+        """An order command: validated and labelled like the session's (``isAutomated``,
+        ``clOrdId``), sent once; a lost answer raises :class:`OrderOutcomeUnknownError`."""
+        defaults = getattr(self._source, "order_defaults", None)
+        if not isinstance(defaults, OrderDefaults):
+            defaults = OrderDefaults()
+        body, cl_ord_id = prepare_order_command(endpoint, body, defaults)
+        try:
+            return await self._call(endpoint, params, body, timeout=limit, retry=False)
+        except (ConnectionLostError, RequestTimeoutError, RequestFailedError) as exc:
+            if isinstance(exc, RequestFailedError) and (exc.status or 0) < 500:
+                raise
+            reason = f"HTTP {exc.status}" if isinstance(exc, RequestFailedError) else str(exc)
+            logger.warning("%s: answer lost (%s); not resending", endpoint, reason)
+            raise OrderOutcomeUnknownError(
+                normalize_endpoint(endpoint),
+                cl_ord_id=cl_ord_id,
+                reason=reason,
+                body=body if isinstance(body, dict) else None,
+            ) from exc
 
     async def subscribe(
         self,
@@ -447,6 +484,9 @@ class TradovateWebSocket:
         subscription: Subscription | None = None,
     ) -> Any:
         self._check_usable()
+        spend = getattr(self._source, "spend_request", None)
+        if spend is not None:  # the user's request budget, shared with REST and other sockets
+            await spend(endpoint, command=not is_read(endpoint))
         call = Call(endpoint, params, body, timeout=timeout, retry=retry, subscription=subscription)
         self._core.submit(call, self._clock.monotonic())
         if not call.done:

@@ -43,6 +43,7 @@ from tradovate_async import (
     ConnectionLostError,
     FileTokenStore,
     LockoutWarningError,
+    OrderOutcomeUnknownError,
     RateLimitedError,
     RedisTokenStore,
     Secret,
@@ -50,7 +51,6 @@ from tradovate_async import (
     TradovateError,
     TradovateSession,
     TradovateWebSocket,
-    TransportError,
 )
 from tradovate_async._ws import EVENT_DISCONNECTED, EVENT_RECONNECTED, Disconnected, Reconnected
 from tradovate_async.sim import Fault, SimulatedTradovate, WarpClock
@@ -394,7 +394,7 @@ async def rest_order_lost_setup(lab: Lab) -> None:
 
 async def rest_order_lost_check(lab: Lab) -> None:
     sim = lab.sim
-    assert isinstance(lab.facts["error"], TransportError)
+    assert isinstance(lab.facts["error"], OrderOutcomeUnknownError)
     assert sim.count(ORDER_PATH) == 1
     assert len(sim.orders()) == 1  # executed once, never resent
 
@@ -447,7 +447,8 @@ async def ws_drop_order_setup(lab: Lab) -> None:
 
 async def ws_drop_order_check(lab: Lab) -> None:
     sim, ws = lab.sim, lab.ws
-    assert isinstance(lab.facts["error"], ConnectionLostError)
+    assert isinstance(lab.facts["error"], OrderOutcomeUnknownError)
+    assert isinstance(lab.facts["error"].__cause__, ConnectionLostError)
     assert lab.facts["old"].requests == ("authorize", ORDER_PATH)
     [new] = sim.ws_connections("trading")
     assert ORDER_PATH not in new.requests  # never resent

@@ -29,9 +29,9 @@ from tests.test_ws import FAST, ORDER, SIM_DEFAULTS, next_event
 from tradovate_async import (
     AccessToken,
     Backoff,
-    ConnectionLostError,
     InvalidCredentialsError,
     MemoryTokenStore,
+    OrderOutcomeUnknownError,
     RequestFailedError,
     TradovateError,
     TradovateSession,
@@ -144,7 +144,7 @@ async def test_no_secret_in_any_record_repr_or_error(debug_logs: RecordCollector
                     async def place() -> None:
                         try:
                             await trading.request("order/placeorder", json=order)
-                        except ConnectionLostError as exc:
+                        except OrderOutcomeUnknownError as exc:
                             errors.append(exc)
 
                     tg.start_soon(place)
@@ -166,7 +166,7 @@ async def test_no_secret_in_any_record_repr_or_error(debug_logs: RecordCollector
     assert [type(e) for e in errors] == [
         InvalidCredentialsError,
         RequestFailedError,
-        ConnectionLostError,
+        OrderOutcomeUnknownError,
     ]
     assert all(isinstance(e, TradovateError) for e in errors)
     assert len({t.access_token for t in tokens}) == 2  # the login's and the renewal's

@@ -182,6 +182,8 @@ class RestFrontEnd:
                 case "drop":
                     return _DroppingResponse(body, media, self._abort_client)
         response = Response(content=body, status_code=reply.status, media_type=media)
+        if fault is not None and fault.retry_after is not None:
+            response.headers["Retry-After"] = fault.retry_after
         return response
 
 

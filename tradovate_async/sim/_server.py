@@ -32,6 +32,7 @@ from .._config import TradovateConfig
 from ._clock import DateHeader
 from ._market import contract_id
 from ._md import MarketSim
+from ._orders import MarketPrices
 from ._prices import PricePath
 from ._rest import RestFrontEnd
 from ._state import SimState
@@ -182,11 +183,18 @@ class SimulatedTradovate:
             unaffected. Long soaks lower it so the log does not weigh on memory figures.
         market_speed: how fast market time runs against the simulator's wall clock (600: a
             one-minute bar every 0.1 s), from the moment of creation. Token time is unaffected.
-        price_seed: seed of the price path every quote, DOM, histogram and bar comes from.
+        price_seed: seed of the price path every quote, DOM, histogram and bar comes from,
+            and that orders fill against.
         cancel_chart_by: which ``md/getChart`` id ``md/cancelChart`` accepts (``"realtime"`` or
             ``"historical"``; sources disagree, so a client must cope with both).
         server_clock_offset: seconds the server's clock runs ahead of ``clock`` (see the
             property of that name).
+        max_requests_per_hour, max_syncrequests_per_hour: a user's API requests (REST and
+            socket) and ``user/syncrequest`` calls per rolling hour before every request gets
+            429 for a rolling hour, extended by each request made meanwhile. Tradovate's
+            figures are 5,000 and 300; None (default) turns the limit off.
+        market_interval: real seconds between two looks of the order engine at the price
+            path (resting orders fill, their events are pushed); None: only on requests.
 
     Every HTTP answer and the WebSocket handshake carry a ``Date`` header on the server's
     clock, whole seconds rounded down, as a real HTTP server sends it.
@@ -218,6 +226,9 @@ class SimulatedTradovate:
         price_seed: int = 0,
         cancel_chart_by: Literal["realtime", "historical"] = "realtime",
         server_clock_offset: float = 0.0,
+        max_requests_per_hour: int | None = None,
+        max_syncrequests_per_hour: int | None = None,
+        market_interval: float | None = 0.05,
     ) -> None:
         if (certfile is None) != (keyfile is None):
             raise ValueError("give both certfile and keyfile, or neither")
@@ -232,8 +243,11 @@ class SimulatedTradovate:
             max_renewals_per_hour=max_renewals_per_hour,
             strict_penalties=strict_penalties,
             request_log_limit=request_log_limit,
+            max_requests_per_hour=max_requests_per_hour,
+            max_syncrequests_per_hour=max_syncrequests_per_hour,
         )
         self._state.set_offset(float(server_clock_offset))
+        self._market_interval = market_interval
         self._host = host
         self._port = port
         self._certfile = certfile
@@ -243,6 +257,8 @@ class SimulatedTradovate:
         self.market_speed = market_speed
         self._market_epoch = self._state.now()
         self._market = MarketSim(PricePath(price_seed), cancel_chart_by=cancel_chart_by)
+        # Orders fill against the same prices the market-data side quotes and charts.
+        self._state.engine.prices = MarketPrices(self._market, self._market_epoch, market_speed)
         self._hub = SocketHub(
             self._state,
             auth_timeout=auth_timeout,
@@ -398,7 +414,17 @@ class SimulatedTradovate:
         self._loop = asyncio.get_running_loop()
         server = self._server
         assert server is not None and self._sock is not None
-        await server.serve(sockets=[self._sock])
+        market = (
+            asyncio.create_task(self._hub.run_market(self._market_interval))
+            if self._market_interval is not None
+            else None
+        )
+        try:
+            await server.serve(sockets=[self._sock])
+        finally:
+            if market is not None:
+                market.cancel()
+                await asyncio.gather(market, return_exceptions=True)
 
     def _abort_client(self, client: tuple[str, int] | None) -> bool:
         """Abort the TCP connection of a peer address (runs on the server loop)."""
@@ -604,9 +630,21 @@ class SimulatedTradovate:
 
     def orders(self, username: str | None = None) -> list[dict[str, Any]]:
         """Orders placed by ``username`` (default: the first user)."""
-        name = username or next(iter(self._state.users))
-        user = self._state.users[name]
-        return self._state.orders(user)
+        return self.entities("order", username)
+
+    def cash_balance(self, account_id: int) -> dict[str, Any]:
+        """The ``cashBalance`` record of an account (fills book realized profit into it)."""
+        with self._state.lock:
+            record = self._state.store.get("cashBalance", account_id)
+            if record is None:
+                raise KeyError(f"no cash balance for account {account_id}")
+            return dict(record)
+
+    @property
+    def rate_limited(self) -> int:
+        """Requests refused with 429 by ``max_requests_per_hour``/``max_syncrequests_per_hour``."""
+        with self._state.lock:
+            return self._state.rate_limited
 
     def entities(self, entity: str, username: str | None = None) -> list[dict[str, Any]]:
         """Copies of the records of ``entity`` (a catalogue name: ``position``,

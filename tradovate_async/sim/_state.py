@@ -23,6 +23,7 @@ from .._catalogue import Catalogue, load_catalogue
 from ._commands import install as install_commands
 from ._entities import EntityStore
 from ._market import iso_time
+from ._orders import MarketPrices, OrderEngine, PriceSource
 from ._props import PropsStore
 from ._reply import Reply
 from ._routes import Routes
@@ -137,6 +138,9 @@ class SimState:
         max_renewals_per_hour: int | None,
         strict_penalties: bool,
         request_log_limit: int = _LOG_LIMIT,
+        max_requests_per_hour: int | None = None,
+        max_syncrequests_per_hour: int | None = None,
+        prices: PriceSource | None = None,
     ) -> None:
         self.lock = threading.Lock()
         self.users: dict[str, SimUser] = {}
@@ -176,6 +180,13 @@ class SimState:
         self.store = EntityStore(self.catalogue, self.users.values(), self.now())
         self.routes = Routes(self.catalogue, self.store)
         install_commands(self.routes)
+        self.engine = OrderEngine(self.store, prices or MarketPrices.default(self.now()))
+        self.engine.install(self.routes)  # orders fill, move positions and cash
+        self.max_requests = max_requests_per_hour
+        self.max_syncrequests = max_syncrequests_per_hour
+        self._requests = _Rolling(HOUR)
+        self._locked_until: dict[str, float] = {}
+        self.rate_limited = 0
         self._sync_lists = _sync_lists(self.catalogue)
         #: entities scripted by tests (``SimulatedTradovate.push_props``)
         self.scripted = PropsStore()
@@ -231,6 +242,43 @@ class SimState:
             self._failed.clear()
             self._renewed.clear()
             self._tickets.clear()
+            self._requests.clear()
+            self._locked_until.clear()
+
+    def _rate_limited(self, username: str, endpoint: str, now: float) -> bool:
+        """Whether the user's hourly request limits refuse this request (call under the lock).
+
+        Past a limit the user is locked out for a rolling hour, and every request made while
+        locked out extends it (partner rate-limits page); the refused requests count too.
+        """
+        if self.max_requests is None and self.max_syncrequests is None:
+            return False
+        locked = self._locked_until.get(username)
+        refused = locked is not None and now < locked
+        if not refused:
+            sync_key = f"{username}|user/syncrequest"
+            over_all = (
+                self.max_requests is not None
+                and self._requests.count(username, now) >= self.max_requests
+            )
+            over_sync = (
+                endpoint == "user/syncrequest"
+                and self.max_syncrequests is not None
+                and self._requests.count(sync_key, now) >= self.max_syncrequests
+            )
+            refused = over_all or over_sync
+            self._requests.add(username, now)
+            if endpoint == "user/syncrequest":
+                self._requests.add(sync_key, now)
+        if refused:
+            self._locked_until[username] = now + HOUR
+            self.rate_limited += 1
+        return refused
+
+    def tick(self) -> list[tuple[str, dict[str, Any]]]:
+        """Let the market move to now: resting orders fill; the events to push."""
+        with self.lock:
+            return self.engine.advance(self.now())
 
     # ------------------------------------------------------------------------- faults
 
@@ -533,13 +581,21 @@ class SimState:
         """Entity operations and commands shared by REST and the trading socket (auth
         endpoints excluded), served from the catalogue routes."""
         user = session.user
-        if endpoint == "auth/me":
-            return Reply.json(self.me(user))
-        if endpoint == "user/syncrequest":
-            return self.sync_snapshot(user, body)
         with self.lock:
-            reply = self.routes.serve(endpoint, query, body, user, self.now())
-        return reply if reply is not None else Reply.plain(404, f"Not found: {endpoint}")
+            limited = self._rate_limited(user.username, endpoint, self.now())
+        if limited:
+            return Reply.plain(429, "", "rate-limited")
+        moved = self.tick()  # the market moved since the last look
+        if endpoint == "auth/me":
+            reply = Reply.json(self.me(user))
+        elif endpoint == "user/syncrequest":
+            reply = self.sync_snapshot(user, body)
+        else:
+            with self.lock:
+                served = self.routes.serve(endpoint, query, body, user, self.now())
+            reply = served if served is not None else Reply.plain(404, f"Not found: {endpoint}")
+        reply.events[:0] = moved
+        return reply
 
 
 def _login_problem(body: Mapping[str, Any]) -> str | None:

@@ -106,6 +106,7 @@ class Fault:
     captcha: bool = False
     seconds: float = 0.0
     text: str = ""
+    retry_after: str | None = None
 
     @classmethod
     def penalty(cls, p_time: float, captcha: bool = False) -> Fault:
@@ -121,15 +122,24 @@ class Fault:
 
     @classmethod
     def status(
-        cls, code: int, body: bytes | str | None = None, content_type: str = "text/plain"
+        cls,
+        code: int,
+        body: bytes | str | None = None,
+        content_type: str = "text/plain",
+        *,
+        retry_after: str | float | None = None,
     ) -> Fault:
         """A bare HTTP status. ``body=None`` gives the server's usual body for the code: the
         ``Internal Server Error, error id: <uuid>`` text for 500, nothing otherwise (429 and
-        423 come with ``Content-Length: 0``)."""
+        423 come with ``Content-Length: 0``). ``retry_after`` adds a ``Retry-After`` header
+        (seconds, or a text such as an HTTP date)."""
         if not 100 <= code <= 599:
             raise ValueError("code must be an HTTP status")
         raw = body.encode() if isinstance(body, str) else body
-        return cls("status", status_code=code, body=raw, content_type=content_type)
+        after = f"{retry_after:g}" if isinstance(retry_after, int | float) else retry_after
+        return cls(
+            "status", status_code=code, body=raw, content_type=content_type, retry_after=after
+        )
 
     @classmethod
     def html(cls, code: int = 502) -> Fault:

@@ -564,6 +564,19 @@ class SocketHub:
                 sent += await conn.send(text)
         return sent
 
+    async def run_market(self, interval: float) -> None:
+        """Every ``interval`` seconds let the order engine catch up with the price path and
+        push what it did (fills of resting orders, expiries) to the synced trading sockets."""
+        while not self.stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), interval)
+            try:
+                events = self.state.tick()
+                if events:
+                    await self.push_events(events)
+            except Exception:  # pragma: no cover - a bug must not stop the market
+                logger.exception("order engine tick failed")
+
     async def apply(self, reply: Reply) -> None:
         """Side effects of a reply: close revoked sessions' sockets, push props events."""
         if reply.revoked:
