@@ -4,16 +4,22 @@ It needs no credentials and no network: the simulator runs on a free loopback po
 20-second tokens, so a renewal happens while you watch. Steps: a login that meets a penalty
 ticket and waits it out, ``/auth/me``, a trading socket with a sync snapshot and an order's
 ``props`` event, a market-data socket streaming quotes, a renewal, a dropped connection that
-comes back re-authorized and resubscribed, and a clean shutdown.
+comes back re-authorized and resubscribed, typed market data (a chart with history and live
+bars), a bracket order, the account mirror and its open P&L following the quotes, and a clean
+shutdown.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import anyio
 
+from ._account_state import AccountState
 from ._clock import SYSTEM_CLOCK
+from ._entity_store import field
+from ._md_models import Minute
 from ._session import TradovateSession
 from ._ws import TradovateWebSocket
 
@@ -38,6 +44,69 @@ async def _next_event(ws: TradovateWebSocket, kind: str, within: float = 10.0) -
     raise RuntimeError(f"the socket closed before a {kind!r} event")
 
 
+async def _market_and_mirror(session: TradovateSession, say: Callable[[str], None]) -> None:
+    """Typed market data, a bracket order, and the account mirror with open P&L."""
+    async with session.market_data() as md, session.account_state(market_data=md) as state:
+        say("8. typed market data: a one-minute ESZ6 chart, history first, then live bars")
+        async with md.chart("ESZ6", bars=Minute(1), history=5) as chart:
+            live = 0
+            async for update in chart:
+                bar = update.bar
+                what = "history" if update.historical else ("new bar" if update.new else "update")
+                say(
+                    f"   {bar.timestamp:%H:%M} {what:8} O {bar.open} H {bar.high} "
+                    f"L {bar.low} C {bar.close} V {bar.volume:g}"
+                )
+                live += not update.historical
+                if live >= 3:
+                    break
+        async with md.quotes("ESZ6") as quotes:
+            quote = await quotes.__anext__()
+        account = state.accounts()[0]
+        price = quote.trade or 0.0
+        say(f"9. a bracket order: buy 1 ESZ6 at market (last {price}), target +4, stop -4")
+        answer = await session.post(
+            "order/placeoso",
+            json={
+                "accountSpec": account.name,
+                "accountId": account.id,
+                "action": "Buy",
+                "symbol": "ESZ6",
+                "orderQty": 1,
+                "orderType": "Market",
+                "isAutomated": True,
+                "bracket1": {"action": "Sell", "orderType": "Limit", "price": price + 4.0},
+                "bracket2": {"action": "Sell", "orderType": "Stop", "stopPrice": price - 4.0},
+            },
+        )
+        say(f"   placeoso -> {dict(answer) if isinstance(answer, dict) else answer}")
+        await state.wait_for(lambda s: bool(s.working_orders()) or bool(s.fills()), timeout=10)
+
+        def held(s: AccountState) -> bool:
+            return any(field(p, "netPos") for p in s.positions(account.id))
+
+        try:
+            await state.wait_for(held, timeout=5)
+        except TimeoutError:
+            say(f"   the mirror shows {len(state.working_orders())} working order(s); no fill")
+            return
+        for position in state.positions(account.id):
+            say(
+                f"   mirror: position {field(position, 'netPos')} @ "
+                f"{field(position, 'netPrice')}, open P&L {state.open_pnl(position)}"
+            )
+        say(f"   working orders (the bracket): {len(state.working_orders())}")
+        for _ in range(3):
+            before = state.account_pnl(account.id)
+
+            def moved(s: AccountState, before: float | None = before) -> bool:
+                return s.account_pnl(account.id) != before
+
+            with anyio.move_on_after(3):
+                await state.wait_for(moved)
+            say(f"   account open P&L follows the quotes: {state.account_pnl(account.id)}")
+
+
 async def run_demo() -> None:
     from .sim import Fault, SimulatedTradovate
 
@@ -46,7 +115,9 @@ async def run_demo() -> None:
     def _say(text: str) -> None:
         print(f"[{SYSTEM_CLOCK.monotonic() - started:5.1f}s] {text}", flush=True)
 
-    async with SimulatedTradovate(token_lifetime=20.0, quote_interval=0.25) as sim:
+    async with SimulatedTradovate(
+        token_lifetime=20.0, quote_interval=0.25, market_speed=60.0
+    ) as sim:
         _say(f"simulator listening on {sim.api_url}")
         sim.inject("auth/accesstokenrequest", Fault.penalty(1.0))
         _say("1. login: the server answers with a penalty ticket (p-time 1 s) first")
@@ -115,8 +186,9 @@ async def run_demo() -> None:
                     f"   trading socket back too: account/list -> {len(accounts_again)} account(s)"
                 )
             _say("7. sockets closed cleanly (code 1000)")
+            await _market_and_mirror(session, _say)
         _say(
-            f"8. session closed. The server saw {sim.token_requests} token requests, "
+            f"10. session closed. The server saw {sim.token_requests} token requests, "
             f"{sim.logins} login, {sim.renewals} renewal(s), "
             f"{sim.expired_token_rejections} request(s) with an expired token."
         )
