@@ -1,4 +1,7 @@
-"""The command line, run as a user runs it: a subprocess with a .env file."""
+"""The command line, run as a user runs it: a subprocess with a .env file.
+
+The simulator comes from the project's own pytest plugin (``tradovate_sim``), as in a user's suite.
+"""
 
 from __future__ import annotations
 
@@ -54,9 +57,9 @@ async def run_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.Comp
 
 
 async def test_token_prints_prefix_expiry_and_user_and_reuses_the_store(
-    sim: SimulatedTradovate, tmp_path: Path
+    tradovate_sim: SimulatedTradovate, tmp_path: Path
 ) -> None:
-    env_file = write_env(tmp_path / ".env", sim)
+    env_file = write_env(tmp_path / ".env", tradovate_sim)
     env = clean_env(tmp_path)
     result = await run_cli("token", "--env-file", str(env_file), env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -70,11 +73,11 @@ async def test_token_prints_prefix_expiry_and_user_and_reuses_the_store(
     assert f"User ID: {SimUser().user_id}" in result.stdout
     again = await run_cli("token", "--env-file", str(env_file), env=env, cwd=tmp_path)
     assert again.returncode == 0
-    assert sim.token_requests == 1, "the second run reuses the stored token"
+    assert tradovate_sim.token_requests == 1, "the second run reuses the stored token"
 
 
-async def test_me_prints_the_user(sim: SimulatedTradovate, tmp_path: Path) -> None:
-    env_file = write_env(tmp_path / ".env", sim)
+async def test_me_prints_the_user(tradovate_sim: SimulatedTradovate, tmp_path: Path) -> None:
+    env_file = write_env(tmp_path / ".env", tradovate_sim)
     result = await run_cli(
         "me", "--env-file", str(env_file), "--no-store", env=clean_env(tmp_path), cwd=tmp_path
     )
@@ -86,21 +89,21 @@ async def test_me_prints_the_user(sim: SimulatedTradovate, tmp_path: Path) -> No
 
 
 async def test_bad_credentials_exit_1_without_the_password(
-    sim: SimulatedTradovate, tmp_path: Path
+    tradovate_sim: SimulatedTradovate, tmp_path: Path
 ) -> None:
-    env_file = write_env(tmp_path / ".env", sim, TRADOVATE_PASSWORD="Wr0ng-Passw0rd")
+    env_file = write_env(tmp_path / ".env", tradovate_sim, TRADOVATE_PASSWORD="Wr0ng-Passw0rd")
     result = await run_cli(
         "token", "--env-file", str(env_file), "--no-store", env=clean_env(tmp_path), cwd=tmp_path
     )
     assert result.returncode == 1
     assert "InvalidCredentialsError" in result.stderr
     assert "Wr0ng-Passw0rd" not in result.stdout + result.stderr
-    assert sim.token_requests == 1
+    assert tradovate_sim.token_requests == 1
 
 
-async def test_api_failure_exits_1(sim: SimulatedTradovate, tmp_path: Path) -> None:
-    sim.inject("auth/accesstokenrequest", Fault.html(502))
-    env_file = write_env(tmp_path / ".env", sim)
+async def test_api_failure_exits_1(tradovate_sim: SimulatedTradovate, tmp_path: Path) -> None:
+    tradovate_sim.inject("auth/accesstokenrequest", Fault.html(502))
+    env_file = write_env(tmp_path / ".env", tradovate_sim)
     result = await run_cli(
         "token", "--env-file", str(env_file), "--no-store", env=clean_env(tmp_path), cwd=tmp_path
     )
@@ -118,8 +121,8 @@ async def test_missing_configuration_exits_2_naming_every_variable(tmp_path: Pat
     assert "someone" not in result.stderr
 
 
-async def test_verbose_logs_are_redacted(sim: SimulatedTradovate, tmp_path: Path) -> None:
-    env_file = write_env(tmp_path / ".env", sim)
+async def test_verbose_logs_are_redacted(tradovate_sim: SimulatedTradovate, tmp_path: Path) -> None:
+    env_file = write_env(tmp_path / ".env", tradovate_sim)
     env = clean_env(tmp_path)
     result = await run_cli(
         "me", "--env-file", str(env_file), "--verbose", "--no-store", env=env, cwd=tmp_path
@@ -129,7 +132,7 @@ async def test_verbose_logs_are_redacted(sim: SimulatedTradovate, tmp_path: Path
     user = SimUser()
     for secret in (user.password, user.sec):
         assert secret not in result.stderr
-    prefixes = {r.token_prefix for r in sim.request_log if r.token_prefix}
+    prefixes = {r.token_prefix for r in tradovate_sim.request_log if r.token_prefix}
     assert prefixes, "the run used a token"
 
 
