@@ -1,4 +1,4 @@
-"""The ``tradovate-async`` command: token, me, sim, demo.
+"""The ``tradovate-async`` command: token, me, sim, demo, doctor.
 
 Exit codes: 0 success, 1 an API or authentication error, 2 a configuration error. Errors go to
 stderr; no secret is printed beyond the 8-character prefix the source document shows.
@@ -153,6 +153,21 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from ._doctor import DoctorOptions, run_doctor
+
+    options = DoctorOptions(
+        env_file=args.env_file,
+        token_file=args.token_file,
+        no_store=args.no_store,
+        ca_file=args.ca_file,
+        timeout=args.timeout,
+    )
+    report = anyio.run(run_doctor, options)
+    print(report.to_json() if args.json else report.to_text())
+    return report.exit_code
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tradovate-async",
@@ -183,6 +198,17 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="run the whole flow offline against a built-in simulator"
     )
     demo.add_argument("--verbose", action="store_true", help="DEBUG logs on stderr (redacted)")
+    doctor = commands.add_parser(
+        "doctor",
+        help="check configuration, clock, network, token store, login and sockets "
+        "(exit 0 ok, 1 warning, 2 failure)",
+    )
+    _add_common(doctor)
+    doctor.add_argument("--json", action="store_true", help="the report as JSON, for monitoring")
+    doctor.add_argument("--ca-file", default=None, help="PEM file of extra trusted CAs (TLS)")
+    doctor.add_argument(
+        "--timeout", type=float, default=15.0, help="seconds per network step (default 15)"
+    )
     return parser
 
 
@@ -195,6 +221,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_with_config(args, _cmd_me)
     if args.command == "sim":
         return _cmd_sim(args)
+    if args.command == "doctor":
+        return _cmd_doctor(args)
     return _cmd_demo(args)
 
 
