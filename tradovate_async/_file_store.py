@@ -205,10 +205,12 @@ class FileTokenStore:
 
     @property
     def path(self) -> Path:
+        """The token file (absolute)."""
         return self._path
 
     @property
     def encrypted(self) -> bool:
+        """Whether the file is encrypted at rest."""
         return self._fernet is not None
 
     def __repr__(self) -> str:
@@ -270,6 +272,7 @@ class FileTokenStore:
             await anyio.to_thread.run_sync(self._save_sync, key, record, token.expiration_time)
 
     async def delete(self, key: str) -> None:
+        """Remove the token stored under ``key`` (nothing if there is none)."""
         async with self._exclusive():
             await anyio.to_thread.run_sync(self._delete_sync, key)
 

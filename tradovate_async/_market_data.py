@@ -124,6 +124,7 @@ class MarketData:
 
     @property
     def websocket(self) -> TradovateWebSocket:
+        """The market-data socket underneath."""
         return self._ws
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -175,6 +176,7 @@ class MarketData:
         self._finish(failure)
 
     def raise_failure(self) -> None:
+        """Raise the error that ended the market-data feed, if any."""
         if self._failure is not None:
             raise self._failure
 
@@ -257,6 +259,7 @@ class MarketData:
     # -- subscriptions (called by the streams) --------------------------------------------------
 
     async def attach(self, stream: LatestStream[Any]) -> None:
+        """Start delivering ``stream``'s contracts to it (subscribing where needed)."""
         self._check_open()
         self._latest[stream.kind].append(stream)
         try:
@@ -270,6 +273,7 @@ class MarketData:
             raise
 
     async def detach(self, stream: LatestStream[Any]) -> None:
+        """Stop delivering to ``stream`` (unsubscribing contracts nobody reads)."""
         streams = self._latest[stream.kind]
         if stream not in streams:
             return
@@ -290,6 +294,7 @@ class MarketData:
                     logger.warning("unsubscribing %s %d failed: %s", stream.kind, cid, exc)
 
     async def open_chart(self, chart: ChartStream | TickStream) -> None:
+        """Request a chart or tick stream and deliver its bars or ticks."""
         self._check_open()
         self._charts.append(chart)
         try:
@@ -323,6 +328,7 @@ class MarketData:
         chart.wake()
 
     async def close_chart(self, chart: ChartStream | TickStream) -> None:
+        """Stop a chart or tick stream and cancel it on the server."""
         if chart not in self._charts:
             return
         self._charts.remove(chart)

@@ -86,31 +86,37 @@ class Quote(msgspec.Struct, rename="camel", gc=False):
 
     @property
     def bid(self) -> float | None:
+        """The best bid price, if the quote has one."""
         entry = self.entries.bid
         return entry.price if entry is not None else None
 
     @property
     def bid_size(self) -> float | None:
+        """The size at the best bid, if the quote has one."""
         entry = self.entries.bid
         return entry.size if entry is not None else None
 
     @property
     def offer(self) -> float | None:
+        """The best offer price, if the quote has one."""
         entry = self.entries.offer
         return entry.price if entry is not None else None
 
     @property
     def offer_size(self) -> float | None:
+        """The size at the best offer, if the quote has one."""
         entry = self.entries.offer
         return entry.size if entry is not None else None
 
     @property
     def trade(self) -> float | None:
+        """The last trade price, if the quote has one."""
         entry = self.entries.trade
         return entry.price if entry is not None else None
 
     @property
     def trade_size(self) -> float | None:
+        """The size of the last trade, if the quote has one."""
         entry = self.entries.trade
         return entry.size if entry is not None else None
 
@@ -122,6 +128,8 @@ class Quote(msgspec.Struct, rename="camel", gc=False):
 
 
 class DomLevel(msgspec.Struct, frozen=True, gc=False):
+    """One price level of the depth of market: price and size."""
+
     price: float
     size: float = 0.0
 
@@ -177,6 +185,7 @@ class Bar(msgspec.Struct, frozen=True, rename="camel", gc=False):
 
     @property
     def volume(self) -> float:
+        """Up plus down volume."""
         return self.up_volume + self.down_volume
 
 
@@ -233,6 +242,7 @@ class BarSpec:
             raise ValueError("a bar size must be a positive integer")
 
     def chart_description(self) -> dict[str, Any]:
+        """The ``chartDescription`` of an ``md/getChart`` request for this spec."""
         return {
             "underlyingType": self.underlying_type,
             "elementSize": self.size,

@@ -135,6 +135,7 @@ class LatestStream(_Stream[Item]):
         await self._md.detach(self)
 
     def put(self, cid: int, item: Item) -> None:
+        """Keep ``item`` as the latest of contract ``cid`` and wake the reader."""
         if cid in self._latest:
             self.superseded += 1
         self._latest[cid] = item
@@ -171,14 +172,17 @@ class ChartStream(_Stream[ChartUpdate]):
 
     @property
     def bars(self) -> list[object]:
+        """The bars received so far, oldest first."""
         return list(self.series.bars)
 
     @property
     def resyncs(self) -> int:
+        """How many times the chart was fetched again after a reconnect."""
         return self.series.resyncs
 
     @property
     def loading(self) -> bool:
+        """Whether the history is still arriving."""
         return self.series.loading
 
     async def _start(self) -> None:
@@ -220,10 +224,12 @@ class TickStream(_Stream[Tick]):
 
     @property
     def resyncs(self) -> int:
+        """How many times the ticks were fetched again after a reconnect."""
         return self.series.resyncs
 
     @property
     def skipped(self) -> int:
+        """Ticks dropped as duplicates of ones already delivered."""
         return self.series.skipped
 
     async def _start(self) -> None:
@@ -234,6 +240,7 @@ class TickStream(_Stream[Tick]):
         await self._md.close_chart(self)
 
     def resync_range(self) -> dict[str, object]:
+        """The time range to fetch after a reconnect: from the last tick on."""
         last = self.series.last_time
         if last is None:
             return dict(self.time_range)

@@ -91,6 +91,7 @@ class AccessToken:
         return self.expiration_time - _utc(now)
 
     def is_expired(self, now: dt.datetime) -> bool:
+        """Whether the token has expired at ``now`` (the server's time)."""
         return self.expires_in(now) <= dt.timedelta(0)
 
     @property
@@ -267,6 +268,7 @@ class UserInfo:
 
     @classmethod
     def from_response(cls, body: Mapping[str, Any]) -> UserInfo:
+        """Parse a ``/auth/me`` answer; ``ValueError`` when ``userId`` is missing."""
         user_id = body.get("userId")
         if isinstance(user_id, bool) or not isinstance(user_id, int):
             raise ValueError("userId missing or not an integer")

@@ -257,6 +257,7 @@ class RedisTokenStore:
             logger.debug("kept the stored token: it expires later than the one offered")
 
     async def delete(self, key: str) -> None:
+        """Remove the token stored under ``key`` (nothing if there is none)."""
         await self._call("DEL", self._client.delete(self._key("token", key)))
 
     def rate_budget(self) -> RedisBudget:

@@ -202,6 +202,7 @@ class RenewalSchedule:
         self._attempts.append(now)
 
     def on_success(self) -> None:
+        """A token was obtained: forget failures, retries and blocks."""
         self._failures = 0
         self._retry_at = None
         self._blocked = None
@@ -235,6 +236,7 @@ class RenewalSchedule:
 
     @property
     def consecutive_failures(self) -> int:
+        """Failed attempts since the last success."""
         return self._failures
 
 

@@ -393,6 +393,7 @@ class TradovateSession:
 
     @property
     def store(self) -> TokenStore:
+        """The token store this session shares its token through."""
         return self._store
 
     async def request(
@@ -508,11 +509,13 @@ class TradovateSession:
         return await self._call(call.method, call.endpoint, call.query, call.body, raw_lists=True)
 
     async def get(self, path: str, *, params: dict[str, Any] | None = None) -> Any:
+        """``GET path`` with the bearer token; the decoded JSON answer."""
         return await self.request("GET", path, params=params)
 
     async def post(
         self, path: str, *, json: Any = None, params: dict[str, Any] | None = None
     ) -> Any:
+        """``POST path`` with a JSON body and the bearer token; the decoded answer."""
         return await self.request("POST", path, params=params, json=json)
 
     async def me(self) -> UserInfo:

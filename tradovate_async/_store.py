@@ -96,15 +96,20 @@ class TokenStore(Protocol):
     - Failures of the backing medium raise :class:`~tradovate_async.TokenStoreError`.
     """
 
-    async def load(self, key: str) -> AccessToken | None: ...
+    async def load(self, key: str) -> AccessToken | None:
+        """The token stored under ``key``, or ``None``."""
 
-    async def save(self, key: str, token: AccessToken) -> None: ...
+    async def save(self, key: str, token: AccessToken) -> None:
+        """Store ``token`` under ``key`` unless a later-expiring one is stored."""
 
-    async def delete(self, key: str) -> None: ...
+    async def delete(self, key: str) -> None:
+        """Remove the token stored under ``key``."""
 
-    def lock(self, key: str) -> AbstractAsyncContextManager[None]: ...
+    def lock(self, key: str) -> AbstractAsyncContextManager[None]:
+        """An exclusive lock for ``key`` across every user of the store."""
 
-    async def aclose(self) -> None: ...
+    async def aclose(self) -> None:
+        """Release the store's connections and files."""
 
 
 class MemoryTokenStore:
@@ -125,9 +130,11 @@ class MemoryTokenStore:
         return self._budget
 
     async def load(self, key: str) -> AccessToken | None:
+        """The token stored under ``key``, or ``None``."""
         return self._tokens.get(key)
 
     async def save(self, key: str, token: AccessToken) -> None:
+        """Store ``token`` under ``key`` unless a later-expiring one is stored."""
         with self._meta:  # another thread may save the same key at the same moment
             current = self._tokens.get(key)
             if current is not None and current.expiration_time > token.expiration_time:
@@ -136,14 +143,17 @@ class MemoryTokenStore:
             self._tokens[key] = token
 
     async def delete(self, key: str) -> None:
+        """Remove the token stored under ``key``."""
         self._tokens.pop(key, None)
 
     @contextlib.asynccontextmanager
     async def lock(self, key: str) -> AsyncIterator[None]:
+        """An exclusive lock for ``key`` among the tasks of this process."""
         with self._meta:
             lock = self._locks.setdefault(key, AnyLoopLock())
         async with lock:
             yield
 
     async def aclose(self) -> None:
+        """Nothing to release."""
         return None

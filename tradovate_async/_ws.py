@@ -175,7 +175,7 @@ class TradovateWebSocket:
         reconnect_backoff: delays between reconnect attempts (default 0.1 s to 30 s).
         stable_after: seconds a connection must stay up before the backoff resets.
         quota_wait: delay after a quota ``shutdown``.
-        penalties: how far a request waits out ``p-ticket``s; beyond either bound,
+        penalties: how far a request waits out ``p-ticket`` answers; beyond either bound,
             :class:`PenaltyLimitError`.
         verify: ``True`` (system CAs), a CA bundle path or an ``ssl.SSLContext`` for
             ``wss://``; anything that skips certificate or hostname checks is refused.

@@ -104,6 +104,7 @@ class Response:
 
     @property
     def ok(self) -> bool:
+        """Whether the status is 2xx."""
         return 200 <= self.status < 300
 
 

@@ -45,11 +45,13 @@ class WarpClock:
         return f"WarpClock(speed={self.speed}, offset={self._offset:.1f}s)"
 
     def time(self) -> float:
+        """The warped wall clock in epoch seconds."""
         with self._lock:
             offset = self._offset
         return self.epoch + (time.time() - self.epoch) * self.speed + offset
 
     def now(self) -> dt.datetime:
+        """The warped wall clock as an aware UTC datetime."""
         return dt.datetime.fromtimestamp(self.time(), dt.UTC)
 
     def monotonic(self) -> float:

@@ -466,6 +466,7 @@ class SimulatedTradovate:
 
     @property
     def tls(self) -> bool:
+        """Whether the simulator serves https/wss."""
         return self._certfile is not None
 
     @property
@@ -490,6 +491,7 @@ class SimulatedTradovate:
 
     @property
     def users(self) -> tuple[SimUser, ...]:
+        """The users who may log in."""
         return tuple(self._state.users.values())
 
     def config(self, user: SimUser | None = None, **overrides: Any) -> TradovateConfig:
@@ -565,6 +567,7 @@ class SimulatedTradovate:
 
     @property
     def renewals(self) -> int:
+        """Successful ``/auth/renewaccesstoken`` calls."""
         with self._state.lock:
             return self._state.renewals
 
@@ -582,6 +585,7 @@ class SimulatedTradovate:
 
     @property
     def request_log(self) -> list[RequestRecord]:
+        """The requests answered (the newest ``request_log_limit``)."""
         with self._state.lock:
             return list(self._state.log)
 
@@ -613,6 +617,7 @@ class SimulatedTradovate:
         self._state.inject(path, fault, times, transport)
 
     def clear_faults(self) -> None:
+        """Forget every fault not yet served."""
         self._state.clear_faults()
 
     # ----------------------------------------------------------------------- sessions
@@ -679,6 +684,7 @@ class SimulatedTradovate:
         self._hub.authorize_delay = float(value)
 
     def ws_connections(self, kind: str | None = None) -> list[ConnectionInfo]:
+        """Snapshots of the open sockets (of ``kind``, if given)."""
         with self._state.lock:
             return [
                 c.info()
@@ -694,6 +700,7 @@ class SimulatedTradovate:
 
     @property
     def ws_authorizations(self) -> int:
+        """Successful socket ``authorize`` requests."""
         with self._state.lock:
             return self._hub.authorizations
 
