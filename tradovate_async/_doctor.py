@@ -430,9 +430,9 @@ class Doctor:
             self.report.add("/auth/me", "fail", f"{type(exc).__name__}: {exc}")
             return False
         self.report.add("/auth/me", "ok", f"user {me.name} (id {me.user_id})")
-        outdated = getattr(session.token, "outdated_tac", None)
+        outdated = session.token.outdated_tac
         if outdated is None:
-            self.report.add("terms", "skip", "outdatedTaC not known for this token")
+            self.report.add("terms", "skip", "the token answer carried no outdatedTaC")
         elif outdated:
             self.report.add("terms", "warn", "outdatedTaC: accept the new terms at tradovate.com")
         else:
