@@ -12,6 +12,7 @@ from typing import Any
 
 import anyio
 import pytest
+import trustme
 
 from tradovate_async.sim import SimulatedTradovate, SimUser
 from tradovate_async.testing import FaultInjector
@@ -200,3 +201,23 @@ async def test_a_corrupt_store_is_a_warning_and_the_login_replaces_it(
     assert run.code == EXIT_WARN, run.out
     assert run.verdict("token store") == "warn"
     assert run.verdict("login") == "ok"
+
+
+async def test_tls_is_verified_against_the_given_ca(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    certfile, keyfile, ca_file = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+    cert.private_key_and_cert_chain_pem.write_to_path(str(certfile))
+    cert.private_key_pem.write_to_path(str(keyfile))
+    ca.cert_pem.write_to_path(str(ca_file))
+    async with SimulatedTradovate(certfile=str(certfile), keyfile=str(keyfile)) as sim:
+        write_env(tmp_path / ".env", sim)
+        trusted = await doctor(tmp_path, "--ca-file", str(ca_file), "--no-store")
+        assert trusted.code == EXIT_OK, trusted.out
+        assert "DNS, TCP and TLS (certificate verified)" in trusted.line("host 127.0.0.1")
+        assert "certificate valid until" in trusted.out
+        assert trusted.verdict("trading socket") == "ok"
+        untrusted = await doctor(tmp_path, "--no-store")
+        assert untrusted.code == EXIT_FAIL
+        assert untrusted.verdict("host 127.0.0.1") == "fail"
+        assert "CERTIFICATE_VERIFY_FAILED" in untrusted.line("host 127.0.0.1")
