@@ -69,7 +69,11 @@ def missing(protocols: list[type]) -> Iterator[str]:
 def main() -> int:
     import tradovate_async
 
-    protocols = [tradovate_async.TokenStore]
+    protocols = [
+        obj
+        for obj in vars(tradovate_async).values()
+        if inspect.isclass(obj) and getattr(obj, "_is_protocol", False)
+    ]
     names = sorted(set(missing(protocols)))
     for name in names:
         print(f"missing docstring: {name}")

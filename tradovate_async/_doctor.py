@@ -365,7 +365,7 @@ class Doctor:
             return None
         try:
             store = FileTokenStore.from_env(
-                path, environ=settings, lock_timeout=self.options.timeout
+                path, environ=settings, lock_wait=self.options.timeout
             )
             details.append(
                 "encrypted (TRADOVATE_TOKEN_KEY)" if store.encrypted else "not encrypted"
@@ -445,7 +445,7 @@ class Doctor:
         started = time.monotonic()
         try:
             with anyio.fail_after(self.options.timeout * 2):
-                async with session.websocket(kind, open_timeout=self.options.timeout):
+                async with session.websocket(kind, timeout=self.options.timeout):
                     elapsed = time.monotonic() - started
         except Exception as exc:  # a diagnosis, not a crash: anything here is a failed check
             summary = f"authorize failed on {url} ({type(exc).__name__}: {exc})"

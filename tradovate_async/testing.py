@@ -191,7 +191,7 @@ async def tradovate_session(
     _check_backend(anyio_backend)
     from ._session import TradovateSession
 
-    async with TradovateSession(tradovate_config, clock=tradovate_clock.now) as session:
+    async with TradovateSession(tradovate_config, clock=tradovate_clock) as session:
         yield session
 
 
