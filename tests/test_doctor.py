@@ -3,8 +3,10 @@ state and one fault at a time, with the exit codes and no secret in any output."
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +16,7 @@ import anyio
 import pytest
 import trustme
 
-from tradovate_async.sim import SimulatedTradovate, SimUser
+from tradovate_async.sim import SimulatedTradovate, SimUser, WarpClock
 from tradovate_async.testing import FaultInjector
 
 EXIT_OK, EXIT_WARN, EXIT_FAIL = 0, 1, 2
@@ -221,3 +223,28 @@ async def test_tls_is_verified_against_the_given_ca(tmp_path: Path) -> None:
         assert untrusted.code == EXIT_FAIL
         assert untrusted.verdict("host 127.0.0.1") == "fail"
         assert "CERTIFICATE_VERIFY_FAILED" in untrusted.line("host 127.0.0.1")
+
+
+def needs_server_clock_offset() -> None:
+    if "server_clock_offset" not in inspect.signature(SimulatedTradovate).parameters:
+        pytest.skip("this simulator has no server_clock_offset")
+
+
+@pytest.mark.parametrize("offset", [45.0, -7200.0])
+async def test_a_host_clock_off_the_servers_is_a_warning(
+    tradovate_clock: WarpClock, tmp_path: Path, offset: float
+) -> None:
+    needs_server_clock_offset()
+    options: dict[str, Any] = {"clock": tradovate_clock, "server_clock_offset": offset}
+    async with SimulatedTradovate(**options) as sim:
+        write_env(tmp_path / ".env", sim)
+        run = await doctor(tmp_path)
+    assert run.code == EXIT_WARN, run.out
+    assert run.verdict("clock") == "warn"
+    where = "ahead of" if offset > 0 else "behind"
+    measured = re.search(r"the server's clock is ([0-9.]+) s (ahead of|behind)", run.line("clock"))
+    assert measured is not None, run.line("clock")
+    assert abs(float(measured.group(1)) - abs(offset)) < 2.5
+    assert measured.group(2) == where
+    assert run.verdict("login") == "ok"
+    assert "expires in 90 min (server clock)" in run.line("login")
