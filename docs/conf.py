@@ -8,6 +8,7 @@ resolved (CI has no network for intersphinx), so they are listed in ``nitpick_ig
 from __future__ import annotations
 
 import re
+import sys
 from typing import Any
 
 import tradovate_async
@@ -60,6 +61,16 @@ nitpick_ignore_regex = [
     ),
 ]
 
+
+# ``tradovate_async/__init__.py`` shows public classes as ``tradovate_async.X``; annotations of
+# msgspec Structs and dataclasses are then evaluated in that module's namespace, which lacks
+# private aliases such as ``EventType``. For the docs build only, lend it the names of the
+# private modules (never overriding a public name).
+for _module_name, _module in list(sys.modules.items()):
+    if _module_name.startswith("tradovate_async._") and _module is not None:
+        for _name, _value in vars(_module).items():
+            if not _name.startswith("__") and not hasattr(tradovate_async, _name):
+                setattr(tradovate_async, _name, _value)
 
 PUBLIC = {
     "tradovate_async": set(tradovate_async.__all__),

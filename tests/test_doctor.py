@@ -235,7 +235,7 @@ async def test_a_host_clock_off_the_servers_is_a_warning(
     tradovate_clock: WarpClock, tmp_path: Path, offset: float
 ) -> None:
     needs_server_clock_offset()
-    options: dict[str, Any] = {"clock": tradovate_clock, "server_clock_offset": offset}
+    options: dict[str, Any] = {"clock": tradovate_clock.time, "server_clock_offset": offset}
     async with SimulatedTradovate(**options) as sim:
         write_env(tmp_path / ".env", sim)
         run = await doctor(tmp_path)

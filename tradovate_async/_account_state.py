@@ -101,6 +101,7 @@ class ChangeStream:
         self._wake.set()
 
     def put(self, change: Change) -> None:
+        """Queue ``change``, merged with a pending change of the same entity."""
         key = (change.entity_type, change.id)
         earlier = self._pending.pop(key, None)
         if earlier is not None:
@@ -238,6 +239,7 @@ class AccountState:
         self._finish(failure)
 
     def raise_failure(self) -> None:
+        """Raise the error that stopped the mirror, if any."""
         if self._failure is not None:
             raise self._failure
 
@@ -255,6 +257,7 @@ class AccountState:
     # -- queries ------------------------------------------------------------------------------
 
     def accounts(self) -> list[Any]:
+        """Every account in the mirror."""
         return list(self.store.table("account").values())
 
     def account_id(self, account: int | str | Any) -> int:
@@ -287,6 +290,7 @@ class AccountState:
         ]
 
     def order(self, ident: int) -> Any:
+        """The order with id ``ident`` (``None`` if unknown)."""
         return self.store.get("order", ident)
 
     def order_versions(self, order_id: int) -> list[Any]:
@@ -297,10 +301,12 @@ class AccountState:
         return sorted(versions, key=lambda v: field(v, "id"))
 
     def fills(self, order_id: int | None = None) -> list[Any]:
+        """Fills, of one order if ``order_id`` is given."""
         items = self.store.table("fill").values()
         return [f for f in items if order_id is None or field(f, "orderId") == order_id]
 
     def order_strategies(self) -> list[Any]:
+        """Every order strategy in the mirror."""
         return list(self.store.table("orderStrategy").values())
 
     def cash(self, account: int | str | Any) -> Any:
@@ -314,6 +320,7 @@ class AccountState:
         return max(balances, key=lambda c: (str(field(c, "timestamp", "")), field(c, "id")))
 
     def contract(self, ident: int) -> Any:
+        """The contract with id ``ident`` (``None`` if unknown)."""
         return self.store.get("contract", ident)
 
     def value_per_point(self, contract_id: int) -> float | None:

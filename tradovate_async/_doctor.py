@@ -364,9 +364,7 @@ class Doctor:
             self.report.add("token store", "fail", "unusable", details)
             return None
         try:
-            store = FileTokenStore.from_env(
-                path, environ=settings, lock_wait=self.options.timeout
-            )
+            store = FileTokenStore.from_env(path, environ=settings, lock_wait=self.options.timeout)
             details.append(
                 "encrypted (TRADOVATE_TOKEN_KEY)" if store.encrypted else "not encrypted"
             )
