@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import email.utils
-import importlib.util
 import json
 import logging
 import os
@@ -23,7 +22,7 @@ import stat
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 import anyio
@@ -453,15 +452,22 @@ class Doctor:
         self.report.add(f"{kind} socket", "ok", summary)
 
     def check_budget(self, session: TradovateSession) -> None:
-        """The request budget left, where this version keeps one."""
-        if importlib.util.find_spec(f"{__package__}._budget") is None:
-            self.report.add("request budget", "skip", "n/a: this version keeps no request budget")
+        """The request budget: what is left where the budget says, else its limits and use."""
+        budget: Any = getattr(session, "budget", None)
+        if budget is None:
+            self.report.add("request budget", "skip", "n/a: no local request budget here")
             return
-        describe = getattr(getattr(session, "budget", None), "describe", None)
-        if not callable(describe):
-            self.report.add("request budget", "skip", "n/a: the session exposes no budget")
+        remaining = getattr(budget, "remaining", None)
+        if callable(remaining):
+            self.report.add("request budget", "ok", f"left: {remaining()}")
             return
-        self.report.add("request budget", "ok", str(describe()))
+        limits, stats = getattr(budget, "limits", None), getattr(budget, "stats", None)
+        parts = [
+            f"{getattr(limits, 'per_hour', '?')} requests an hour",
+            f"{getattr(limits, 'syncrequests_per_hour', '?')} user/syncrequest an hour",
+            f"this run used {getattr(stats, 'counted', '?')}",
+        ]
+        self.report.add("request budget", "ok", ", ".join(parts) + " (what is left: not exposed)")
 
 
 async def run_doctor(options: DoctorOptions) -> Report:
