@@ -295,6 +295,7 @@ class TradovateWebSocket:
 
     @property
     def closed(self) -> bool:
+        """Whether the socket was closed (it cannot be reopened)."""
         return self._closed
 
     @property

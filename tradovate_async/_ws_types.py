@@ -89,6 +89,7 @@ class Subscription:
 
     @property
     def body(self) -> Any:
+        """The subscription's request body, decoded from JSON."""
         return json.loads(self.body_json) if self.body_json else None
 
 
