@@ -7,8 +7,9 @@ decode the JSON text
   (``msgspec`` straight from bytes, with aware datetimes, int ids and nested structs), and
 - into dicts with ``json.loads``, what a user of ``session.get(...)`` gets,
 
-measured in interleaved rounds in one process, and their ratio (target: <= 1.0). It also
-prints the socket path (the frame is parsed by the socket codec, then the dicts are converted
+measured in interleaved rounds in one process, and their ratio (target: <= 1.0). The ratio to
+``orjson.loads`` (the fastest dict parser a user could reach for) is printed too, for
+information: it yields untyped dicts with string timestamps. It also prints the socket path (the frame is parsed by the socket codec, then the dicts are converted
 to models) as a ratio to ``json.loads``, for information. The payload carries a few fields the
 models do not know, as real answers do.
 
@@ -25,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 import msgspec
+import orjson
 
 from tradovate_async.api import Fill, Order, Position
 from tradovate_async.api._base import decode_answer
@@ -99,6 +101,9 @@ def run(name: str, make: Callable[[int], dict[str, Any]], model: Any, n: int, ro
     def plain() -> None:
         json.loads(raw)
 
+    def fastest_dicts() -> None:
+        orjson.loads(raw)
+
     def socket_path() -> None:
         decode_answer(endpoint, json.loads(raw), kind)
 
@@ -107,10 +112,16 @@ def run(name: str, make: Callable[[int], dict[str, Any]], model: Any, n: int, ro
     lib_t: list[float] = []
     plain_t: list[float] = []
     sock_t: list[float] = []
+    orjson_t: list[float] = []
     for _ in range(2):  # warm-up
-        library(), plain(), socket_path()
+        library(), plain(), socket_path(), fastest_dicts()
     for r in range(rounds):
-        order_ = [(library, lib_t), (plain, plain_t), (socket_path, sock_t)]
+        order_ = [
+            (library, lib_t),
+            (plain, plain_t),
+            (socket_path, sock_t),
+            (fastest_dicts, orjson_t),
+        ]
         if r % 2:
             order_.reverse()
         for fn, sink in order_:
@@ -118,11 +129,13 @@ def run(name: str, make: Callable[[int], dict[str, Any]], model: Any, n: int, ro
     lib = statistics.median(lib_t)
     base = statistics.median(plain_t)
     sock = statistics.median(sock_t)
+    fastest = statistics.median(orjson_t)
     ratio = lib / base
     print(
         f"{name:9s} {n:6d} entities, {len(raw) / 1e6:5.2f} MB: models {lib * 1e3:7.2f} ms, "
         f"json.loads {base * 1e3:7.2f} ms, ratio {ratio:.2f} (target <= 1.0); "
-        f"socket path (dicts -> models) {sock / base:.2f} x json.loads"
+        f"orjson.loads {fastest * 1e3:6.2f} ms (models/orjson {lib / fastest:.2f}); "
+        f"socket path (json.loads + dicts -> models) {sock / base:.2f} x json.loads"
     )
     return ratio
 

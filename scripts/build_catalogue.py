@@ -130,57 +130,65 @@ def _answer(operation: dict[str, Any]) -> dict[str, Any] | None:
     return _field_type(schema) if schema else None
 
 
+def _standard(
+    record: dict[str, Any],
+    path: str,
+    name: str,
+    operation: dict[str, Any],
+    schemas: dict[str, Any],
+) -> None:
+    """Add a standard operation (``list``, ``deps``...) to an entity record, checked."""
+    params = [p["name"] for p in operation.get("parameters", [])]
+    if params != STANDARD_PARAMS[name]:
+        raise ValueError(f"{path}: unexpected parameters {params}")
+    answer = _answer(operation) or {}
+    model = answer["of"]["name"] if answer.get("kind") == "list" else answer.get("name")
+    if record["model"] not in (None, model):
+        raise ValueError(f"{path}: answers {model}, not {record['model']}")
+    record["model"] = model
+    record["operations"].append(name)
+    if name in ("deps", "ldeps"):
+        found = _MASTER.search(operation.get("description", ""))
+        if found is None:
+            raise ValueError(f"{path}: no master entity in the description")
+        master = found.group(1)
+        link = master[0].lower() + master[1:] + "Id"
+        # One-to-one dependents (marginSnapshot of an account, contractMargin of a
+        # contract...) carry no link field: their id is the master's id.
+        record["master"] = {
+            "entity": master[0].lower() + master[1:],
+            "field": link if link in schemas[model].get("properties", {}) else "id",
+        }
+
+
+def _command(entity: str, name: str, method: str, operation: dict[str, Any]) -> dict[str, Any]:
+    body = operation.get("requestBody", {}).get("content", {}).get("application/json")
+    endpoint = f"{entity}/{name}"
+    return {
+        "entity": entity,
+        "endpoint": endpoint,
+        "name": name if name in ("create", "update") else snake(operation["operationId"]),
+        "method": method.upper(),
+        "request": _ref_name(body["schema"]["$ref"]) if body else None,
+        "answer": _answer(operation),
+        "read_only": endpoint in READ_ONLY,
+        "session_only": endpoint in SESSION_ONLY,
+        "doc": _first_sentence(operation.get("description")),
+    }
+
+
 def build(document: dict[str, Any], source: str, digest: str) -> dict[str, Any]:
     schemas = document["components"]["schemas"]
     entities: dict[str, dict[str, Any]] = {}
     commands: list[dict[str, Any]] = []
     for path, methods in document["paths"].items():
-        entity, _, operation_name = path.strip("/").partition("/")
+        entity, _, name = path.strip("/").partition("/")
         record = entities.setdefault(entity, {"name": entity, "model": None, "operations": []})
         for method, operation in methods.items():
-            answer = _answer(operation)
-            if operation_name in STANDARD:
-                params = [p["name"] for p in operation.get("parameters", [])]
-                if params != STANDARD_PARAMS[operation_name]:
-                    raise ValueError(f"{path}: unexpected parameters {params}")
-                model = answer["of"]["name"] if answer and answer["kind"] == "list" else None
-                model = model or (answer or {}).get("name")
-                if record["model"] not in (None, model):
-                    raise ValueError(f"{path}: answers {model}, not {record['model']}")
-                record["model"] = model
-                record["operations"].append(operation_name)
-                if operation_name in ("deps", "ldeps"):
-                    found = _MASTER.search(operation.get("description", ""))
-                    if found is None:
-                        raise ValueError(f"{path}: no master entity in the description")
-                    master = found.group(1)
-                    link = master[0].lower() + master[1:] + "Id"
-                    wires = set(schemas[model].get("properties", {}))
-                    # One-to-one dependents (marginSnapshot of an account, contractMargin of a
-                    # contract...) carry no link field: their id is the master's id.
-                    record["master"] = {
-                        "entity": master[0].lower() + master[1:],
-                        "field": link if link in wires else "id",
-                    }
-                continue
-            body = operation.get("requestBody", {}).get("content", {}).get("application/json")
-            request = _ref_name(body["schema"]["$ref"]) if body else None
-            endpoint = f"{entity}/{operation_name}"
-            op_id = operation["operationId"]
-            name = operation_name if operation_name in ("create", "update") else snake(op_id)
-            commands.append(
-                {
-                    "entity": entity,
-                    "endpoint": endpoint,
-                    "name": name,
-                    "method": method.upper(),
-                    "request": request,
-                    "answer": answer,
-                    "read_only": endpoint in READ_ONLY,
-                    "session_only": endpoint in SESSION_ONLY,
-                    "doc": _first_sentence(operation.get("description")),
-                }
-            )
+            if name in STANDARD:
+                _standard(record, path, name, operation, schemas)
+            else:
+                commands.append(_command(entity, name, method, operation))
     order = {name: i for i, name in enumerate(STANDARD)}
     for record in entities.values():
         record["operations"].sort(key=order.__getitem__)

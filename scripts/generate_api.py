@@ -313,61 +313,60 @@ class Generator:
         cls = pascal(name) + "Api"
         doc = f"``{name}/*`` endpoints" + (f" ({model} entities)." if model else ".")
         lines = ["", "", f"class {cls}(EntityApi):", f'    """{doc}"""']
-        m = f"_models.{model}" if model else ""
         for op in entity["operations"]:
-            path = f"{name}/{op}"
-            master = entity.get("master") or {}
             lines.append("")
-            match op:
-                case "list":
-                    lines += [
-                        f"    async def list(self) -> builtins.list[{m}]:",
-                        f'        """``GET {path}``: every {model} the user may see."""',
-                        f'        return await self._many("{path}", None, {m})',
-                    ]
-                case "item":
-                    lines += [
-                        f"    async def item(self, id: int) -> {m}:",
-                        f'        """``GET {path}?id=``: the {model} with this id."""',
-                        f'        return await self._one("{path}", {{"id": str(id)}}, {m})',
-                    ]
-                case "items":
-                    lines += [
-                        f"    async def items(self, ids: Iterable[int]) -> builtins.list[{m}]:",
-                        f'        """``GET {path}?ids=1,2,3``: the {model} entities with these ids."""',
-                        f'        return await self._many("{path}", {{"ids": id_list(ids)}}, {m})',
-                    ]
-                case "find":
-                    lines += [
-                        f"    async def find(self, name: str) -> {m}:",
-                        f'        """``GET {path}?name=``: the {model} with this name."""',
-                        f'        return await self._one("{path}", {{"name": name}}, {m})',
-                    ]
-                case "suggest":
-                    lines += [
-                        f"    async def suggest(self, t: str, l: int) -> builtins.list[{m}]:",
-                        f'        """``GET {path}?t=&l=``: up to ``l`` {model} entities whose fields',
-                        '        contain the text ``t``."""',
-                        f'        return await self._many("{path}", {{"t": t, "l": str(l)}}, {m})',
-                    ]
-                case "deps":
-                    lines += [
-                        f"    async def deps(self, masterid: int) -> builtins.list[{m}]:",
-                        f'        """``GET {path}?masterid=``: the {model} entities of one',
-                        f'        {master.get("entity")} (linked by ``{master.get("field")}``)."""',
-                        f'        return await self._many("{path}", {{"masterid": str(masterid)}}, {m})',
-                    ]
-                case "ldeps":
-                    lines += [
-                        f"    async def ldeps(self, masterids: Iterable[int]) -> builtins.list[{m}]:",
-                        f'        """``GET {path}?masterids=1,2``: the {model} entities of several',
-                        f'        {master.get("entity")} entities."""',
-                        f'        return await self._many("{path}", {{"masterids": id_list(masterids)}}, {m})',
-                    ]
+            lines += self._operation(entity, op)
         for command in self.commands:
             if command["entity"] == name:
                 lines += self._command(command)
         return lines
+
+    def _operation(self, entity: dict[str, Any], op: str) -> list[str]:
+        """The method of one standard operation."""
+        model = entity["model"]
+        m = f"_models.{model}"
+        path = f"{entity['name']}/{op}"
+        master = entity.get("master") or {}
+        many = f"builtins.list[{m}]"
+        table = {
+            "list": ("", many, "None", f"every {model} the user may see"),
+            "item": ("id: int", m, '{"id": str(id)}', f"the {model} with this id"),
+            "items": (
+                "ids: Iterable[int]",
+                many,
+                '{"ids": id_list(ids)}',
+                f"the {model} entities with these ids (``ids=1,2,3``)",
+            ),
+            "find": ("name: str", m, '{"name": name}', f"the {model} with this name"),
+            "suggest": (
+                "t: str, l: int",
+                many,
+                '{"t": t, "l": str(l)}',
+                f"up to ``l`` {model} entities whose fields contain the text ``t``",
+            ),
+            "deps": (
+                "masterid: int",
+                many,
+                '{"masterid": str(masterid)}',
+                f"the {model} entities of one {master.get('entity')} "
+                f"(linked by ``{master.get('field')}``)",
+            ),
+            "ldeps": (
+                "masterids: Iterable[int]",
+                many,
+                '{"masterids": id_list(masterids)}',
+                f"the {model} entities of several {master.get('entity')} entities "
+                "(``masterids=1,2``)",
+            ),
+        }
+        params, answer, query, doc = table[op]
+        helper = "_one" if answer == m else "_many"
+        signature = ", ".join(["self", params]) if params else "self"
+        return [
+            f"    async def {op}({signature}) -> {answer}:",
+            f'        """``GET {path}``: {doc}."""',
+            f'        return await self.{helper}("{path}", {query}, {m})',
+        ]
 
     def _command(self, command: dict[str, Any]) -> list[str]:
         answer = command["answer"]

@@ -31,30 +31,27 @@ class AccountApi(EntityApi):
         return await self._many("account/list", None, _models.Account)
 
     async def item(self, id: int) -> _models.Account:
-        """``GET account/item?id=``: the Account with this id."""
+        """``GET account/item``: the Account with this id."""
         return await self._one("account/item", {"id": str(id)}, _models.Account)
 
     async def items(self, ids: Iterable[int]) -> builtins.list[_models.Account]:
-        """``GET account/items?ids=1,2,3``: the Account entities with these ids."""
+        """``GET account/items``: the Account entities with these ids (``ids=1,2,3``)."""
         return await self._many("account/items", {"ids": id_list(ids)}, _models.Account)
 
     async def find(self, name: str) -> _models.Account:
-        """``GET account/find?name=``: the Account with this name."""
+        """``GET account/find``: the Account with this name."""
         return await self._one("account/find", {"name": name}, _models.Account)
 
     async def suggest(self, t: str, l: int) -> builtins.list[_models.Account]:
-        """``GET account/suggest?t=&l=``: up to ``l`` Account entities whose fields
-        contain the text ``t``."""
+        """``GET account/suggest``: up to ``l`` Account entities whose fields contain the text ``t``."""
         return await self._many("account/suggest", {"t": t, "l": str(l)}, _models.Account)
 
     async def deps(self, masterid: int) -> builtins.list[_models.Account]:
-        """``GET account/deps?masterid=``: the Account entities of one
-        user (linked by ``userId``)."""
+        """``GET account/deps``: the Account entities of one user (linked by ``userId``)."""
         return await self._many("account/deps", {"masterid": str(masterid)}, _models.Account)
 
     async def ldeps(self, masterids: Iterable[int]) -> builtins.list[_models.Account]:
-        """``GET account/ldeps?masterids=1,2``: the Account entities of several
-        user entities."""
+        """``GET account/ldeps``: the Account entities of several user entities (``masterids=1,2``)."""
         return await self._many("account/ldeps", {"masterids": id_list(masterids)}, _models.Account)
 
 
@@ -66,25 +63,23 @@ class AccountRiskStatusApi(EntityApi):
         return await self._many("accountRiskStatus/list", None, _models.AccountRiskStatus)
 
     async def item(self, id: int) -> _models.AccountRiskStatus:
-        """``GET accountRiskStatus/item?id=``: the AccountRiskStatus with this id."""
+        """``GET accountRiskStatus/item``: the AccountRiskStatus with this id."""
         return await self._one("accountRiskStatus/item", {"id": str(id)}, _models.AccountRiskStatus)
 
     async def items(self, ids: Iterable[int]) -> builtins.list[_models.AccountRiskStatus]:
-        """``GET accountRiskStatus/items?ids=1,2,3``: the AccountRiskStatus entities with these ids."""
+        """``GET accountRiskStatus/items``: the AccountRiskStatus entities with these ids (``ids=1,2,3``)."""
         return await self._many(
             "accountRiskStatus/items", {"ids": id_list(ids)}, _models.AccountRiskStatus
         )
 
     async def deps(self, masterid: int) -> builtins.list[_models.AccountRiskStatus]:
-        """``GET accountRiskStatus/deps?masterid=``: the AccountRiskStatus entities of one
-        account (linked by ``id``)."""
+        """``GET accountRiskStatus/deps``: the AccountRiskStatus entities of one account (linked by ``id``)."""
         return await self._many(
             "accountRiskStatus/deps", {"masterid": str(masterid)}, _models.AccountRiskStatus
         )
 
     async def ldeps(self, masterids: Iterable[int]) -> builtins.list[_models.AccountRiskStatus]:
-        """``GET accountRiskStatus/ldeps?masterids=1,2``: the AccountRiskStatus entities of several
-        account entities."""
+        """``GET accountRiskStatus/ldeps``: the AccountRiskStatus entities of several account entities (``masterids=1,2``)."""
         return await self._many(
             "accountRiskStatus/ldeps", {"masterids": id_list(masterids)}, _models.AccountRiskStatus
         )
@@ -98,20 +93,19 @@ class AdminAlertApi(EntityApi):
         return await self._many("adminAlert/list", None, _models.AdminAlert)
 
     async def item(self, id: int) -> _models.AdminAlert:
-        """``GET adminAlert/item?id=``: the AdminAlert with this id."""
+        """``GET adminAlert/item``: the AdminAlert with this id."""
         return await self._one("adminAlert/item", {"id": str(id)}, _models.AdminAlert)
 
     async def items(self, ids: Iterable[int]) -> builtins.list[_models.AdminAlert]:
-        """``GET adminAlert/items?ids=1,2,3``: the AdminAlert entities with these ids."""
+        """``GET adminAlert/items``: the AdminAlert entities with these ids (``ids=1,2,3``)."""
         return await self._many("adminAlert/items", {"ids": id_list(ids)}, _models.AdminAlert)
 
     async def find(self, name: str) -> _models.AdminAlert:
-        """``GET adminAlert/find?name=``: the AdminAlert with this name."""
+        """``GET adminAlert/find``: the AdminAlert with this name."""
         return await self._one("adminAlert/find", {"name": name}, _models.AdminAlert)
 
     async def suggest(self, t: str, l: int) -> builtins.list[_models.AdminAlert]:
-        """``GET adminAlert/suggest?t=&l=``: up to ``l`` AdminAlert entities whose fields
-        contain the text ``t``."""
+        """``GET adminAlert/suggest``: up to ``l`` AdminAlert entities whose fields contain the text ``t``."""
         return await self._many("adminAlert/suggest", {"t": t, "l": str(l)}, _models.AdminAlert)
 
 
@@ -123,25 +117,23 @@ class AdminAlertSignalApi(EntityApi):
         return await self._many("adminAlertSignal/list", None, _models.AdminAlertSignal)
 
     async def item(self, id: int) -> _models.AdminAlertSignal:
-        """``GET adminAlertSignal/item?id=``: the AdminAlertSignal with this id."""
+        """``GET adminAlertSignal/item``: the AdminAlertSignal with this id."""
         return await self._one("adminAlertSignal/item", {"id": str(id)}, _models.AdminAlertSignal)
 
     async def items(self, ids: Iterable[int]) -> builtins.list[_models.AdminAlertSignal]:
-        """``GET adminAlertSignal/items?ids=1,2,3``: the AdminAlertSignal entities with these ids."""
+        """``GET adminAlertSignal/items``: the AdminAlertSignal entities with these ids (``ids=1,2,3``)."""
         return await self._many(
             "adminAlertSignal/items", {"ids": id_list(ids)}, _models.AdminAlertSignal
         )
 
     async def deps(self, masterid: int) -> builtins.list[_models.AdminAlertSignal]:
-        """``GET adminAlertSignal/deps?masterid=``: the AdminAlertSignal entities of one
-        adminAlert (linked by ``adminAlertId``)."""
+        """``GET adminAlertSignal/deps``: the AdminAlertSignal entities of one adminAlert (linked by ``adminAlertId``)."""
         return await self._many(
             "adminAlertSignal/deps", {"masterid": str(masterid)}, _models.AdminAlertSignal
         )
 
     async def ldeps(self, masterids: Iterable[int]) -> builtins.list[_models.AdminAlertSignal]:
-        """``GET adminAlertSignal/ldeps?masterids=1,2``: the AdminAlertSignal entities of several
-        adminAlert entities."""
+        """``GET adminAlertSignal/ldeps``: the AdminAlertSignal entities of several adminAlert entities (``masterids=1,2``)."""
         return await self._many(
             "adminAlertSignal/ldeps", {"masterids": id_list(masterids)}, _models.AdminAlertSignal
         )
@@ -179,21 +171,19 @@ class AlertApi(EntityApi):
         return await self._many("alert/list", None, _models.Alert)
 
     async def item(self, id: int) -> _models.Alert:
-        """``GET alert/item?id=``: the Alert with this id."""
+        """``GET alert/item``: the Alert with this id."""
         return await self._one("alert/item", {"id": str(id)}, _models.Alert)
 
     async def items(self, ids: Iterable[int]) -> builtins.list[_models.Alert]:
-        """``GET alert/items?ids=1,2,3``: the Alert entities with these ids."""
+        """``GET alert/items``: the Alert entities with these ids (``ids=1,2,3``)."""
         return await self._many("alert/items", {"ids": id_list(ids)}, _models.Alert)
 
     async def deps(self, masterid: int) -> builtins.list[_models.Alert]:
-        """``GET alert/deps?masterid=``: the Alert entities of one
-        user (linked by ``userId``)."""
+        """``GET alert/deps``: the Alert entities of one user (linked by ``userId``)."""
         return await self._many("alert/deps", {"masterid": str(masterid)}, _models.Alert)
 
     async def ldeps(self, masterids: Iterable[int]) -> builtins.list[_models.Alert]:
-        """``GET alert/ldeps?masterids=1,2``: the Alert entities of several
-        user entities."""
+        """``GET alert/ldeps``: the Alert entities of several user entities (``masterids=1,2``)."""
         return await self._many("alert/ldeps", {"masterids": id_list(masterids)}, _models.Alert)
 
     async def create_alert(
@@ -293,23 +283,21 @@ class AlertSignalApi(EntityApi):
         return await self._many("alertSignal/list", None, _models.AlertSignal)
 
     async def item(self, id: int) -> _models.AlertSignal:
-        """``GET alertSignal/item?id=``: the AlertSignal with this id."""
+        """``GET alertSignal/item``: the AlertSignal with this id."""
         return await self._one("alertSignal/item", {"id": str(id)}, _models.AlertSignal)
 
     async def items(self, ids: Iterable[int]) -> builtins.list[_models.AlertSignal]:
-        """``GET alertSignal/items?ids=1,2,3``: the AlertSignal entities with these ids."""
+        """``GET alertSignal/items``: the AlertSignal entities with these ids (``ids=1,2,3``)."""
         return await self._many("alertSignal/items", {"ids": id_list(ids)}, _models.AlertSignal)
 
     async def deps(self, masterid: int) -> builtins.list[_models.AlertSignal]:
-        """``GET alertSignal/deps?masterid=``: the AlertSignal entities of one
-        alert (linked by ``alertId``)."""
+        """``GET alertSignal/deps``: the AlertSignal entities of one alert (linked by ``alertId``)."""
         return await self._many(
             "alertSignal/deps", {"masterid": str(masterid)}, _models.AlertSignal
         )
 
     async def ldeps(self, masterids: Iterable[int]) -> builtins.list[_models.AlertSignal]:
-        """``GET alertSignal/ldeps?masterids=1,2``: the AlertSignal entities of several
-        alert entities."""
+        """``GET alertSignal/ldeps``: the AlertSignal entities of several alert entities (``masterids=1,2``)."""
         return await self._many(
             "alertSignal/ldeps", {"masterids": id_list(masterids)}, _models.AlertSignal
         )
@@ -331,23 +319,21 @@ class CashBalanceApi(EntityApi):
         return await self._many("cashBalance/list", None, _models.CashBalance)
 
     async def item(self, id: int) -> _models.CashBalance:
-        """``GET cashBalance/item?id=``: the CashBalance with this id."""
+        """``GET cashBalance/item``: the CashBalance with this id."""
         return await self._one("cashBalance/item", {"id": str(id)}, _models.CashBalance)
 
     async def items(self, ids: Iterable[int]) -> builtins.list[_models.CashBalance]:
-        """``GET cashBalance/items?ids=1,2,3``: the CashBalance entities with these ids."""
+        """``GET cashBalance/items``: the CashBalance entities with these ids (``ids=1,2,3``)."""
         return await self._many("cashBalance/items", {"ids": id_list(ids)}, _models.CashBalance)
 
     async def deps(self, masterid: int) -> builtins.list[_models.CashBalance]:
-        """``GET cashBalance/deps?masterid=``: the CashBalance entities of one
-        account (linked by ``accountId``)."""
+        """``GET cashBalance/deps``: the CashBalance entities of one account (linked by ``accountId``)."""
         return await self._many(
             "cashBalance/deps", {"masterid": str(masterid)}, _models.CashBalance
         )
 
     async def ldeps(self, masterids: Iterable[int]) -> builtins.list[_models.CashBalance]:
-        """``GET cashBalance/ldeps?masterids=1,2``: the CashBalance entities of several
-        account entities."""
+        """``GET cashBalance/ldeps``: the CashBalance entities of several account entities (``masterids=1,2``)."""
         return await self._many(
             "cashBalance/ldeps", {"masterids": id_list(masterids)}, _models.CashBalance
         )
@@ -367,25 +353,23 @@ class CashBalanceLogApi(EntityApi):
     """``cashBalanceLog/*`` endpoints (CashBalanceLog entities)."""
 
     async def item(self, id: int) -> _models.CashBalanceLog:
-        """``GET cashBalanceLog/item?id=``: the CashBalanceLog with this id."""
+        """``GET cashBalanceLog/item``: the CashBalanceLog with this id."""
         return await self._one("cashBalanceLog/item", {"id": str(id)}, _models.CashBalanceLog)
 
     async def items(self, ids: Iterable[int]) -> builtins.list[_models.CashBalanceLog]:
-        """``GET cashBalanceLog/items?ids=1,2,3``: the CashBalanceLog entities with these ids."""
+        """``GET cashBalanceLog/items``: the CashBalanceLog entities with these ids (``ids=1,2,3``)."""
         return await self._many(
             "cashBalanceLog/items", {"ids": id_list(ids)}, _models.CashBalanceLog
         )
 
     async def deps(self, masterid: int) -> builtins.list[_models.CashBalanceLog]:
-        """``GET cashBalanceLog/deps?masterid=``: the CashBalanceLog entities of one
-        account (linked by ``accountId``)."""
+        """``GET cashBalanceLog/deps``: the CashBalanceLog entities of one account (linked by ``accountId``)."""
         return await self._many(
             "cashBalanceLog/deps", {"masterid": str(masterid)}, _models.CashBalanceLog
         )
 
     async def ldeps(self, masterids: Iterable[int]) -> builtins.list[_models.CashBalanceLog]:
-        """``GET cashBalanceLog/ldeps?masterids=1,2``: the CashBalanceLog entities of several
-        account entities."""
+        """``GET cashBalanceLog/ldeps``: the CashBalanceLog entities of several account entities (``masterids=1,2``)."""
         return await self._many(
             "cashBalanceLog/ldeps", {"masterids": id_list(masterids)}, _models.CashBalanceLog
         )
@@ -399,21 +383,19 @@ class ChatApi(EntityApi):
         return await self._many("chat/list", None, _models.Chat)
 
     async def item(self, id: int) -> _models.Chat:
-        """``GET chat/item?id=``: the Chat with this id."""
+        """``GET chat/item``: the Chat with this id."""
         return await self._one("chat/item", {"id": str(id)}, _models.Chat)
 
     async def items(self, ids: Iterable[int]) -> builtins.list[_models.Chat]:
-        """``GET chat/items?ids=1,2,3``: the Chat entities with these ids."""
+        """``GET chat/items``: the Chat entities with these ids (``ids=1,2,3``)."""
         return await self._many("chat/items", {"ids": id_list(ids)}, _models.Chat)
 
     async def deps(self, masterid: int) -> builtins.list[_models.Chat]:
-        """``GET chat/deps?masterid=``: the Chat entities of one
-        user (linked by ``userId``)."""
+        """``GET chat/deps``: the Chat entities of one user (linked by ``userId``)."""
         return await self._many("chat/deps", {"masterid": str(masterid)}, _models.Chat)
 
     async def ldeps(self, masterids: Iterable[int]) -> builtins.list[_models.Chat]:
-        """``GET chat/ldeps?masterids=1,2``: the Chat entities of several
-        user entities."""
+        """``GET chat/ldeps``: the Chat entities of several user entities (``masterids=1,2``)."""
         return await self._many("chat/ldeps", {"masterids": id_list(masterids)}, _models.Chat)
 
     async def close_chat(self, *, chat_id: int) -> _models.ChatResponse:
@@ -451,23 +433,21 @@ class ChatMessageApi(EntityApi):
     """``chatMessage/*`` endpoints (ChatMessage entities)."""
 
     async def item(self, id: int) -> _models.ChatMessage:
-        """``GET chatMessage/item?id=``: the ChatMessage with this id."""
+        """``GET chatMessage/item``: the ChatMessage with this id."""
         return await self._one("chatMessage/item", {"id": str(id)}, _models.ChatMessage)
 
     async def items(self, ids: Iterable[int]) -> builtins.list[_models.ChatMessage]:
-        """``GET chatMessage/items?ids=1,2,3``: the ChatMessage entities with these ids."""
+        """``GET chatMessage/items``: the ChatMessage entities with these ids (``ids=1,2,3``)."""
         return await self._many("chatMessage/items", {"ids": id_list(ids)}, _models.ChatMessage)
 
     async def deps(self, masterid: int) -> builtins.list[_models.ChatMessage]:
-        """``GET chatMessage/deps?masterid=``: the ChatMessage entities of one
-        chat (linked by ``chatId``)."""
+        """``GET chatMessage/deps``: the ChatMessage entities of one chat (linked by ``chatId``)."""
         return await self._many(
             "chatMessage/deps", {"masterid": str(masterid)}, _models.ChatMessage
         )
 
     async def ldeps(self, masterids: Iterable[int]) -> builtins.list[_models.ChatMessage]:
-        """``GET chatMessage/ldeps?masterids=1,2``: the ChatMessage entities of several
-        chat entities."""
+        """``GET chatMessage/ldeps``: the ChatMessage entities of several chat entities (``masterids=1,2``)."""
         return await self._many(
             "chatMessage/ldeps", {"masterids": id_list(masterids)}, _models.ChatMessage
         )
@@ -481,20 +461,19 @@ class ClearingHouseApi(EntityApi):
         return await self._many("clearingHouse/list", None, _models.ClearingHouse)
 
     async def item(self, id: int) -> _models.ClearingHouse:
-        """``GET clearingHouse/item?id=``: the ClearingHouse with this id."""
+        """``GET clearingHouse/item``: the ClearingHouse with this id."""
         return await self._one("clearingHouse/item", {"id": str(id)}, _models.ClearingHouse)
 
     async def items(self, ids: Iterable[int]) -> builtins.list[_models.ClearingHouse]:
-        """``GET clearingHouse/items?ids=1,2,3``: the ClearingHouse entities with these ids."""
+        """``GET clearingHouse/items``: the ClearingHouse entities with these ids (``ids=1,2,3``)."""
         return await self._many("clearingHouse/items", {"ids": id_list(ids)}, _models.ClearingHouse)
 
     async def find(self, name: str) -> _models.ClearingHouse:
-        """``GET clearingHouse/find?name=``: the ClearingHouse with this name."""
+        """``GET clearingHouse/find``: the ClearingHouse with this name."""
         return await self._one("clearingHouse/find", {"name": name}, _models.ClearingHouse)
 
     async def suggest(self, t: str, l: int) -> builtins.list[_models.ClearingHouse]:
-        """``GET clearingHouse/suggest?t=&l=``: up to ``l`` ClearingHouse entities whose fields
-        contain the text ``t``."""
+        """``GET clearingHouse/suggest``: up to ``l`` ClearingHouse entities whose fields contain the text ``t``."""
         return await self._many(
             "clearingHouse/suggest", {"t": t, "l": str(l)}, _models.ClearingHouse
         )
@@ -508,21 +487,19 @@ class CommandApi(EntityApi):
         return await self._many("command/list", None, _models.Command)
 
     async def item(self, id: int) -> _models.Command:
-        """``GET command/item?id=``: the Command with this id."""
+        """``GET command/item``: the Command with this id."""
         return await self._one("command/item", {"id": str(id)}, _models.Command)
 
     async def items(self, ids: Iterable[int]) -> builtins.list[_models.Command]:
-        """``GET command/items?ids=1,2,3``: the Command entities with these ids."""
+        """``GET command/items``: the Command entities with these ids (``ids=1,2,3``)."""
         return await self._many("command/items", {"ids": id_list(ids)}, _models.Command)
 
     async def deps(self, masterid: int) -> builtins.list[_models.Command]:
-        """``GET command/deps?masterid=``: the Command entities of one
-        order (linked by ``orderId``)."""
+        """``GET command/deps``: the Command entities of one order (linked by ``orderId``)."""
         return await self._many("command/deps", {"masterid": str(masterid)}, _models.Command)
 
     async def ldeps(self, masterids: Iterable[int]) -> builtins.list[_models.Command]:
-        """``GET command/ldeps?masterids=1,2``: the Command entities of several
-        order entities."""
+        """``GET command/ldeps``: the Command entities of several order entities (``masterids=1,2``)."""
         return await self._many("command/ldeps", {"masterids": id_list(masterids)}, _models.Command)
 
 
@@ -534,23 +511,21 @@ class CommandReportApi(EntityApi):
         return await self._many("commandReport/list", None, _models.CommandReport)
 
     async def item(self, id: int) -> _models.CommandReport:
-        """``GET commandReport/item?id=``: the CommandReport with this id."""
+        """``GET commandReport/item``: the CommandReport with this id."""
         return await self._one("commandReport/item", {"id": str(id)}, _models.CommandReport)
 
     async def items(self, ids: Iterable[int]) -> builtins.list[_models.CommandReport]:
-        """``GET commandReport/items?ids=1,2,3``: the CommandReport entities with these ids."""
+        """``GET commandReport/items``: the CommandReport entities with these ids (``ids=1,2,3``)."""
         return await self._many("commandReport/items", {"ids": id_list(ids)}, _models.CommandReport)
 
     async def deps(self, masterid: int) -> builtins.list[_models.CommandReport]:
-        """``GET commandReport/deps?masterid=``: the CommandReport entities of one
-        command (linked by ``commandId``)."""
+        """``GET commandReport/deps``: the CommandReport entities of one command (linked by ``commandId``)."""
         return await self._many(
             "commandReport/deps", {"masterid": str(masterid)}, _models.CommandReport
         )
 
     async def ldeps(self, masterids: Iterable[int]) -> builtins.list[_models.CommandReport]:
-        """``GET commandReport/ldeps?masterids=1,2``: the CommandReport entities of several
-        command entities."""
+        """``GET commandReport/ldeps``: the CommandReport entities of several command entities (``masterids=1,2``)."""
         return await self._many(
             "commandReport/ldeps", {"masterids": id_list(masterids)}, _models.CommandReport
         )
@@ -560,23 +535,21 @@ class ContactInfoApi(EntityApi):
     """``contactInfo/*`` endpoints (ContactInfo entities)."""
 
     async def item(self, id: int) -> _models.ContactInfo:
-        """``GET contactInfo/item?id=``: the ContactInfo with this id."""
+        """``GET contactInfo/item``: the ContactInfo with this id."""
         return await self._one("contactInfo/item", {"id": str(id)}, _models.ContactInfo)
 
     async def items(self, ids: Iterable[int]) -> builtins.list[_models.ContactInfo]:
-        """``GET contactInfo/items?ids=1,2,3``: the ContactInfo entities with these ids."""
+        """``GET contactInfo/items``: the ContactInfo entities with these ids (``ids=1,2,3``)."""
         return await self._many("contactInfo/items", {"ids": id_list(ids)}, _models.ContactInfo)
 
     async def deps(self, masterid: int) -> builtins.list[_models.ContactInfo]:
-        """``GET contactInfo/deps?masterid=``: the ContactInfo entities of one
-        user (linked by ``userId``)."""
+        """``GET contactInfo/deps``: the ContactInfo entities of one user (linked by ``userId``)."""
         return await self._many(
             "contactInfo/deps", {"masterid": str(masterid)}, _models.ContactInfo
         )
 
     async def ldeps(self, masterids: Iterable[int]) -> builtins.list[_models.ContactInfo]:
-        """``GET contactInfo/ldeps?masterids=1,2``: the ContactInfo entities of several
-        user entities."""
+        """``GET contactInfo/ldeps``: the ContactInfo entities of several user entities (``masterids=1,2``)."""
         return await self._many(
             "contactInfo/ldeps", {"masterids": id_list(masterids)}, _models.ContactInfo
         )
@@ -586,30 +559,27 @@ class ContractApi(EntityApi):
     """``contract/*`` endpoints (Contract entities)."""
 
     async def item(self, id: int) -> _models.Contract:
-        """``GET contract/item?id=``: the Contract with this id."""
+        """``GET contract/item``: the Contract with this id."""
         return await self._one("contract/item", {"id": str(id)}, _models.Contract)
 
     async def items(self, ids: Iterable[int]) -> builtins.list[_models.Contract]:
-        """``GET contract/items?ids=1,2,3``: the Contract entities with these ids."""
+        """``GET contract/items``: the Contract entities with these ids (``ids=1,2,3``)."""
         return await self._many("contract/items", {"ids": id_list(ids)}, _models.Contract)
 
     async def find(self, name: str) -> _models.Contract:
-        """``GET contract/find?name=``: the Contract with this name."""
+        """``GET contract/find``: the Contract with this name."""
         return await self._one("contract/find", {"name": name}, _models.Contract)
 
     async def suggest(self, t: str, l: int) -> builtins.list[_models.Contract]:
-        """``GET contract/suggest?t=&l=``: up to ``l`` Contract entities whose fields
-        contain the text ``t``."""
+        """``GET contract/suggest``: up to ``l`` Contract entities whose fields contain the text ``t``."""
         return await self._many("contract/suggest", {"t": t, "l": str(l)}, _models.Contract)
 
     async def deps(self, masterid: int) -> builtins.list[_models.Contract]:
-        """``GET contract/deps?masterid=``: the Contract entities of one
-        contractMaturity (linked by ``contractMaturityId``)."""
+        """``GET contract/deps``: the Contract entities of one contractMaturity (linked by ``contractMaturityId``)."""
         return await self._many("contract/deps", {"masterid": str(masterid)}, _models.Contract)
 
     async def ldeps(self, masterids: Iterable[int]) -> builtins.list[_models.Contract]:
-        """``GET contract/ldeps?masterids=1,2``: the Contract entities of several
-        contractMaturity entities."""
+        """``GET contract/ldeps``: the Contract entities of several contractMaturity entities (``masterids=1,2``)."""
         return await self._many(
             "contract/ldeps", {"masterids": id_list(masterids)}, _models.Contract
         )
@@ -647,20 +617,19 @@ class ContractGroupApi(EntityApi):
         return await self._many("contractGroup/list", None, _models.ContractGroup)
 
     async def item(self, id: int) -> _models.ContractGroup:
-        """``GET contractGroup/item?id=``: the ContractGroup with this id."""
+        """``GET contractGroup/item``: the ContractGroup with this id."""
         return await self._one("contractGroup/item", {"id": str(id)}, _models.ContractGroup)
 
     async def items(self, ids: Iterable[int]) -> builtins.list[_models.ContractGroup]:
-        """``GET contractGroup/items?ids=1,2,3``: the ContractGroup entities with these ids."""
+        """``GET contractGroup/items``: the ContractGroup entities with these ids (``ids=1,2,3``)."""
         return await self._many("contractGroup/items", {"ids": id_list(ids)}, _models.ContractGroup)
 
     async def find(self, name: str) -> _models.ContractGroup:
-        """``GET contractGroup/find?name=``: the ContractGroup with this name."""
+        """``GET contractGroup/find``: the ContractGroup with this name."""
         return await self._one("contractGroup/find", {"name": name}, _models.ContractGroup)
 
     async def suggest(self, t: str, l: int) -> builtins.list[_models.ContractGroup]:
-        """``GET contractGroup/suggest?t=&l=``: up to ``l`` ContractGroup entities whose fields
-        contain the text ``t``."""
+        """``GET contractGroup/suggest``: up to ``l`` ContractGroup entities whose fields contain the text ``t``."""
         return await self._many(
             "contractGroup/suggest", {"t": t, "l": str(l)}, _models.ContractGroup
         )
@@ -670,25 +639,23 @@ class ContractMarginApi(EntityApi):
     """``contractMargin/*`` endpoints (ContractMargin entities)."""
 
     async def item(self, id: int) -> _models.ContractMargin:
-        """``GET contractMargin/item?id=``: the ContractMargin with this id."""
+        """``GET contractMargin/item``: the ContractMargin with this id."""
         return await self._one("contractMargin/item", {"id": str(id)}, _models.ContractMargin)
 
     async def items(self, ids: Iterable[int]) -> builtins.list[_models.ContractMargin]:
-        """``GET contractMargin/items?ids=1,2,3``: the ContractMargin entities with these ids."""
+        """``GET contractMargin/items``: the ContractMargin entities with these ids (``ids=1,2,3``)."""
         return await self._many(
             "contractMargin/items", {"ids": id_list(ids)}, _models.ContractMargin
         )
 
     async def deps(self, masterid: int) -> builtins.list[_models.ContractMargin]:
-        """``GET contractMargin/deps?masterid=``: the ContractMargin entities of one
-        contract (linked by ``id``)."""
+        """``GET contractMargin/deps``: the ContractMargin entities of one contract (linked by ``id``)."""
         return await self._many(
             "contractMargin/deps", {"masterid": str(masterid)}, _models.ContractMargin
         )
 
     async def ldeps(self, masterids: Iterable[int]) -> builtins.list[_models.ContractMargin]:
-        """``GET contractMargin/ldeps?masterids=1,2``: the ContractMargin entities of several
-        contract entities."""
+        """``GET contractMargin/ldeps``: the ContractMargin entities of several contract entities (``masterids=1,2``)."""
         return await self._many(
             "contractMargin/ldeps", {"masterids": id_list(masterids)}, _models.ContractMargin
         )
@@ -698,25 +665,23 @@ class ContractMaturityApi(EntityApi):
     """``contractMaturity/*`` endpoints (ContractMaturity entities)."""
 
     async def item(self, id: int) -> _models.ContractMaturity:
-        """``GET contractMaturity/item?id=``: the ContractMaturity with this id."""
+        """``GET contractMaturity/item``: the ContractMaturity with this id."""
         return await self._one("contractMaturity/item", {"id": str(id)}, _models.ContractMaturity)
 
     async def items(self, ids: Iterable[int]) -> builtins.list[_models.ContractMaturity]:
-        """``GET contractMaturity/items?ids=1,2,3``: the ContractMaturity entities with these ids."""
+        """``GET contractMaturity/items``: the ContractMaturity entities with these ids (``ids=1,2,3``)."""
         return await self._many(
             "contractMaturity/items", {"ids": id_list(ids)}, _models.ContractMaturity
         )
 
     async def deps(self, masterid: int) -> builtins.list[_models.ContractMaturity]:
-        """``GET contractMaturity/deps?masterid=``: the ContractMaturity entities of one
-        product (linked by ``productId``)."""
+        """``GET contractMaturity/deps``: the ContractMaturity entities of one product (linked by ``productId``)."""
         return await self._many(
             "contractMaturity/deps", {"masterid": str(masterid)}, _models.ContractMaturity
         )
 
     async def ldeps(self, masterids: Iterable[int]) -> builtins.list[_models.ContractMaturity]:
-        """``GET contractMaturity/ldeps?masterids=1,2``: the ContractMaturity entities of several
-        product entities."""
+        """``GET contractMaturity/ldeps``: the ContractMaturity entities of several product entities (``masterids=1,2``)."""
         return await self._many(
             "contractMaturity/ldeps", {"masterids": id_list(masterids)}, _models.ContractMaturity
         )
@@ -730,20 +695,19 @@ class CurrencyApi(EntityApi):
         return await self._many("currency/list", None, _models.Currency)
 
     async def item(self, id: int) -> _models.Currency:
-        """``GET currency/item?id=``: the Currency with this id."""
+        """``GET currency/item``: the Currency with this id."""
         return await self._one("currency/item", {"id": str(id)}, _models.Currency)
 
     async def items(self, ids: Iterable[int]) -> builtins.list[_models.Currency]:
-        """``GET currency/items?ids=1,2,3``: the Currency entities with these ids."""
+        """``GET currency/items``: the Currency entities with these ids (``ids=1,2,3``)."""
         return await self._many("currency/items", {"ids": id_list(ids)}, _models.Currency)
 
     async def find(self, name: str) -> _models.Currency:
-        """``GET currency/find?name=``: the Currency with this name."""
+        """``GET currency/find``: the Currency with this name."""
         return await self._one("currency/find", {"name": name}, _models.Currency)
 
     async def suggest(self, t: str, l: int) -> builtins.list[_models.Currency]:
-        """``GET currency/suggest?t=&l=``: up to ``l`` Currency entities whose fields
-        contain the text ``t``."""
+        """``GET currency/suggest``: up to ``l`` Currency entities whose fields contain the text ``t``."""
         return await self._many("currency/suggest", {"t": t, "l": str(l)}, _models.Currency)
 
 
@@ -755,23 +719,21 @@ class CurrencyRateApi(EntityApi):
         return await self._many("currencyRate/list", None, _models.CurrencyRate)
 
     async def item(self, id: int) -> _models.CurrencyRate:
-        """``GET currencyRate/item?id=``: the CurrencyRate with this id."""
+        """``GET currencyRate/item``: the CurrencyRate with this id."""
         return await self._one("currencyRate/item", {"id": str(id)}, _models.CurrencyRate)
 
     async def items(self, ids: Iterable[int]) -> builtins.list[_models.CurrencyRate]:
-        """``GET currencyRate/items?ids=1,2,3``: the CurrencyRate entities with these ids."""
+        """``GET currencyRate/items``: the CurrencyRate entities with these ids (``ids=1,2,3``)."""
         return await self._many("currencyRate/items", {"ids": id_list(ids)}, _models.CurrencyRate)
 
     async def deps(self, masterid: int) -> builtins.list[_models.CurrencyRate]:
-        """``GET currencyRate/deps?masterid=``: the CurrencyRate entities of one
-        currency (linked by ``id``)."""
+        """``GET currencyRate/deps``: the CurrencyRate entities of one currency (linked by ``id``)."""
         return await self._many(
             "currencyRate/deps", {"masterid": str(masterid)}, _models.CurrencyRate
         )
 
     async def ldeps(self, masterids: Iterable[int]) -> builtins.list[_models.CurrencyRate]:
-        """``GET currencyRate/ldeps?masterids=1,2``: the CurrencyRate entities of several
-        currency entities."""
+        """``GET currencyRate/ldeps``: the CurrencyRate entities of several currency entities (``masterids=1,2``)."""
         return await self._many(
             "currencyRate/ldeps", {"masterids": id_list(masterids)}, _models.CurrencyRate
         )
@@ -785,11 +747,11 @@ class EntitlementApi(EntityApi):
         return await self._many("entitlement/list", None, _models.Entitlement)
 
     async def item(self, id: int) -> _models.Entitlement:
-        """``GET entitlement/item?id=``: the Entitlement with this id."""
+        """``GET entitlement/item``: the Entitlement with this id."""
         return await self._one("entitlement/item", {"id": str(id)}, _models.Entitlement)
 
     async def items(self, ids: Iterable[int]) -> builtins.list[_models.Entitlement]:
-        """``GET entitlement/items?ids=1,2,3``: the Entitlement entities with these ids."""
+        """``GET entitlement/items``: the Entitlement entities with these ids (``ids=1,2,3``)."""
         return await self._many("entitlement/items", {"ids": id_list(ids)}, _models.Entitlement)
 
 
@@ -801,20 +763,19 @@ class ExchangeApi(EntityApi):
         return await self._many("exchange/list", None, _models.Exchange)
 
     async def item(self, id: int) -> _models.Exchange:
-        """``GET exchange/item?id=``: the Exchange with this id."""
+        """``GET exchange/item``: the Exchange with this id."""
         return await self._one("exchange/item", {"id": str(id)}, _models.Exchange)
 
     async def items(self, ids: Iterable[int]) -> builtins.list[_models.Exchange]:
-        """``GET exchange/items?ids=1,2,3``: the Exchange entities with these ids."""
+        """``GET exchange/items``: the Exchange entities with these ids (``ids=1,2,3``)."""
         return await self._many("exchange/items", {"ids": id_list(ids)}, _models.Exchange)
 
     async def find(self, name: str) -> _models.Exchange:
-        """``GET exchange/find?name=``: the Exchange with this name."""
+        """``GET exchange/find``: the Exchange with this name."""
         return await self._one("exchange/find", {"name": name}, _models.Exchange)
 
     async def suggest(self, t: str, l: int) -> builtins.list[_models.Exchange]:
-        """``GET exchange/suggest?t=&l=``: up to ``l`` Exchange entities whose fields
-        contain the text ``t``."""
+        """``GET exchange/suggest``: up to ``l`` Exchange entities whose fields contain the text ``t``."""
         return await self._many("exchange/suggest", {"t": t, "l": str(l)}, _models.Exchange)
 
 
@@ -826,36 +787,33 @@ class ExecutionReportApi(EntityApi):
         return await self._many("executionReport/list", None, _models.ExecutionReport)
 
     async def item(self, id: int) -> _models.ExecutionReport:
-        """``GET executionReport/item?id=``: the ExecutionReport with this id."""
+        """``GET executionReport/item``: the ExecutionReport with this id."""
         return await self._one("executionReport/item", {"id": str(id)}, _models.ExecutionReport)
 
     async def items(self, ids: Iterable[int]) -> builtins.list[_models.ExecutionReport]:
-        """``GET executionReport/items?ids=1,2,3``: the ExecutionReport entities with these ids."""
+        """``GET executionReport/items``: the ExecutionReport entities with these ids (``ids=1,2,3``)."""
         return await self._many(
             "executionReport/items", {"ids": id_list(ids)}, _models.ExecutionReport
         )
 
     async def find(self, name: str) -> _models.ExecutionReport:
-        """``GET executionReport/find?name=``: the ExecutionReport with this name."""
+        """``GET executionReport/find``: the ExecutionReport with this name."""
         return await self._one("executionReport/find", {"name": name}, _models.ExecutionReport)
 
     async def suggest(self, t: str, l: int) -> builtins.list[_models.ExecutionReport]:
-        """``GET executionReport/suggest?t=&l=``: up to ``l`` ExecutionReport entities whose fields
-        contain the text ``t``."""
+        """``GET executionReport/suggest``: up to ``l`` ExecutionReport entities whose fields contain the text ``t``."""
         return await self._many(
             "executionReport/suggest", {"t": t, "l": str(l)}, _models.ExecutionReport
         )
 
     async def deps(self, masterid: int) -> builtins.list[_models.ExecutionReport]:
-        """``GET executionReport/deps?masterid=``: the ExecutionReport entities of one
-        command (linked by ``commandId``)."""
+        """``GET executionReport/deps``: the ExecutionReport entities of one command (linked by ``commandId``)."""
         return await self._many(
             "executionReport/deps", {"masterid": str(masterid)}, _models.ExecutionReport
         )
 
     async def ldeps(self, masterids: Iterable[int]) -> builtins.list[_models.ExecutionReport]:
-        """``GET executionReport/ldeps?masterids=1,2``: the ExecutionReport entities of several
-        command entities."""
+        """``GET executionReport/ldeps``: the ExecutionReport entities of several command entities (``masterids=1,2``)."""
         return await self._many(
             "executionReport/ldeps", {"masterids": id_list(masterids)}, _models.ExecutionReport
         )
@@ -869,21 +827,19 @@ class FillApi(EntityApi):
         return await self._many("fill/list", None, _models.Fill)
 
     async def item(self, id: int) -> _models.Fill:
-        """``GET fill/item?id=``: the Fill with this id."""
+        """``GET fill/item``: the Fill with this id."""
         return await self._one("fill/item", {"id": str(id)}, _models.Fill)
 
     async def items(self, ids: Iterable[int]) -> builtins.list[_models.Fill]:
-        """``GET fill/items?ids=1,2,3``: the Fill entities with these ids."""
+        """``GET fill/items``: the Fill entities with these ids (``ids=1,2,3``)."""
         return await self._many("fill/items", {"ids": id_list(ids)}, _models.Fill)
 
     async def deps(self, masterid: int) -> builtins.list[_models.Fill]:
-        """``GET fill/deps?masterid=``: the Fill entities of one
-        order (linked by ``orderId``)."""
+        """``GET fill/deps``: the Fill entities of one order (linked by ``orderId``)."""
         return await self._many("fill/deps", {"masterid": str(masterid)}, _models.Fill)
 
     async def ldeps(self, masterids: Iterable[int]) -> builtins.list[_models.Fill]:
-        """``GET fill/ldeps?masterids=1,2``: the Fill entities of several
-        order entities."""
+        """``GET fill/ldeps``: the Fill entities of several order entities (``masterids=1,2``)."""
         return await self._many("fill/ldeps", {"masterids": id_list(masterids)}, _models.Fill)
 
 
@@ -895,21 +851,19 @@ class FillFeeApi(EntityApi):
         return await self._many("fillFee/list", None, _models.FillFee)
 
     async def item(self, id: int) -> _models.FillFee:
-        """``GET fillFee/item?id=``: the FillFee with this id."""
+        """``GET fillFee/item``: the FillFee with this id."""
         return await self._one("fillFee/item", {"id": str(id)}, _models.FillFee)
 
     async def items(self, ids: Iterable[int]) -> builtins.list[_models.FillFee]:
-        """``GET fillFee/items?ids=1,2,3``: the FillFee entities with these ids."""
+        """``GET fillFee/items``: the FillFee entities with these ids (``ids=1,2,3``)."""
         return await self._many("fillFee/items", {"ids": id_list(ids)}, _models.FillFee)
 
     async def deps(self, masterid: int) -> builtins.list[_models.FillFee]:
-        """``GET fillFee/deps?masterid=``: the FillFee entities of one
-        fill (linked by ``id``)."""
+        """``GET fillFee/deps``: the FillFee entities of one fill (linked by ``id``)."""
         return await self._many("fillFee/deps", {"masterid": str(masterid)}, _models.FillFee)
 
     async def ldeps(self, masterids: Iterable[int]) -> builtins.list[_models.FillFee]:
-        """``GET fillFee/ldeps?masterids=1,2``: the FillFee entities of several
-        fill entities."""
+        """``GET fillFee/ldeps``: the FillFee entities of several fill entities (``masterids=1,2``)."""
         return await self._many("fillFee/ldeps", {"masterids": id_list(masterids)}, _models.FillFee)
 
 
@@ -921,21 +875,19 @@ class FillPairApi(EntityApi):
         return await self._many("fillPair/list", None, _models.FillPair)
 
     async def item(self, id: int) -> _models.FillPair:
-        """``GET fillPair/item?id=``: the FillPair with this id."""
+        """``GET fillPair/item``: the FillPair with this id."""
         return await self._one("fillPair/item", {"id": str(id)}, _models.FillPair)
 
     async def items(self, ids: Iterable[int]) -> builtins.list[_models.FillPair]:
-        """``GET fillPair/items?ids=1,2,3``: the FillPair entities with these ids."""
+        """``GET fillPair/items``: the FillPair entities with these ids (``ids=1,2,3``)."""
         return await self._many("fillPair/items", {"ids": id_list(ids)}, _models.FillPair)
 
     async def deps(self, masterid: int) -> builtins.list[_models.FillPair]:
-        """``GET fillPair/deps?masterid=``: the FillPair entities of one
-        position (linked by ``positionId``)."""
+        """``GET fillPair/deps``: the FillPair entities of one position (linked by ``positionId``)."""
         return await self._many("fillPair/deps", {"masterid": str(masterid)}, _models.FillPair)
 
     async def ldeps(self, masterids: Iterable[int]) -> builtins.list[_models.FillPair]:
-        """``GET fillPair/ldeps?masterids=1,2``: the FillPair entities of several
-        position entities."""
+        """``GET fillPair/ldeps``: the FillPair entities of several position entities (``masterids=1,2``)."""
         return await self._many(
             "fillPair/ldeps", {"masterids": id_list(masterids)}, _models.FillPair
         )
@@ -949,25 +901,23 @@ class MarginSnapshotApi(EntityApi):
         return await self._many("marginSnapshot/list", None, _models.MarginSnapshot)
 
     async def item(self, id: int) -> _models.MarginSnapshot:
-        """``GET marginSnapshot/item?id=``: the MarginSnapshot with this id."""
+        """``GET marginSnapshot/item``: the MarginSnapshot with this id."""
         return await self._one("marginSnapshot/item", {"id": str(id)}, _models.MarginSnapshot)
 
     async def items(self, ids: Iterable[int]) -> builtins.list[_models.MarginSnapshot]:
-        """``GET marginSnapshot/items?ids=1,2,3``: the MarginSnapshot entities with these ids."""
+        """``GET marginSnapshot/items``: the MarginSnapshot entities with these ids (``ids=1,2,3``)."""
         return await self._many(
             "marginSnapshot/items", {"ids": id_list(ids)}, _models.MarginSnapshot
         )
 
     async def deps(self, masterid: int) -> builtins.list[_models.MarginSnapshot]:
-        """``GET marginSnapshot/deps?masterid=``: the MarginSnapshot entities of one
-        account (linked by ``id``)."""
+        """``GET marginSnapshot/deps``: the MarginSnapshot entities of one account (linked by ``id``)."""
         return await self._many(
             "marginSnapshot/deps", {"masterid": str(masterid)}, _models.MarginSnapshot
         )
 
     async def ldeps(self, masterids: Iterable[int]) -> builtins.list[_models.MarginSnapshot]:
-        """``GET marginSnapshot/ldeps?masterids=1,2``: the MarginSnapshot entities of several
-        account entities."""
+        """``GET marginSnapshot/ldeps``: the MarginSnapshot entities of several account entities (``masterids=1,2``)."""
         return await self._many(
             "marginSnapshot/ldeps", {"masterids": id_list(masterids)}, _models.MarginSnapshot
         )
@@ -981,20 +931,19 @@ class MarketDataSubscriptionApi(EntityApi):
         return await self._many("marketDataSubscription/list", None, _models.MarketDataSubscription)
 
     async def item(self, id: int) -> _models.MarketDataSubscription:
-        """``GET marketDataSubscription/item?id=``: the MarketDataSubscription with this id."""
+        """``GET marketDataSubscription/item``: the MarketDataSubscription with this id."""
         return await self._one(
             "marketDataSubscription/item", {"id": str(id)}, _models.MarketDataSubscription
         )
 
     async def items(self, ids: Iterable[int]) -> builtins.list[_models.MarketDataSubscription]:
-        """``GET marketDataSubscription/items?ids=1,2,3``: the MarketDataSubscription entities with these ids."""
+        """``GET marketDataSubscription/items``: the MarketDataSubscription entities with these ids (``ids=1,2,3``)."""
         return await self._many(
             "marketDataSubscription/items", {"ids": id_list(ids)}, _models.MarketDataSubscription
         )
 
     async def deps(self, masterid: int) -> builtins.list[_models.MarketDataSubscription]:
-        """``GET marketDataSubscription/deps?masterid=``: the MarketDataSubscription entities of one
-        user (linked by ``userId``)."""
+        """``GET marketDataSubscription/deps``: the MarketDataSubscription entities of one user (linked by ``userId``)."""
         return await self._many(
             "marketDataSubscription/deps",
             {"masterid": str(masterid)},
@@ -1004,8 +953,7 @@ class MarketDataSubscriptionApi(EntityApi):
     async def ldeps(
         self, masterids: Iterable[int]
     ) -> builtins.list[_models.MarketDataSubscription]:
-        """``GET marketDataSubscription/ldeps?masterids=1,2``: the MarketDataSubscription entities of several
-        user entities."""
+        """``GET marketDataSubscription/ldeps``: the MarketDataSubscription entities of several user entities (``masterids=1,2``)."""
         return await self._many(
             "marketDataSubscription/ldeps",
             {"masterids": id_list(masterids)},
@@ -1105,7 +1053,7 @@ class MarketDataSubscriptionExchangeScopeApi(EntityApi):
         )
 
     async def item(self, id: int) -> _models.MarketDataSubscriptionExchangeScope:
-        """``GET marketDataSubscriptionExchangeScope/item?id=``: the MarketDataSubscriptionExchangeScope with this id."""
+        """``GET marketDataSubscriptionExchangeScope/item``: the MarketDataSubscriptionExchangeScope with this id."""
         return await self._one(
             "marketDataSubscriptionExchangeScope/item",
             {"id": str(id)},
@@ -1115,7 +1063,7 @@ class MarketDataSubscriptionExchangeScopeApi(EntityApi):
     async def items(
         self, ids: Iterable[int]
     ) -> builtins.list[_models.MarketDataSubscriptionExchangeScope]:
-        """``GET marketDataSubscriptionExchangeScope/items?ids=1,2,3``: the MarketDataSubscriptionExchangeScope entities with these ids."""
+        """``GET marketDataSubscriptionExchangeScope/items``: the MarketDataSubscriptionExchangeScope entities with these ids (``ids=1,2,3``)."""
         return await self._many(
             "marketDataSubscriptionExchangeScope/items",
             {"ids": id_list(ids)},
@@ -1123,7 +1071,7 @@ class MarketDataSubscriptionExchangeScopeApi(EntityApi):
         )
 
     async def find(self, name: str) -> _models.MarketDataSubscriptionExchangeScope:
-        """``GET marketDataSubscriptionExchangeScope/find?name=``: the MarketDataSubscriptionExchangeScope with this name."""
+        """``GET marketDataSubscriptionExchangeScope/find``: the MarketDataSubscriptionExchangeScope with this name."""
         return await self._one(
             "marketDataSubscriptionExchangeScope/find",
             {"name": name},
@@ -1133,8 +1081,7 @@ class MarketDataSubscriptionExchangeScopeApi(EntityApi):
     async def suggest(
         self, t: str, l: int
     ) -> builtins.list[_models.MarketDataSubscriptionExchangeScope]:
-        """``GET marketDataSubscriptionExchangeScope/suggest?t=&l=``: up to ``l`` MarketDataSubscriptionExchangeScope entities whose fields
-        contain the text ``t``."""
+        """``GET marketDataSubscriptionExchangeScope/suggest``: up to ``l`` MarketDataSubscriptionExchangeScope entities whose fields contain the text ``t``."""
         return await self._many(
             "marketDataSubscriptionExchangeScope/suggest",
             {"t": t, "l": str(l)},
@@ -1152,13 +1099,13 @@ class MarketDataSubscriptionPlanApi(EntityApi):
         )
 
     async def item(self, id: int) -> _models.MarketDataSubscriptionPlan:
-        """``GET marketDataSubscriptionPlan/item?id=``: the MarketDataSubscriptionPlan with this id."""
+        """``GET marketDataSubscriptionPlan/item``: the MarketDataSubscriptionPlan with this id."""
         return await self._one(
             "marketDataSubscriptionPlan/item", {"id": str(id)}, _models.MarketDataSubscriptionPlan
         )
 
     async def items(self, ids: Iterable[int]) -> builtins.list[_models.MarketDataSubscriptionPlan]:
-        """``GET marketDataSubscriptionPlan/items?ids=1,2,3``: the MarketDataSubscriptionPlan entities with these ids."""
+        """``GET marketDataSubscriptionPlan/items``: the MarketDataSubscriptionPlan entities with these ids (``ids=1,2,3``)."""
         return await self._many(
             "marketDataSubscriptionPlan/items",
             {"ids": id_list(ids)},
@@ -1166,14 +1113,13 @@ class MarketDataSubscriptionPlanApi(EntityApi):
         )
 
     async def find(self, name: str) -> _models.MarketDataSubscriptionPlan:
-        """``GET marketDataSubscriptionPlan/find?name=``: the MarketDataSubscriptionPlan with this name."""
+        """``GET marketDataSubscriptionPlan/find``: the MarketDataSubscriptionPlan with this name."""
         return await self._one(
             "marketDataSubscriptionPlan/find", {"name": name}, _models.MarketDataSubscriptionPlan
         )
 
     async def suggest(self, t: str, l: int) -> builtins.list[_models.MarketDataSubscriptionPlan]:
-        """``GET marketDataSubscriptionPlan/suggest?t=&l=``: up to ``l`` MarketDataSubscriptionPlan entities whose fields
-        contain the text ``t``."""
+        """``GET marketDataSubscriptionPlan/suggest``: up to ``l`` MarketDataSubscriptionPlan entities whose fields contain the text ``t``."""
         return await self._many(
             "marketDataSubscriptionPlan/suggest",
             {"t": t, "l": str(l)},
@@ -1189,21 +1135,19 @@ class OrderApi(EntityApi):
         return await self._many("order/list", None, _models.Order)
 
     async def item(self, id: int) -> _models.Order:
-        """``GET order/item?id=``: the Order with this id."""
+        """``GET order/item``: the Order with this id."""
         return await self._one("order/item", {"id": str(id)}, _models.Order)
 
     async def items(self, ids: Iterable[int]) -> builtins.list[_models.Order]:
-        """``GET order/items?ids=1,2,3``: the Order entities with these ids."""
+        """``GET order/items``: the Order entities with these ids (``ids=1,2,3``)."""
         return await self._many("order/items", {"ids": id_list(ids)}, _models.Order)
 
     async def deps(self, masterid: int) -> builtins.list[_models.Order]:
-        """``GET order/deps?masterid=``: the Order entities of one
-        account (linked by ``accountId``)."""
+        """``GET order/deps``: the Order entities of one account (linked by ``accountId``)."""
         return await self._many("order/deps", {"masterid": str(masterid)}, _models.Order)
 
     async def ldeps(self, masterids: Iterable[int]) -> builtins.list[_models.Order]:
-        """``GET order/ldeps?masterids=1,2``: the Order entities of several
-        account entities."""
+        """``GET order/ldeps``: the Order entities of several account entities (``masterids=1,2``)."""
         return await self._many("order/ldeps", {"masterids": id_list(masterids)}, _models.Order)
 
     async def cancel_order(
@@ -1448,23 +1392,21 @@ class OrderStrategyApi(EntityApi):
         return await self._many("orderStrategy/list", None, _models.OrderStrategy)
 
     async def item(self, id: int) -> _models.OrderStrategy:
-        """``GET orderStrategy/item?id=``: the OrderStrategy with this id."""
+        """``GET orderStrategy/item``: the OrderStrategy with this id."""
         return await self._one("orderStrategy/item", {"id": str(id)}, _models.OrderStrategy)
 
     async def items(self, ids: Iterable[int]) -> builtins.list[_models.OrderStrategy]:
-        """``GET orderStrategy/items?ids=1,2,3``: the OrderStrategy entities with these ids."""
+        """``GET orderStrategy/items``: the OrderStrategy entities with these ids (``ids=1,2,3``)."""
         return await self._many("orderStrategy/items", {"ids": id_list(ids)}, _models.OrderStrategy)
 
     async def deps(self, masterid: int) -> builtins.list[_models.OrderStrategy]:
-        """``GET orderStrategy/deps?masterid=``: the OrderStrategy entities of one
-        account (linked by ``accountId``)."""
+        """``GET orderStrategy/deps``: the OrderStrategy entities of one account (linked by ``accountId``)."""
         return await self._many(
             "orderStrategy/deps", {"masterid": str(masterid)}, _models.OrderStrategy
         )
 
     async def ldeps(self, masterids: Iterable[int]) -> builtins.list[_models.OrderStrategy]:
-        """``GET orderStrategy/ldeps?masterids=1,2``: the OrderStrategy entities of several
-        account entities."""
+        """``GET orderStrategy/ldeps``: the OrderStrategy entities of several account entities (``masterids=1,2``)."""
         return await self._many(
             "orderStrategy/ldeps", {"masterids": id_list(masterids)}, _models.OrderStrategy
         )
@@ -1532,25 +1474,23 @@ class OrderStrategyLinkApi(EntityApi):
         return await self._many("orderStrategyLink/list", None, _models.OrderStrategyLink)
 
     async def item(self, id: int) -> _models.OrderStrategyLink:
-        """``GET orderStrategyLink/item?id=``: the OrderStrategyLink with this id."""
+        """``GET orderStrategyLink/item``: the OrderStrategyLink with this id."""
         return await self._one("orderStrategyLink/item", {"id": str(id)}, _models.OrderStrategyLink)
 
     async def items(self, ids: Iterable[int]) -> builtins.list[_models.OrderStrategyLink]:
-        """``GET orderStrategyLink/items?ids=1,2,3``: the OrderStrategyLink entities with these ids."""
+        """``GET orderStrategyLink/items``: the OrderStrategyLink entities with these ids (``ids=1,2,3``)."""
         return await self._many(
             "orderStrategyLink/items", {"ids": id_list(ids)}, _models.OrderStrategyLink
         )
 
     async def deps(self, masterid: int) -> builtins.list[_models.OrderStrategyLink]:
-        """``GET orderStrategyLink/deps?masterid=``: the OrderStrategyLink entities of one
-        orderStrategy (linked by ``orderStrategyId``)."""
+        """``GET orderStrategyLink/deps``: the OrderStrategyLink entities of one orderStrategy (linked by ``orderStrategyId``)."""
         return await self._many(
             "orderStrategyLink/deps", {"masterid": str(masterid)}, _models.OrderStrategyLink
         )
 
     async def ldeps(self, masterids: Iterable[int]) -> builtins.list[_models.OrderStrategyLink]:
-        """``GET orderStrategyLink/ldeps?masterids=1,2``: the OrderStrategyLink entities of several
-        orderStrategy entities."""
+        """``GET orderStrategyLink/ldeps``: the OrderStrategyLink entities of several orderStrategy entities (``masterids=1,2``)."""
         return await self._many(
             "orderStrategyLink/ldeps", {"masterids": id_list(masterids)}, _models.OrderStrategyLink
         )
@@ -1564,22 +1504,21 @@ class OrderStrategyTypeApi(EntityApi):
         return await self._many("orderStrategyType/list", None, _models.OrderStrategyType)
 
     async def item(self, id: int) -> _models.OrderStrategyType:
-        """``GET orderStrategyType/item?id=``: the OrderStrategyType with this id."""
+        """``GET orderStrategyType/item``: the OrderStrategyType with this id."""
         return await self._one("orderStrategyType/item", {"id": str(id)}, _models.OrderStrategyType)
 
     async def items(self, ids: Iterable[int]) -> builtins.list[_models.OrderStrategyType]:
-        """``GET orderStrategyType/items?ids=1,2,3``: the OrderStrategyType entities with these ids."""
+        """``GET orderStrategyType/items``: the OrderStrategyType entities with these ids (``ids=1,2,3``)."""
         return await self._many(
             "orderStrategyType/items", {"ids": id_list(ids)}, _models.OrderStrategyType
         )
 
     async def find(self, name: str) -> _models.OrderStrategyType:
-        """``GET orderStrategyType/find?name=``: the OrderStrategyType with this name."""
+        """``GET orderStrategyType/find``: the OrderStrategyType with this name."""
         return await self._one("orderStrategyType/find", {"name": name}, _models.OrderStrategyType)
 
     async def suggest(self, t: str, l: int) -> builtins.list[_models.OrderStrategyType]:
-        """``GET orderStrategyType/suggest?t=&l=``: up to ``l`` OrderStrategyType entities whose fields
-        contain the text ``t``."""
+        """``GET orderStrategyType/suggest``: up to ``l`` OrderStrategyType entities whose fields contain the text ``t``."""
         return await self._many(
             "orderStrategyType/suggest", {"t": t, "l": str(l)}, _models.OrderStrategyType
         )
@@ -1593,23 +1532,21 @@ class OrderVersionApi(EntityApi):
         return await self._many("orderVersion/list", None, _models.OrderVersion)
 
     async def item(self, id: int) -> _models.OrderVersion:
-        """``GET orderVersion/item?id=``: the OrderVersion with this id."""
+        """``GET orderVersion/item``: the OrderVersion with this id."""
         return await self._one("orderVersion/item", {"id": str(id)}, _models.OrderVersion)
 
     async def items(self, ids: Iterable[int]) -> builtins.list[_models.OrderVersion]:
-        """``GET orderVersion/items?ids=1,2,3``: the OrderVersion entities with these ids."""
+        """``GET orderVersion/items``: the OrderVersion entities with these ids (``ids=1,2,3``)."""
         return await self._many("orderVersion/items", {"ids": id_list(ids)}, _models.OrderVersion)
 
     async def deps(self, masterid: int) -> builtins.list[_models.OrderVersion]:
-        """``GET orderVersion/deps?masterid=``: the OrderVersion entities of one
-        order (linked by ``orderId``)."""
+        """``GET orderVersion/deps``: the OrderVersion entities of one order (linked by ``orderId``)."""
         return await self._many(
             "orderVersion/deps", {"masterid": str(masterid)}, _models.OrderVersion
         )
 
     async def ldeps(self, masterids: Iterable[int]) -> builtins.list[_models.OrderVersion]:
-        """``GET orderVersion/ldeps?masterids=1,2``: the OrderVersion entities of several
-        order entities."""
+        """``GET orderVersion/ldeps``: the OrderVersion entities of several order entities (``masterids=1,2``)."""
         return await self._many(
             "orderVersion/ldeps", {"masterids": id_list(masterids)}, _models.OrderVersion
         )
@@ -1623,20 +1560,19 @@ class OrganizationApi(EntityApi):
         return await self._many("organization/list", None, _models.Organization)
 
     async def item(self, id: int) -> _models.Organization:
-        """``GET organization/item?id=``: the Organization with this id."""
+        """``GET organization/item``: the Organization with this id."""
         return await self._one("organization/item", {"id": str(id)}, _models.Organization)
 
     async def items(self, ids: Iterable[int]) -> builtins.list[_models.Organization]:
-        """``GET organization/items?ids=1,2,3``: the Organization entities with these ids."""
+        """``GET organization/items``: the Organization entities with these ids (``ids=1,2,3``)."""
         return await self._many("organization/items", {"ids": id_list(ids)}, _models.Organization)
 
     async def find(self, name: str) -> _models.Organization:
-        """``GET organization/find?name=``: the Organization with this name."""
+        """``GET organization/find``: the Organization with this name."""
         return await self._one("organization/find", {"name": name}, _models.Organization)
 
     async def suggest(self, t: str, l: int) -> builtins.list[_models.Organization]:
-        """``GET organization/suggest?t=&l=``: up to ``l`` Organization entities whose fields
-        contain the text ``t``."""
+        """``GET organization/suggest``: up to ``l`` Organization entities whose fields contain the text ``t``."""
         return await self._many("organization/suggest", {"t": t, "l": str(l)}, _models.Organization)
 
 
@@ -1648,25 +1584,23 @@ class PositionApi(EntityApi):
         return await self._many("position/list", None, _models.Position)
 
     async def item(self, id: int) -> _models.Position:
-        """``GET position/item?id=``: the Position with this id."""
+        """``GET position/item``: the Position with this id."""
         return await self._one("position/item", {"id": str(id)}, _models.Position)
 
     async def items(self, ids: Iterable[int]) -> builtins.list[_models.Position]:
-        """``GET position/items?ids=1,2,3``: the Position entities with these ids."""
+        """``GET position/items``: the Position entities with these ids (``ids=1,2,3``)."""
         return await self._many("position/items", {"ids": id_list(ids)}, _models.Position)
 
     async def find(self, name: str) -> _models.Position:
-        """``GET position/find?name=``: the Position with this name."""
+        """``GET position/find``: the Position with this name."""
         return await self._one("position/find", {"name": name}, _models.Position)
 
     async def deps(self, masterid: int) -> builtins.list[_models.Position]:
-        """``GET position/deps?masterid=``: the Position entities of one
-        account (linked by ``accountId``)."""
+        """``GET position/deps``: the Position entities of one account (linked by ``accountId``)."""
         return await self._many("position/deps", {"masterid": str(masterid)}, _models.Position)
 
     async def ldeps(self, masterids: Iterable[int]) -> builtins.list[_models.Position]:
-        """``GET position/ldeps?masterids=1,2``: the Position entities of several
-        account entities."""
+        """``GET position/ldeps``: the Position entities of several account entities (``masterids=1,2``)."""
         return await self._many(
             "position/ldeps", {"masterids": id_list(masterids)}, _models.Position
         )
@@ -1680,30 +1614,27 @@ class ProductApi(EntityApi):
         return await self._many("product/list", None, _models.Product)
 
     async def item(self, id: int) -> _models.Product:
-        """``GET product/item?id=``: the Product with this id."""
+        """``GET product/item``: the Product with this id."""
         return await self._one("product/item", {"id": str(id)}, _models.Product)
 
     async def items(self, ids: Iterable[int]) -> builtins.list[_models.Product]:
-        """``GET product/items?ids=1,2,3``: the Product entities with these ids."""
+        """``GET product/items``: the Product entities with these ids (``ids=1,2,3``)."""
         return await self._many("product/items", {"ids": id_list(ids)}, _models.Product)
 
     async def find(self, name: str) -> _models.Product:
-        """``GET product/find?name=``: the Product with this name."""
+        """``GET product/find``: the Product with this name."""
         return await self._one("product/find", {"name": name}, _models.Product)
 
     async def suggest(self, t: str, l: int) -> builtins.list[_models.Product]:
-        """``GET product/suggest?t=&l=``: up to ``l`` Product entities whose fields
-        contain the text ``t``."""
+        """``GET product/suggest``: up to ``l`` Product entities whose fields contain the text ``t``."""
         return await self._many("product/suggest", {"t": t, "l": str(l)}, _models.Product)
 
     async def deps(self, masterid: int) -> builtins.list[_models.Product]:
-        """``GET product/deps?masterid=``: the Product entities of one
-        exchange (linked by ``exchangeId``)."""
+        """``GET product/deps``: the Product entities of one exchange (linked by ``exchangeId``)."""
         return await self._many("product/deps", {"masterid": str(masterid)}, _models.Product)
 
     async def ldeps(self, masterids: Iterable[int]) -> builtins.list[_models.Product]:
-        """``GET product/ldeps?masterids=1,2``: the Product entities of several
-        exchange entities."""
+        """``GET product/ldeps``: the Product entities of several exchange entities (``masterids=1,2``)."""
         return await self._many("product/ldeps", {"masterids": id_list(masterids)}, _models.Product)
 
 
@@ -1715,23 +1646,21 @@ class ProductMarginApi(EntityApi):
         return await self._many("productMargin/list", None, _models.ProductMargin)
 
     async def item(self, id: int) -> _models.ProductMargin:
-        """``GET productMargin/item?id=``: the ProductMargin with this id."""
+        """``GET productMargin/item``: the ProductMargin with this id."""
         return await self._one("productMargin/item", {"id": str(id)}, _models.ProductMargin)
 
     async def items(self, ids: Iterable[int]) -> builtins.list[_models.ProductMargin]:
-        """``GET productMargin/items?ids=1,2,3``: the ProductMargin entities with these ids."""
+        """``GET productMargin/items``: the ProductMargin entities with these ids (``ids=1,2,3``)."""
         return await self._many("productMargin/items", {"ids": id_list(ids)}, _models.ProductMargin)
 
     async def deps(self, masterid: int) -> builtins.list[_models.ProductMargin]:
-        """``GET productMargin/deps?masterid=``: the ProductMargin entities of one
-        product (linked by ``id``)."""
+        """``GET productMargin/deps``: the ProductMargin entities of one product (linked by ``id``)."""
         return await self._many(
             "productMargin/deps", {"masterid": str(masterid)}, _models.ProductMargin
         )
 
     async def ldeps(self, masterids: Iterable[int]) -> builtins.list[_models.ProductMargin]:
-        """``GET productMargin/ldeps?masterids=1,2``: the ProductMargin entities of several
-        product entities."""
+        """``GET productMargin/ldeps``: the ProductMargin entities of several product entities (``masterids=1,2``)."""
         return await self._many(
             "productMargin/ldeps", {"masterids": id_list(masterids)}, _models.ProductMargin
         )
@@ -1741,25 +1670,23 @@ class ProductSessionApi(EntityApi):
     """``productSession/*`` endpoints (ProductSession entities)."""
 
     async def item(self, id: int) -> _models.ProductSession:
-        """``GET productSession/item?id=``: the ProductSession with this id."""
+        """``GET productSession/item``: the ProductSession with this id."""
         return await self._one("productSession/item", {"id": str(id)}, _models.ProductSession)
 
     async def items(self, ids: Iterable[int]) -> builtins.list[_models.ProductSession]:
-        """``GET productSession/items?ids=1,2,3``: the ProductSession entities with these ids."""
+        """``GET productSession/items``: the ProductSession entities with these ids (``ids=1,2,3``)."""
         return await self._many(
             "productSession/items", {"ids": id_list(ids)}, _models.ProductSession
         )
 
     async def deps(self, masterid: int) -> builtins.list[_models.ProductSession]:
-        """``GET productSession/deps?masterid=``: the ProductSession entities of one
-        product (linked by ``id``)."""
+        """``GET productSession/deps``: the ProductSession entities of one product (linked by ``id``)."""
         return await self._many(
             "productSession/deps", {"masterid": str(masterid)}, _models.ProductSession
         )
 
     async def ldeps(self, masterids: Iterable[int]) -> builtins.list[_models.ProductSession]:
-        """``GET productSession/ldeps?masterids=1,2``: the ProductSession entities of several
-        product entities."""
+        """``GET productSession/ldeps``: the ProductSession entities of several product entities (``masterids=1,2``)."""
         return await self._many(
             "productSession/ldeps", {"masterids": id_list(masterids)}, _models.ProductSession
         )
@@ -1773,20 +1700,19 @@ class PropertyApi(EntityApi):
         return await self._many("property/list", None, _models.Property)
 
     async def item(self, id: int) -> _models.Property:
-        """``GET property/item?id=``: the Property with this id."""
+        """``GET property/item``: the Property with this id."""
         return await self._one("property/item", {"id": str(id)}, _models.Property)
 
     async def items(self, ids: Iterable[int]) -> builtins.list[_models.Property]:
-        """``GET property/items?ids=1,2,3``: the Property entities with these ids."""
+        """``GET property/items``: the Property entities with these ids (``ids=1,2,3``)."""
         return await self._many("property/items", {"ids": id_list(ids)}, _models.Property)
 
     async def find(self, name: str) -> _models.Property:
-        """``GET property/find?name=``: the Property with this name."""
+        """``GET property/find``: the Property with this name."""
         return await self._one("property/find", {"name": name}, _models.Property)
 
     async def suggest(self, t: str, l: int) -> builtins.list[_models.Property]:
-        """``GET property/suggest?t=&l=``: up to ``l`` Property entities whose fields
-        contain the text ``t``."""
+        """``GET property/suggest``: up to ``l`` Property entities whose fields contain the text ``t``."""
         return await self._many("property/suggest", {"t": t, "l": str(l)}, _models.Property)
 
 
@@ -1838,7 +1764,7 @@ class SecondMarketDataSubscriptionApi(EntityApi):
         )
 
     async def item(self, id: int) -> _models.SecondMarketDataSubscription:
-        """``GET secondMarketDataSubscription/item?id=``: the SecondMarketDataSubscription with this id."""
+        """``GET secondMarketDataSubscription/item``: the SecondMarketDataSubscription with this id."""
         return await self._one(
             "secondMarketDataSubscription/item",
             {"id": str(id)},
@@ -1848,7 +1774,7 @@ class SecondMarketDataSubscriptionApi(EntityApi):
     async def items(
         self, ids: Iterable[int]
     ) -> builtins.list[_models.SecondMarketDataSubscription]:
-        """``GET secondMarketDataSubscription/items?ids=1,2,3``: the SecondMarketDataSubscription entities with these ids."""
+        """``GET secondMarketDataSubscription/items``: the SecondMarketDataSubscription entities with these ids (``ids=1,2,3``)."""
         return await self._many(
             "secondMarketDataSubscription/items",
             {"ids": id_list(ids)},
@@ -1856,8 +1782,7 @@ class SecondMarketDataSubscriptionApi(EntityApi):
         )
 
     async def deps(self, masterid: int) -> builtins.list[_models.SecondMarketDataSubscription]:
-        """``GET secondMarketDataSubscription/deps?masterid=``: the SecondMarketDataSubscription entities of one
-        user (linked by ``userId``)."""
+        """``GET secondMarketDataSubscription/deps``: the SecondMarketDataSubscription entities of one user (linked by ``userId``)."""
         return await self._many(
             "secondMarketDataSubscription/deps",
             {"masterid": str(masterid)},
@@ -1867,8 +1792,7 @@ class SecondMarketDataSubscriptionApi(EntityApi):
     async def ldeps(
         self, masterids: Iterable[int]
     ) -> builtins.list[_models.SecondMarketDataSubscription]:
-        """``GET secondMarketDataSubscription/ldeps?masterids=1,2``: the SecondMarketDataSubscription entities of several
-        user entities."""
+        """``GET secondMarketDataSubscription/ldeps``: the SecondMarketDataSubscription entities of several user entities (``masterids=1,2``)."""
         return await self._many(
             "secondMarketDataSubscription/ldeps",
             {"masterids": id_list(masterids)},
@@ -1880,11 +1804,11 @@ class SpreadDefinitionApi(EntityApi):
     """``spreadDefinition/*`` endpoints (SpreadDefinition entities)."""
 
     async def item(self, id: int) -> _models.SpreadDefinition:
-        """``GET spreadDefinition/item?id=``: the SpreadDefinition with this id."""
+        """``GET spreadDefinition/item``: the SpreadDefinition with this id."""
         return await self._one("spreadDefinition/item", {"id": str(id)}, _models.SpreadDefinition)
 
     async def items(self, ids: Iterable[int]) -> builtins.list[_models.SpreadDefinition]:
-        """``GET spreadDefinition/items?ids=1,2,3``: the SpreadDefinition entities with these ids."""
+        """``GET spreadDefinition/items``: the SpreadDefinition entities with these ids (``ids=1,2,3``)."""
         return await self._many(
             "spreadDefinition/items", {"ids": id_list(ids)}, _models.SpreadDefinition
         )
@@ -1898,25 +1822,23 @@ class TradingPermissionApi(EntityApi):
         return await self._many("tradingPermission/list", None, _models.TradingPermission)
 
     async def item(self, id: int) -> _models.TradingPermission:
-        """``GET tradingPermission/item?id=``: the TradingPermission with this id."""
+        """``GET tradingPermission/item``: the TradingPermission with this id."""
         return await self._one("tradingPermission/item", {"id": str(id)}, _models.TradingPermission)
 
     async def items(self, ids: Iterable[int]) -> builtins.list[_models.TradingPermission]:
-        """``GET tradingPermission/items?ids=1,2,3``: the TradingPermission entities with these ids."""
+        """``GET tradingPermission/items``: the TradingPermission entities with these ids (``ids=1,2,3``)."""
         return await self._many(
             "tradingPermission/items", {"ids": id_list(ids)}, _models.TradingPermission
         )
 
     async def deps(self, masterid: int) -> builtins.list[_models.TradingPermission]:
-        """``GET tradingPermission/deps?masterid=``: the TradingPermission entities of one
-        user (linked by ``userId``)."""
+        """``GET tradingPermission/deps``: the TradingPermission entities of one user (linked by ``userId``)."""
         return await self._many(
             "tradingPermission/deps", {"masterid": str(masterid)}, _models.TradingPermission
         )
 
     async def ldeps(self, masterids: Iterable[int]) -> builtins.list[_models.TradingPermission]:
-        """``GET tradingPermission/ldeps?masterids=1,2``: the TradingPermission entities of several
-        user entities."""
+        """``GET tradingPermission/ldeps``: the TradingPermission entities of several user entities (``masterids=1,2``)."""
         return await self._many(
             "tradingPermission/ldeps", {"masterids": id_list(masterids)}, _models.TradingPermission
         )
@@ -1930,27 +1852,25 @@ class TradovateSubscriptionApi(EntityApi):
         return await self._many("tradovateSubscription/list", None, _models.TradovateSubscription)
 
     async def item(self, id: int) -> _models.TradovateSubscription:
-        """``GET tradovateSubscription/item?id=``: the TradovateSubscription with this id."""
+        """``GET tradovateSubscription/item``: the TradovateSubscription with this id."""
         return await self._one(
             "tradovateSubscription/item", {"id": str(id)}, _models.TradovateSubscription
         )
 
     async def items(self, ids: Iterable[int]) -> builtins.list[_models.TradovateSubscription]:
-        """``GET tradovateSubscription/items?ids=1,2,3``: the TradovateSubscription entities with these ids."""
+        """``GET tradovateSubscription/items``: the TradovateSubscription entities with these ids (``ids=1,2,3``)."""
         return await self._many(
             "tradovateSubscription/items", {"ids": id_list(ids)}, _models.TradovateSubscription
         )
 
     async def deps(self, masterid: int) -> builtins.list[_models.TradovateSubscription]:
-        """``GET tradovateSubscription/deps?masterid=``: the TradovateSubscription entities of one
-        user (linked by ``userId``)."""
+        """``GET tradovateSubscription/deps``: the TradovateSubscription entities of one user (linked by ``userId``)."""
         return await self._many(
             "tradovateSubscription/deps", {"masterid": str(masterid)}, _models.TradovateSubscription
         )
 
     async def ldeps(self, masterids: Iterable[int]) -> builtins.list[_models.TradovateSubscription]:
-        """``GET tradovateSubscription/ldeps?masterids=1,2``: the TradovateSubscription entities of several
-        user entities."""
+        """``GET tradovateSubscription/ldeps``: the TradovateSubscription entities of several user entities (``masterids=1,2``)."""
         return await self._many(
             "tradovateSubscription/ldeps",
             {"masterids": id_list(masterids)},
@@ -2052,13 +1972,13 @@ class TradovateSubscriptionPlanApi(EntityApi):
         )
 
     async def item(self, id: int) -> _models.TradovateSubscriptionPlan:
-        """``GET tradovateSubscriptionPlan/item?id=``: the TradovateSubscriptionPlan with this id."""
+        """``GET tradovateSubscriptionPlan/item``: the TradovateSubscriptionPlan with this id."""
         return await self._one(
             "tradovateSubscriptionPlan/item", {"id": str(id)}, _models.TradovateSubscriptionPlan
         )
 
     async def items(self, ids: Iterable[int]) -> builtins.list[_models.TradovateSubscriptionPlan]:
-        """``GET tradovateSubscriptionPlan/items?ids=1,2,3``: the TradovateSubscriptionPlan entities with these ids."""
+        """``GET tradovateSubscriptionPlan/items``: the TradovateSubscriptionPlan entities with these ids (``ids=1,2,3``)."""
         return await self._many(
             "tradovateSubscriptionPlan/items",
             {"ids": id_list(ids)},
@@ -2066,14 +1986,13 @@ class TradovateSubscriptionPlanApi(EntityApi):
         )
 
     async def find(self, name: str) -> _models.TradovateSubscriptionPlan:
-        """``GET tradovateSubscriptionPlan/find?name=``: the TradovateSubscriptionPlan with this name."""
+        """``GET tradovateSubscriptionPlan/find``: the TradovateSubscriptionPlan with this name."""
         return await self._one(
             "tradovateSubscriptionPlan/find", {"name": name}, _models.TradovateSubscriptionPlan
         )
 
     async def suggest(self, t: str, l: int) -> builtins.list[_models.TradovateSubscriptionPlan]:
-        """``GET tradovateSubscriptionPlan/suggest?t=&l=``: up to ``l`` TradovateSubscriptionPlan entities whose fields
-        contain the text ``t``."""
+        """``GET tradovateSubscriptionPlan/suggest``: up to ``l`` TradovateSubscriptionPlan entities whose fields contain the text ``t``."""
         return await self._many(
             "tradovateSubscriptionPlan/suggest",
             {"t": t, "l": str(l)},
@@ -2089,20 +2008,19 @@ class UserApi(EntityApi):
         return await self._many("user/list", None, _models.User)
 
     async def item(self, id: int) -> _models.User:
-        """``GET user/item?id=``: the User with this id."""
+        """``GET user/item``: the User with this id."""
         return await self._one("user/item", {"id": str(id)}, _models.User)
 
     async def items(self, ids: Iterable[int]) -> builtins.list[_models.User]:
-        """``GET user/items?ids=1,2,3``: the User entities with these ids."""
+        """``GET user/items``: the User entities with these ids (``ids=1,2,3``)."""
         return await self._many("user/items", {"ids": id_list(ids)}, _models.User)
 
     async def find(self, name: str) -> _models.User:
-        """``GET user/find?name=``: the User with this name."""
+        """``GET user/find``: the User with this name."""
         return await self._one("user/find", {"name": name}, _models.User)
 
     async def suggest(self, t: str, l: int) -> builtins.list[_models.User]:
-        """``GET user/suggest?t=&l=``: up to ``l`` User entities whose fields
-        contain the text ``t``."""
+        """``GET user/suggest``: up to ``l`` User entities whose fields contain the text ``t``."""
         return await self._many("user/suggest", {"t": t, "l": str(l)}, _models.User)
 
     async def accept_trading_permission(
@@ -2397,27 +2315,25 @@ class UserAccountAutoLiqApi(EntityApi):
         return await self._many("userAccountAutoLiq/list", None, _models.UserAccountAutoLiq)
 
     async def item(self, id: int) -> _models.UserAccountAutoLiq:
-        """``GET userAccountAutoLiq/item?id=``: the UserAccountAutoLiq with this id."""
+        """``GET userAccountAutoLiq/item``: the UserAccountAutoLiq with this id."""
         return await self._one(
             "userAccountAutoLiq/item", {"id": str(id)}, _models.UserAccountAutoLiq
         )
 
     async def items(self, ids: Iterable[int]) -> builtins.list[_models.UserAccountAutoLiq]:
-        """``GET userAccountAutoLiq/items?ids=1,2,3``: the UserAccountAutoLiq entities with these ids."""
+        """``GET userAccountAutoLiq/items``: the UserAccountAutoLiq entities with these ids (``ids=1,2,3``)."""
         return await self._many(
             "userAccountAutoLiq/items", {"ids": id_list(ids)}, _models.UserAccountAutoLiq
         )
 
     async def deps(self, masterid: int) -> builtins.list[_models.UserAccountAutoLiq]:
-        """``GET userAccountAutoLiq/deps?masterid=``: the UserAccountAutoLiq entities of one
-        account (linked by ``id``)."""
+        """``GET userAccountAutoLiq/deps``: the UserAccountAutoLiq entities of one account (linked by ``id``)."""
         return await self._many(
             "userAccountAutoLiq/deps", {"masterid": str(masterid)}, _models.UserAccountAutoLiq
         )
 
     async def ldeps(self, masterids: Iterable[int]) -> builtins.list[_models.UserAccountAutoLiq]:
-        """``GET userAccountAutoLiq/ldeps?masterids=1,2``: the UserAccountAutoLiq entities of several
-        account entities."""
+        """``GET userAccountAutoLiq/ldeps``: the UserAccountAutoLiq entities of several account entities (``masterids=1,2``)."""
         return await self._many(
             "userAccountAutoLiq/ldeps",
             {"masterids": id_list(masterids)},
@@ -2533,13 +2449,13 @@ class UserAccountPositionLimitApi(EntityApi):
     """``userAccountPositionLimit/*`` endpoints (UserAccountPositionLimit entities)."""
 
     async def item(self, id: int) -> _models.UserAccountPositionLimit:
-        """``GET userAccountPositionLimit/item?id=``: the UserAccountPositionLimit with this id."""
+        """``GET userAccountPositionLimit/item``: the UserAccountPositionLimit with this id."""
         return await self._one(
             "userAccountPositionLimit/item", {"id": str(id)}, _models.UserAccountPositionLimit
         )
 
     async def items(self, ids: Iterable[int]) -> builtins.list[_models.UserAccountPositionLimit]:
-        """``GET userAccountPositionLimit/items?ids=1,2,3``: the UserAccountPositionLimit entities with these ids."""
+        """``GET userAccountPositionLimit/items``: the UserAccountPositionLimit entities with these ids (``ids=1,2,3``)."""
         return await self._many(
             "userAccountPositionLimit/items",
             {"ids": id_list(ids)},
@@ -2547,8 +2463,7 @@ class UserAccountPositionLimitApi(EntityApi):
         )
 
     async def deps(self, masterid: int) -> builtins.list[_models.UserAccountPositionLimit]:
-        """``GET userAccountPositionLimit/deps?masterid=``: the UserAccountPositionLimit entities of one
-        account (linked by ``accountId``)."""
+        """``GET userAccountPositionLimit/deps``: the UserAccountPositionLimit entities of one account (linked by ``accountId``)."""
         return await self._many(
             "userAccountPositionLimit/deps",
             {"masterid": str(masterid)},
@@ -2558,8 +2473,7 @@ class UserAccountPositionLimitApi(EntityApi):
     async def ldeps(
         self, masterids: Iterable[int]
     ) -> builtins.list[_models.UserAccountPositionLimit]:
-        """``GET userAccountPositionLimit/ldeps?masterids=1,2``: the UserAccountPositionLimit entities of several
-        account entities."""
+        """``GET userAccountPositionLimit/ldeps``: the UserAccountPositionLimit entities of several account entities (``masterids=1,2``)."""
         return await self._many(
             "userAccountPositionLimit/ldeps",
             {"masterids": id_list(masterids)},
@@ -2687,13 +2601,13 @@ class UserAccountRiskParameterApi(EntityApi):
     """``userAccountRiskParameter/*`` endpoints (UserAccountRiskParameter entities)."""
 
     async def item(self, id: int) -> _models.UserAccountRiskParameter:
-        """``GET userAccountRiskParameter/item?id=``: the UserAccountRiskParameter with this id."""
+        """``GET userAccountRiskParameter/item``: the UserAccountRiskParameter with this id."""
         return await self._one(
             "userAccountRiskParameter/item", {"id": str(id)}, _models.UserAccountRiskParameter
         )
 
     async def items(self, ids: Iterable[int]) -> builtins.list[_models.UserAccountRiskParameter]:
-        """``GET userAccountRiskParameter/items?ids=1,2,3``: the UserAccountRiskParameter entities with these ids."""
+        """``GET userAccountRiskParameter/items``: the UserAccountRiskParameter entities with these ids (``ids=1,2,3``)."""
         return await self._many(
             "userAccountRiskParameter/items",
             {"ids": id_list(ids)},
@@ -2701,8 +2615,7 @@ class UserAccountRiskParameterApi(EntityApi):
         )
 
     async def deps(self, masterid: int) -> builtins.list[_models.UserAccountRiskParameter]:
-        """``GET userAccountRiskParameter/deps?masterid=``: the UserAccountRiskParameter entities of one
-        userAccountPositionLimit (linked by ``userAccountPositionLimitId``)."""
+        """``GET userAccountRiskParameter/deps``: the UserAccountRiskParameter entities of one userAccountPositionLimit (linked by ``userAccountPositionLimitId``)."""
         return await self._many(
             "userAccountRiskParameter/deps",
             {"masterid": str(masterid)},
@@ -2712,8 +2625,7 @@ class UserAccountRiskParameterApi(EntityApi):
     async def ldeps(
         self, masterids: Iterable[int]
     ) -> builtins.list[_models.UserAccountRiskParameter]:
-        """``GET userAccountRiskParameter/ldeps?masterids=1,2``: the UserAccountRiskParameter entities of several
-        userAccountPositionLimit entities."""
+        """``GET userAccountRiskParameter/ldeps``: the UserAccountRiskParameter entities of several userAccountPositionLimit entities (``masterids=1,2``)."""
         return await self._many(
             "userAccountRiskParameter/ldeps",
             {"masterids": id_list(masterids)},
@@ -2821,21 +2733,19 @@ class UserPluginApi(EntityApi):
         return await self._many("userPlugin/list", None, _models.UserPlugin)
 
     async def item(self, id: int) -> _models.UserPlugin:
-        """``GET userPlugin/item?id=``: the UserPlugin with this id."""
+        """``GET userPlugin/item``: the UserPlugin with this id."""
         return await self._one("userPlugin/item", {"id": str(id)}, _models.UserPlugin)
 
     async def items(self, ids: Iterable[int]) -> builtins.list[_models.UserPlugin]:
-        """``GET userPlugin/items?ids=1,2,3``: the UserPlugin entities with these ids."""
+        """``GET userPlugin/items``: the UserPlugin entities with these ids (``ids=1,2,3``)."""
         return await self._many("userPlugin/items", {"ids": id_list(ids)}, _models.UserPlugin)
 
     async def deps(self, masterid: int) -> builtins.list[_models.UserPlugin]:
-        """``GET userPlugin/deps?masterid=``: the UserPlugin entities of one
-        user (linked by ``userId``)."""
+        """``GET userPlugin/deps``: the UserPlugin entities of one user (linked by ``userId``)."""
         return await self._many("userPlugin/deps", {"masterid": str(masterid)}, _models.UserPlugin)
 
     async def ldeps(self, masterids: Iterable[int]) -> builtins.list[_models.UserPlugin]:
-        """``GET userPlugin/ldeps?masterids=1,2``: the UserPlugin entities of several
-        user entities."""
+        """``GET userPlugin/ldeps``: the UserPlugin entities of several user entities (``masterids=1,2``)."""
         return await self._many(
             "userPlugin/ldeps", {"masterids": id_list(masterids)}, _models.UserPlugin
         )
@@ -2971,23 +2881,21 @@ class UserPropertyApi(EntityApi):
     """``userProperty/*`` endpoints (UserProperty entities)."""
 
     async def item(self, id: int) -> _models.UserProperty:
-        """``GET userProperty/item?id=``: the UserProperty with this id."""
+        """``GET userProperty/item``: the UserProperty with this id."""
         return await self._one("userProperty/item", {"id": str(id)}, _models.UserProperty)
 
     async def items(self, ids: Iterable[int]) -> builtins.list[_models.UserProperty]:
-        """``GET userProperty/items?ids=1,2,3``: the UserProperty entities with these ids."""
+        """``GET userProperty/items``: the UserProperty entities with these ids (``ids=1,2,3``)."""
         return await self._many("userProperty/items", {"ids": id_list(ids)}, _models.UserProperty)
 
     async def deps(self, masterid: int) -> builtins.list[_models.UserProperty]:
-        """``GET userProperty/deps?masterid=``: the UserProperty entities of one
-        user (linked by ``userId``)."""
+        """``GET userProperty/deps``: the UserProperty entities of one user (linked by ``userId``)."""
         return await self._many(
             "userProperty/deps", {"masterid": str(masterid)}, _models.UserProperty
         )
 
     async def ldeps(self, masterids: Iterable[int]) -> builtins.list[_models.UserProperty]:
-        """``GET userProperty/ldeps?masterids=1,2``: the UserProperty entities of several
-        user entities."""
+        """``GET userProperty/ldeps``: the UserProperty entities of several user entities (``masterids=1,2``)."""
         return await self._many(
             "userProperty/ldeps", {"masterids": id_list(masterids)}, _models.UserProperty
         )
@@ -2997,11 +2905,11 @@ class UserSessionApi(EntityApi):
     """``userSession/*`` endpoints (UserSession entities)."""
 
     async def item(self, id: int) -> _models.UserSession:
-        """``GET userSession/item?id=``: the UserSession with this id."""
+        """``GET userSession/item``: the UserSession with this id."""
         return await self._one("userSession/item", {"id": str(id)}, _models.UserSession)
 
     async def items(self, ids: Iterable[int]) -> builtins.list[_models.UserSession]:
-        """``GET userSession/items?ids=1,2,3``: the UserSession entities with these ids."""
+        """``GET userSession/items``: the UserSession entities with these ids (``ids=1,2,3``)."""
         return await self._many("userSession/items", {"ids": id_list(ids)}, _models.UserSession)
 
 
@@ -3013,25 +2921,23 @@ class UserSessionStatsApi(EntityApi):
         return await self._many("userSessionStats/list", None, _models.UserSessionStats)
 
     async def item(self, id: int) -> _models.UserSessionStats:
-        """``GET userSessionStats/item?id=``: the UserSessionStats with this id."""
+        """``GET userSessionStats/item``: the UserSessionStats with this id."""
         return await self._one("userSessionStats/item", {"id": str(id)}, _models.UserSessionStats)
 
     async def items(self, ids: Iterable[int]) -> builtins.list[_models.UserSessionStats]:
-        """``GET userSessionStats/items?ids=1,2,3``: the UserSessionStats entities with these ids."""
+        """``GET userSessionStats/items``: the UserSessionStats entities with these ids (``ids=1,2,3``)."""
         return await self._many(
             "userSessionStats/items", {"ids": id_list(ids)}, _models.UserSessionStats
         )
 
     async def deps(self, masterid: int) -> builtins.list[_models.UserSessionStats]:
-        """``GET userSessionStats/deps?masterid=``: the UserSessionStats entities of one
-        user (linked by ``id``)."""
+        """``GET userSessionStats/deps``: the UserSessionStats entities of one user (linked by ``id``)."""
         return await self._many(
             "userSessionStats/deps", {"masterid": str(masterid)}, _models.UserSessionStats
         )
 
     async def ldeps(self, masterids: Iterable[int]) -> builtins.list[_models.UserSessionStats]:
-        """``GET userSessionStats/ldeps?masterids=1,2``: the UserSessionStats entities of several
-        user entities."""
+        """``GET userSessionStats/ldeps``: the UserSessionStats entities of several user entities (``masterids=1,2``)."""
         return await self._many(
             "userSessionStats/ldeps", {"masterids": id_list(masterids)}, _models.UserSessionStats
         )
