@@ -73,16 +73,22 @@ class Authenticator:
         #: Where renewals go: the configured REST base until the server names another.
         self.api_url = config.api_url
         self.scrub = Scrubber([config.password.reveal(), config.sec.reveal()])
+        self._recent_tokens: list[str] = []
 
     def __repr__(self) -> str:
         return f"Authenticator(user={self.config.username!r}, api_url={self.config.api_url!r})"
 
     def remember_token(self, token: AccessToken) -> None:
-        """Add a token to the values scrubbed from server text."""
-        extra = [token.access_token.reveal()]
+        """Add a token to the values scrubbed from server text (the last few tokens stay: a
+        renewed token remains valid until it expires, and late answers may echo it)."""
+        fresh = [token.access_token.reveal()]
         if token.md_access_token:
-            extra.append(token.md_access_token.reveal())
-        self.scrub = Scrubber([self.config.password.reveal(), self.config.sec.reveal()], extra)
+            fresh.append(token.md_access_token.reveal())
+        recent = [t for t in self._recent_tokens if t not in fresh]
+        self._recent_tokens = (fresh + recent)[:6]
+        self.scrub = Scrubber(
+            [self.config.password.reveal(), self.config.sec.reveal()], self._recent_tokens
+        )
 
     def _url(self, path: str) -> str:
         # Logins go to the configured host; renewals follow the server's apiHosts (api_url).

@@ -9,7 +9,7 @@ HTTP layer in ``_auth.py`` only moves bytes and sleeps.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
 from ._errors import (
@@ -23,6 +23,7 @@ from ._errors import (
 from ._models import AccessToken
 from ._responses import Penalty, parse_json_body, penalty_in, scrubbed_excerpt
 from ._secret import Secret
+from ._secret import SecretScrubber as Scrubber
 
 __all__ = [
     "LoginCredentials",
@@ -51,25 +52,6 @@ class LoginCredentials(Protocol):
     def sec(self) -> Secret: ...
     @property
     def device_id(self) -> str: ...
-
-
-class Scrubber:
-    """Removes known secret values from text that came back from the server.
-
-    Passwords and API secrets are replaced whole; tokens keep their first 8 characters, the
-    prefix the library shows anyway, so a log can still tell two tokens apart.
-    """
-
-    def __init__(self, secrets: Iterable[str], tokens: Iterable[str] = ()) -> None:
-        replacements = {t: t[:8] + "…" for t in tokens if len(t) >= 4}
-        replacements.update({s: "********" for s in secrets if len(s) >= 4})
-        self._replacements = sorted(replacements.items(), key=lambda kv: len(kv[0]), reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for value, mask in self._replacements:
-            if value in text:
-                text = text.replace(value, mask)
-        return text
 
 
 def build_login_body(config: LoginCredentials, ticket: str | None = None) -> dict[str, Any]:

@@ -16,6 +16,8 @@ import anyio
 
 from ._config import TradovateConfig, default_token_file, merged_settings
 from ._errors import ConfigError, TradovateError
+from ._logging import redact
+from ._secret import SecretScrubber
 from ._session import TradovateSession
 from ._store import MemoryTokenStore, TokenStore
 from ._version import __version__
@@ -42,11 +44,13 @@ def _store(args: argparse.Namespace) -> TokenStore:
 
 
 def _setup_logging(verbose: bool) -> None:
-    if not verbose:
-        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-        return
     from ._logging import RedactingFilter
 
+    if not verbose:
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(RedactingFilter())
+        return
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactingFilter())
@@ -106,13 +110,16 @@ def _run_with_config(
             file=sys.stderr,
         )
         return EXIT_CONFIG
+    # Alive for the whole run: log redaction scrubs these values (any encoding) from every
+    # record, and the final error line is scrubbed with it too.
+    scrub = SecretScrubber([config.password.reveal(), config.sec.reveal()])
     try:
         anyio.run(command, args, config)
     except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
+        print(f"configuration error: {scrub(str(exc))}", file=sys.stderr)
         return EXIT_CONFIG
     except TradovateError as exc:
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"error: {type(exc).__name__}: {scrub(redact(str(exc)))}", file=sys.stderr)
         return EXIT_API
     return EXIT_OK
 

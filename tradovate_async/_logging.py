@@ -29,6 +29,8 @@ from typing import Any, Final
 
 from websockets.frames import Frame, Opcode
 
+from ._secret import scrub_known
+
 __all__ = [
     "DEFAULT_LOGGERS",
     "RedactingFilter",
@@ -118,7 +120,9 @@ def _token_value(match: re.Match[str]) -> str:
 
 
 def redact(text: str) -> str:
-    """``text`` with every recognised secret masked (see the module docstring)."""
+    """``text`` with every recognised secret masked (see the module docstring), and the values
+    known to any live session (its password, API secret and tokens) in every encoding."""
+    text = scrub_known(text)
     lowered = text.lower()
     if "authorize" in lowered:
         text = _AUTHORIZE.sub(_token_value, text)

@@ -8,9 +8,12 @@ and ``str`` are masked, it refuses to be pickled, and the value comes out only t
 from __future__ import annotations
 
 import hmac
-from typing import Any, NoReturn
+import re
+import weakref
+from collections.abc import Iterable
+from typing import Any, Final, NoReturn
 
-__all__ = ["Secret"]
+__all__ = ["Secret", "SecretScrubber", "scrub_known"]
 
 _MASK = "********"
 
@@ -64,3 +67,178 @@ class Secret:
 
     def __copy__(self) -> Secret:
         return self
+
+
+# -- scrubbing known secret values from text, in every encoding they take on the wire ----------
+
+# One encoded character of each kind. A text is decoded one kind and one level at a time, since
+# an escape and a later encoding of it must be undone in the reverse order they were made.
+_ESCAPE: Final = re.compile(
+    r"\\(?:u(?P<u>[0-9a-fA-F]{4})|x(?P<x>[0-9a-fA-F]{2})|U(?P<U>[0-9a-fA-F]{8})"
+    r"|(?P<short>[nrtbf\"'\\/]))"
+)
+_URL: Final = re.compile(r"(?P<url>(?:%[0-9a-fA-F]{2})+)")
+_HTML: Final = re.compile(
+    r"&(?:\#(?P<dec>[0-9]{1,7})|\#[xX](?P<hex>[0-9a-fA-F]{1,6})|(?P<name>amp|lt|gt|quot|apos));"
+)
+#: Each kind of encoding, with the character without which a text cannot hold it.
+_DECODERS: Final = (("\\", _ESCAPE), ("%", _URL), ("&", _HTML))
+_SHORT: Final = {"n": "\n", "r": "\r", "t": "\t", "b": "\b", "f": "\f"}
+_NAMED: Final = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}
+_MAX_DEPTH: Final = 4
+_MAX_LAYERS: Final = 64
+
+Span = tuple[int, int]
+
+
+def _unit_chars(match: re.Match[str]) -> list[tuple[str, int]] | None:
+    """The characters one encoded unit stands for, each with its length in the unit's text."""
+    groups = match.groupdict()
+    try:
+        if groups.get("url") is not None:
+            data = bytes.fromhex(groups["url"].replace("%", ""))
+            text = data.decode("utf-8")
+            return [(char, 3 * len(char.encode("utf-8"))) for char in text]
+        for name, base in (("u", 16), ("x", 16), ("U", 16), ("dec", 10), ("hex", 16)):
+            if groups.get(name) is not None:
+                return [(chr(int(groups[name], base)), len(match.group()))]
+    except (ValueError, UnicodeDecodeError, OverflowError):
+        return None
+    if groups.get("short") is not None:
+        return [(_SHORT.get(groups["short"], groups["short"]), 2)]
+    return [(_NAMED[groups["name"]], len(match.group()))]
+
+
+def _decode_once(
+    text: str, spans: list[Span], unit: re.Pattern[str]
+) -> tuple[str, list[Span]] | None:
+    """``text`` with one level of one kind of encoding undone, and each character's span in the
+    original text (``spans`` maps ``text`` to it); ``None`` if nothing was decoded."""
+    chars: list[str] = []
+    out_spans: list[Span] = []
+    position = 0
+    for match in unit.finditer(text):
+        decoded = _unit_chars(match)
+        if decoded is None:
+            continue
+        chars.extend(text[position : match.start()])
+        out_spans.extend(spans[position : match.start()])
+        offset = match.start()
+        for char, length in decoded:
+            out_spans.append((spans[offset][0], spans[offset + length - 1][1]))
+            chars.append(char)
+            offset += length
+        position = match.end()
+    if position == 0:
+        return None
+    chars.extend(text[position:])
+    out_spans.extend(spans[position:])
+    return _join_surrogates(chars, out_spans)
+
+
+def _join_surrogates(chars: list[str], spans: list[Span]) -> tuple[str, list[Span]]:
+    """Pairs of ``\\uD83D\\uDE00`` halves become the astral character they encode."""
+    out: list[str] = []
+    out_spans: list[Span] = []
+    i = 0
+    while i < len(chars):
+        char = chars[i]
+        if (
+            "\ud800" <= char <= "\udbff"
+            and i + 1 < len(chars)
+            and "\udc00" <= chars[i + 1] <= "\udfff"
+        ):
+            code = 0x10000 + ((ord(char) - 0xD800) << 10) + (ord(chars[i + 1]) - 0xDC00)
+            out.append(chr(code))
+            out_spans.append((spans[i][0], spans[i + 1][1]))
+            i += 2
+            continue
+        out.append(char)
+        out_spans.append(spans[i])
+        i += 1
+    return "".join(out), out_spans
+
+
+def _secret_spans(text: str, values: list[str]) -> list[tuple[Span, str]]:
+    """Where each value occurs in ``text``, written plainly or under a stack of up to four
+    encodings (JSON/Python escapes and ``\\uXXXX``, URL encoding, HTML references), in any
+    order: every sequence of single-kind decodings is tried, as long as it changes the text."""
+    found: list[tuple[Span, str]] = []
+    layers = [(text, [(i, i + 1) for i in range(len(text))])]
+    seen = {text}
+    for depth in range(_MAX_DEPTH + 1):
+        deeper: list[tuple[str, list[Span]]] = []
+        for layer, spans in layers:
+            for value in values:
+                for variant in {value, value.replace(" ", "+")}:  # a form writes ' ' as '+'
+                    start = layer.find(variant)
+                    while start >= 0:
+                        end = start + len(variant)
+                        found.append(((spans[start][0], spans[end - 1][1]), value))
+                        start = layer.find(variant, end)
+            if depth == _MAX_DEPTH:
+                continue
+            for trigger, unit in _DECODERS:
+                if trigger not in layer or len(seen) >= _MAX_LAYERS:
+                    continue
+                decoded = _decode_once(layer, spans, unit)
+                if decoded is not None and decoded[0] not in seen:
+                    seen.add(decoded[0])
+                    deeper.append(decoded)
+        if not deeper:
+            break
+        layers = deeper
+    return found
+
+
+class SecretScrubber:
+    """Removes known secret values from text that came back from a server, in every form.
+
+    A server that echoes a login body JSON-escapes a password with ``"`` or ``\\``; an HTML
+    error page escapes ``<`` and ``&``; a proxy URL-encodes; a server may ``\\u``-escape every
+    character, escapes included; a log prints a ``repr``. The text is decoded layer by layer
+    (keeping where each character came from), each layer is searched for the values, and what
+    matched is masked in the original text. Passwords and API secrets are replaced whole; tokens
+    keep their first 8 characters, the prefix the library shows anyway. Values shorter than 4
+    characters are not scrubbed (they would mask ordinary words). Every live scrubber is also
+    consulted by the library's log redaction (:func:`scrub_known`).
+    """
+
+    def __init__(self, secrets: Iterable[str], tokens: Iterable[str] = ()) -> None:
+        masks = {t: t[:8] + "…" for t in tokens if len(t) >= 4}
+        masks.update({s: "********" for s in secrets if len(s) >= 4})
+        self._masks = masks
+        self._values = sorted(masks, key=len, reverse=True)
+        _LIVE.add(self)
+
+    def __repr__(self) -> str:
+        return f"SecretScrubber(values={len(self._values)})"
+
+    def __call__(self, text: str) -> str:
+        if not self._values:
+            return text
+        found = _secret_spans(text, self._values)
+        if not found:
+            return text
+        # Longest first: a token that contains another value masks as itself.
+        found.sort(key=lambda item: (item[0][0], -(item[0][1] - item[0][0])))
+        pieces: list[str] = []
+        position = 0
+        for (start, end), value in found:
+            if start < position:
+                continue  # inside a span already masked
+            pieces += [text[position:start], self._masks[value]]
+            position = end
+        pieces.append(text[position:])
+        return "".join(pieces)
+
+
+_LIVE: Final[weakref.WeakSet[SecretScrubber]] = weakref.WeakSet()
+
+
+def scrub_known(text: str) -> str:
+    """``text`` with the values of every live :class:`SecretScrubber` removed (all sessions
+    of the process), for log records that did not pass through a session's own scrubber."""
+    for scrubber in list(_LIVE):
+        text = scrubber(text)
+    return text

@@ -37,6 +37,7 @@ import msgspec
 from ._errors import ProtocolError, excerpt
 from ._penalty import Penalty
 from ._responses import encode_params
+from ._secret import scrub_known
 
 __all__ = [
     "DROPPABLE_EVENT_KINDS",
@@ -174,7 +175,8 @@ def _make_response(request_id: int, status: int, data: Any) -> Response:
 
 
 def _malformed(why: str, text: str) -> ProtocolError:
-    return ProtocolError(f"malformed frame ({why}): {excerpt(text, 120)!r}")
+    # Scrubbed before it is cut, so no part of a secret survives at the edge of the excerpt.
+    return ProtocolError(f"malformed frame ({why}): {excerpt(scrub_known(text[:2000]), 120)!r}")
 
 
 class _WireMessage(msgspec.Struct):
@@ -405,7 +407,14 @@ def interpret_auth_response(response: Response, expected_id: int | None) -> Auth
 
 def error_text(data: Any) -> str | None:
     """The error text of a failed response. The server sometimes double-quotes it
-    (``"\\"Not found: quote/subscribe\\""``); that is undone."""
+    (``"\\"Not found: quote/subscribe\\""``); that is undone. Every password, secret and
+    token of a live session is scrubbed from it, in any encoding (an echo of the authorize
+    frame carries the token)."""
+    text = _error_text(data)
+    return None if text is None else scrub_known(text)
+
+
+def _error_text(data: Any) -> str | None:
     if data is None:
         return None
     if isinstance(data, str):
@@ -422,7 +431,7 @@ def error_text(data: Any) -> str | None:
             value = data.get(key)
             if isinstance(value, str) and value:
                 return value
-    return excerpt(_compact_or_repr(data))
+    return excerpt(scrub_known(_compact_or_repr(data)[:4000]))
 
 
 def _compact_or_repr(value: Any) -> str:

@@ -40,6 +40,7 @@ from ._logging import redact
 from ._options import Backoff
 from ._penalty import PenaltyPolicy
 from ._schedule import is_permanent
+from ._secret import scrub_known
 from ._ws_calls import Call, CallTable, replay_calls, replay_results
 from ._ws_codec import (
     HEARTBEAT_TEXT,
@@ -143,7 +144,8 @@ def shutdown_reason(event: Event, name: str) -> str:
     code = data.get("reasonCode")
     reason = code if isinstance(code, str) else "unknown"
     text = data.get("reason")
-    logger.warning("%s: server shutdown notice (%s%s)", name, reason, f": {text}" if text else "")
+    shown = f": {scrub_known(str(text))}" if text else ""  # server text: may echo a token
+    logger.warning("%s: server shutdown notice (%s%s)", name, reason, shown)
     return reason
 
 
@@ -366,7 +368,7 @@ class SocketConnection:
             elif phase is Phase.AUTHORIZING:
                 self._auth_messages(frame, now)
         elif type(frame) is CloseFrame:
-            why = f"server sent c[{frame.code},{frame.reason!r}]"
+            why = f"server sent c[{frame.code},{scrub_known(frame.reason)!r}]"
             if phase is Phase.OPEN:
                 self._lose(why, now, graceful=True)
             elif phase in (Phase.CONNECTING, Phase.AUTHORIZING):

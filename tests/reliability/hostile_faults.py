@@ -15,15 +15,20 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
+import httpx
 
 from tests.hostile_http import HostileServer, announced, endless_chunked, trickle
 from tests.reliability.fault_table import FaultCase, Lab, error_of, prefix_of, token_file
+from tests.reliability.test_secret_encodings import Scanner
 from tests.test_store_hostile import _FifoWatchdog, _hammer, inside
 from tradovate_async import (
+    APIError,
     ConfigError,
+    ConnectFailedError,
     ExchangeBounds,
     ExchangeDeadlineError,
     FileTokenStore,
+    InvalidCredentialsError,
     MemoryTokenStore,
     RedisTokenStore,
     ResponseTooLargeError,
@@ -33,7 +38,7 @@ from tradovate_async import (
     TradovateSession,
     TransportError,
 )
-from tradovate_async.sim import SimUser
+from tradovate_async.sim import Fault, SimUser
 
 __all__ = ["HOSTILE_CASES"]
 
@@ -344,6 +349,85 @@ async def huge_body_check(lab: Lab) -> None:
     assert lab.facts["after"] == []
 
 
+# ------------------------------------------------------------------ echoed secrets
+
+ECHO_PASSWORD = 'pw"\\ <x>&%2B+é' + "\U0001f600"
+ECHO_SECRET = 'sec"\\/ tail&lt;%'
+
+
+def _echo_user() -> SimUser:
+    return SimUser(username="echo-user", password=ECHO_PASSWORD, sec=ECHO_SECRET)
+
+
+async def echo_login_setup(lab: Lab) -> None:
+    sim = await lab.start_sim(users=(_echo_user(),))
+    errors = []
+    for style in ("error_text", "html", "plain"):
+        sim.inject("auth/accesstokenrequest", Fault.echo(style))  # type: ignore[arg-type]
+        session = TradovateSession(sim.config(), clock=lab.clock)
+
+        async def start(session: TradovateSession = session) -> None:
+            async with session:
+                pass
+
+        errors.append(await error_of(start()))
+    lab.facts["errors"] = errors
+
+
+async def echo_login_check(lab: Lab) -> None:
+    errors = lab.facts["errors"]
+    assert isinstance(errors[0], InvalidCredentialsError)
+    assert all(isinstance(e, APIError) for e in errors[1:])
+    texts = [t for e in errors for t in (str(e), repr(e))] + lab.warnings
+    assert any("you sent" in t and "********" in t for t in texts)
+    scanner = Scanner(["echo-user", "tradovate-async-sim", "sim-device-0001", "you sent"])
+    scanner.add(ECHO_PASSWORD, 8)
+    scanner.add(ECHO_SECRET, 8)
+    assert scanner.leaks(texts) == []
+
+
+async def echo_authorize_setup(lab: Lab) -> None:
+    sim = await lab.start_sim()
+    session = await lab.open_session()
+    lab.facts["token"] = session.token.access_token.reveal()
+    sim.inject("authorize", Fault.echo("plain"), times=50)
+    lab.facts["error"] = await error_of(lab.open_socket())
+
+
+async def echo_authorize_check(lab: Lab) -> None:
+    token, error = lab.facts["token"], lab.facts["error"]
+    assert isinstance(error, ConnectFailedError) and "you sent" in str(error)
+    texts = [str(error), repr(error), *lab.warnings]
+    assert token[:8] + "…" in str(error)
+    assert not any(token[:9] in t or token[-12:] in t for t in texts)
+
+
+async def transport_cause_setup(lab: Lab) -> None:
+    sim = await lab.start_sim()
+    config = sim.config(api_url="http://127.0.0.1:9/v1")  # nothing listens there
+    session = TradovateSession(config, clock=lab.clock)
+
+    async def start() -> None:
+        async with session:
+            pass
+
+    lab.facts["error"] = await error_of(start())
+    lab.facts["password"] = config.password.reveal()
+
+
+async def transport_cause_check(lab: Lab) -> None:
+    error = lab.facts["error"]
+    assert isinstance(error, TransportError)
+    cause = error.__cause__
+    assert isinstance(cause, httpx.TransportError) and error.__context__ is None
+    try:
+        cause.request  # noqa: B018 - raises when no request is attached
+    except RuntimeError:
+        pass
+    else:
+        raise AssertionError("the httpx error still carries the login request")
+
+
 HOSTILE_CASES: list[FaultCase] = [
     FaultCase(
         "env-not-utf8",
@@ -486,5 +570,40 @@ HOSTILE_CASES: list[FaultCase] = [
             "session goes on."
         ),
         check=huge_body_check,
+    ),
+    FaultCase(
+        "echo-login-body",
+        fault=(
+            "Token endpoint echoes the login body (password, API secret with quotes, "
+            "backslashes, `%`, `+`, `&<>`, non-ASCII) in an errorText, an HTML page and a "
+            "plain 500, raw, JSON-escaped, doubly escaped, `\\u`-escaped, URL- and HTML-encoded"
+        ),
+        setup=echo_login_setup,
+        expected_outcome=(
+            "Typed errors whose texts, and the WARNING logs, show `********` for every form of "
+            "the password and secret (the text is decoded layer by layer and each layer "
+            "searched)."
+        ),
+        check=echo_login_check,
+    ),
+    FaultCase(
+        "echo-token-authorize",
+        fault="Socket authorize answered `s=500` with `d` echoing the token in every encoding",
+        setup=echo_authorize_setup,
+        expected_outcome=(
+            "ConnectFailedError showing at most the token's 8-character prefix; the same "
+            "scrubber covers every server text on the socket and the library's log redaction."
+        ),
+        check=echo_authorize_check,
+    ),
+    FaultCase(
+        "transport-error-request",
+        fault="Login fails in transit (connection refused); a caller inspects the exception",
+        setup=transport_cause_setup,
+        expected_outcome=(
+            "TransportError whose `__cause__` is a copy of the httpx error without its request "
+            "(whose body holds the password and secret) and no `__context__`."
+        ),
+        check=transport_cause_check,
     ),
 ]

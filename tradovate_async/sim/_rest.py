@@ -21,7 +21,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from ._state import Reply, SimState, normalize_path
-from ._types import Fault, RequestRecord
+from ._types import Fault, RequestRecord, echo_text
 from ._ws import SocketHub
 
 __all__ = ["RestFrontEnd"]
@@ -102,7 +102,12 @@ class RestFrontEnd:
             reply = Reply.json(penalty)
         else:
             fault = self.state.take_fault(path, "rest")
-            if fault is not None and fault.kind not in ("delay", "drop", "truncated_json"):
+            if fault is not None and fault.kind == "echo":
+                received = raw.decode("utf-8", "replace")
+                if token:
+                    received += f" Authorization: Bearer {token}"
+                reply = _echo_reply(fault, received)
+            elif fault is not None and fault.kind not in ("delay", "drop", "truncated_json"):
                 reply = self._fault_reply(path, fault)
             else:
                 if fault is not None and fault.kind == "delay":
@@ -166,6 +171,8 @@ class RestFrontEnd:
             body = (reply.text or "").encode()
         if fault is not None:
             match fault.kind:
+                case "echo":
+                    media = fault.content_type
                 case "status":
                     media = fault.content_type
                     body = fault.body if fault.body is not None else b""
@@ -185,6 +192,16 @@ class RestFrontEnd:
         if fault is not None and fault.retry_after is not None:
             response.headers["Retry-After"] = fault.retry_after
         return response
+
+
+def _echo_reply(fault: Fault, received: str) -> Reply:
+    text = echo_text(received)
+    if fault.content_type == "application/json":
+        return Reply.json({"errorText": text})
+    if fault.content_type == "text/html":
+        page = f"<html><body><h1>{fault.status_code}</h1><pre>{text}</pre></body></html>"
+        return Reply(fault.status_code, text=page, reason="fault:echo")
+    return Reply(fault.status_code, text=text, reason="fault:echo")
 
 
 def _html_page(code: int) -> str:

@@ -7,24 +7,38 @@ snapshots it gets back without worrying that the server thread mutates them unde
 from __future__ import annotations
 
 import dataclasses
+import html
+import json
 import logging
+import urllib.parse
 from typing import Literal
 
 __all__ = [
     "ConnectionInfo",
+    "EchoStyle",
     "Fault",
     "FaultKind",
     "RequestRecord",
     "SimAccount",
     "SimPosition",
     "SimUser",
+    "echo_text",
 ]
 
 logger = logging.getLogger(__name__)
 
 FaultKind = Literal[
-    "penalty", "error_text", "status", "html", "malformed_json", "truncated_json", "delay", "drop"
+    "penalty",
+    "error_text",
+    "status",
+    "html",
+    "malformed_json",
+    "truncated_json",
+    "delay",
+    "drop",
+    "echo",
 ]
+EchoStyle = Literal["error_text", "html", "plain"]
 
 DEFAULT_ERROR_TEXT = (
     "Incorrect username or password. Please try again, noting that passwords are case-sensitive."
@@ -164,6 +178,21 @@ class Fault:
         return cls("delay", seconds=seconds)
 
     @classmethod
+    def echo(cls, style: EchoStyle = "error_text", code: int | None = None) -> Fault:
+        """An error that echoes what the client sent (body, bearer token, or the token of an
+        authorize frame) in every encoding a real server or proxy might use: as received,
+        JSON-escaped, doubly JSON-escaped, ``\\u``-escaped, URL-encoded and HTML-escaped (see
+        :func:`echo_text`). ``style``: ``error_text`` (200 ``{"errorText": ...}``), ``html``
+        (an HTML page, default 502), ``plain`` (text, default 500). On a WebSocket the answer's
+        ``d`` carries the text (status ``code``, default 500)."""
+        kinds = {"error_text": ("application/json", 200), "html": ("text/html", 502)}
+        content_type, default = kinds.get(style, ("text/plain", 500))
+        status = code if code is not None else default
+        if not 100 <= status <= 599:
+            raise ValueError("code must be an HTTP status")
+        return cls("echo", status_code=status, content_type=content_type)
+
+    @classmethod
     def drop(cls) -> Fault:
         """Headers and half the body, then the connection is aborted (the client sees a
         transport error). On a WebSocket the socket is aborted instead of answering."""
@@ -210,3 +239,22 @@ class ConnectionInfo:
     request_count: int
     synced: bool
     token_prefix: str | None
+
+
+def echo_text(received: str) -> str:
+    """``received`` in every encoding an echoing server might use, one after the other."""
+    utf16 = received.encode("utf-16-le", "surrogatepass")
+    units = [int.from_bytes(utf16[i : i + 2], "little") for i in range(0, len(utf16), 2)]
+    every_char_escaped = "".join(f"\\u{unit:04x}" for unit in units)
+    json_once = json.dumps(received)
+    forms = [
+        received,
+        json_once,
+        json.dumps(received, ensure_ascii=False),
+        json.dumps(json_once),
+        every_char_escaped,
+        urllib.parse.quote(received, safe=""),
+        urllib.parse.quote_plus(received),
+        html.escape(received),
+    ]
+    return "you sent: " + " | ".join(forms)

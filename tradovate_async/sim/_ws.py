@@ -29,7 +29,7 @@ from ._market import QuoteFeed
 from ._md import MarketSim, MdConnState
 from ._replay import ReplayClocks
 from ._state import Reply, Session, SimState, normalize_path
-from ._types import ConnectionInfo, Fault, RequestRecord
+from ._types import ConnectionInfo, Fault, RequestRecord, echo_text
 
 __all__ = ["Conn", "SocketHub"]
 
@@ -352,6 +352,12 @@ class SocketHub:
             await self._answer(conn, endpoint, rid, Reply.json(penalty), ticket=ticket)
             return
         fault = self.state.take_fault(endpoint, "ws")
+        if fault is not None and fault.kind == "echo":
+            text = echo_text(body)
+            data: Any = {"errorText": text} if fault.content_type == "application/json" else text
+            status = 500 if fault.status_code == 200 else fault.status_code
+            await self._answer(conn, endpoint, rid, Reply.json(data, status), fault=fault)
+            return
         if fault is not None and fault.kind not in ("delay", "drop", "truncated_json"):
             await self._answer(conn, endpoint, rid, self._fault_reply(endpoint, fault), fault=fault)
             return
