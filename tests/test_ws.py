@@ -461,7 +461,8 @@ async def test_event_buffer_drops_old_market_data_when_nobody_reads() -> None:
             with anyio.move_on_after(0.3):
                 async for event in ws.events():
                     received.append(event)
-            assert len(received) == 20
+            # Quotes of one contract supersede each other: what is left is the newest few.
+            assert 1 <= len(received) <= 20
             assert all(e.kind == "md" for e in received)
             # The simulator also sends one frame right after the subscription.
             assert ws.stats.dropped_events + len(received) in (sent, sent + 1)

@@ -24,6 +24,7 @@ from tradovate_async._errors import (
     SessionClosedError,
     TokenRejectedError,
 )
+from tradovate_async._event_buffer import EVENT_OVERFLOW, EVENT_RESYNCED
 from tradovate_async._options import Backoff
 from tradovate_async._penalty import PenaltyPolicy
 from tradovate_async._ws_calls import Call
@@ -388,13 +389,47 @@ def test_close_fails_pending_requests_with_session_closed() -> None:
     assert isinstance(late.error, SessionClosedError)
 
 
-def test_events_keep_their_order_and_props_are_never_dropped() -> None:
-    driver = started(event_buffer=2)
+def test_events_keep_their_order_and_quotes_are_superseded_per_contract() -> None:
+    driver = started(event_buffer=4)
     core = driver.core
-    core.receive('a[{"e":"md","d":1},{"e":"props","d":2},{"e":"md","d":3},{"e":"props","d":4}]', 1)
-    # full at 2: each newcomer evicts the oldest market-data event, never a props event
-    assert [e.data for e in core.events] == [2, 4]
-    assert core.stats.dropped_events == 2
+
+    def quote(contract: int, n: int) -> dict[str, Any]:
+        return {"e": "md", "d": {"quotes": [{"contractId": contract, "n": n}]}}
+
+    items = [quote(1, 1), {"e": "props", "d": 2}, quote(1, 3), quote(2, 4), quote(1, 5)]
+    core.receive("a" + json.dumps(items), 1)
+    # full at 4 when the last quote comes: the oldest quote of contract 1 is superseded (a
+    # newer one is buffered); the props event stays; the order is kept
+    events = list(core.events)
+    assert [e.kind for e in events] == ["props", "md", "md", "md"]
+    assert [e.data["quotes"][0]["n"] for e in events[1:]] == [3, 4, 5]
+    assert core.stats.dropped_events == 1
+
+
+def test_a_props_backlog_is_dropped_marked_and_resynchronised() -> None:
+    """A consumer that stopped reading: memory stays bounded, the gap is marked by an
+    ``overflow`` event, a fresh ``user/syncrequest`` goes out and its answer is delivered."""
+    driver = started(event_buffer=8)
+    core = driver.core
+    sub = Subscription("user/syncrequest", '{"users":[1]}')
+    submit(core, "user/syncrequest", None, {"users": [1]}, 1.0, subscription=sub)
+    (_, rid, _, _) = driver.request_frame(driver.take_sent(1.0)[0])
+    driver.answer(rid, 200, {"snapshot": 1}, 1.1)
+    for n in range(20):
+        core.receive("a" + json.dumps([{"e": "props", "d": {"n": n}}]), 2.0)
+        assert len(core.events) <= 8 + 1
+    sent = driver.take_sent(2.0)
+    assert [driver.request_frame(f)[0] for f in sent] == ["user/syncrequest"]  # once
+    driver.answer(driver.request_frame(sent[0])[1], 200, {"snapshot": 2}, 2.1)
+    events = list(core.events)
+    kinds = [e.kind for e in events]
+    assert kinds.count(EVENT_OVERFLOW) >= 1 and kinds[-1] == EVENT_RESYNCED
+    kept = [e.data["n"] for e in events if e.kind == "props"]
+    reported = sum(e.data.dropped["props"] for e in events if e.kind == EVENT_OVERFLOW)
+    assert kept == sorted(kept) and kept[-1] == 19
+    assert core.stats.dropped_events >= reported > 0
+    assert events[-1].data[0].data == {"snapshot": 2}
+    assert core.subscriptions[sub] == {"snapshot": 2}
 
 
 def test_malformed_frames_are_counted_and_ignored() -> None:

@@ -346,12 +346,13 @@ class TradovateWebSocket:
         resubscribed. Iteration ends after ``aclose()``, once the buffer is drained; after a
         fatal error it raises that error.
 
-        **Overflow policy.** At most ``event_buffer`` events wait for the consumer. When it is
-        full, the oldest ``md``/``chart`` event is dropped (a newer quote or bar supersedes it)
-        and ``stats.dropped_events`` counts it. ``props``, ``shutdown``, ``clock`` and the
-        library's events are never dropped; the buffer grows past its bound for them (a WARNING
-        is logged each time it doubles). The reader never waits for the consumer, so a slow
-        consumer cannot stall heartbeats or request answers.
+        **Overflow policy** (``_event_buffer``). At most ``event_buffer`` events wait for the
+        consumer. When it is full, quotes and DOM are superseded per contract (the latest of each
+        contract is kept); if that is not enough, the backlog of ``props``, ``chart`` and
+        histogram events is dropped, an ``overflow`` event marks the gap, and the socket asks
+        for fresh snapshots (``user/syncrequest``, chart and histogram subscriptions), delivered
+        as a ``resynced`` event. ``stats.dropped_events`` counts what was dropped. The reader
+        never waits for the consumer, so a slow consumer cannot stall heartbeats or answers.
 
         Use one consumer at a time: events are handed out once.
         """

@@ -36,6 +36,7 @@ from ._errors import (
     TokenRejectedError,
     TradovateError,
 )
+from ._event_buffer import EVENT_RESYNCED, RESYNC_ENDPOINTS, EventBuffer
 from ._logging import redact
 from ._options import Backoff
 from ._penalty import PenaltyPolicy
@@ -47,7 +48,6 @@ from ._ws_codec import (
     AuthOutcome,
     CloseFrame,
     Event,
-    EventBuffer,
     MessagesFrame,
     OpenFrame,
     ReconnectBackoff,
@@ -284,6 +284,10 @@ class SocketConnection:
         self._shutdown_reason: str | None = None
         self._replaying: list[Call] = []
         self._overflow_warned = 0
+        #: Kinds whose buffered events were dropped and need a fresh snapshot, and the calls
+        #: asking for them (see ``_event_buffer``).
+        self._resync_kinds: set[str] = set()
+        self._resyncing: list[Call] = []
 
     def __repr__(self) -> str:
         return f"SocketConnection({self.settings.kind}, {self.phase.value}, gen={self.generation})"
@@ -467,8 +471,35 @@ class SocketConnection:
             put(event)
         self.stats.dropped_events = buffer.dropped
         self.events_added = True
+        kinds = buffer.take_resync()
+        if kinds:
+            self._resync_kinds |= kinds
         if len(buffer) > buffer.maxlen:
             self._overflow_warned = warn_on_overflow(buffer, self._overflow_warned)
+
+    def _send_resync(self, now: float) -> None:
+        """After a dropped backlog: ask again for the snapshots of the dropped kinds (a fresh
+        ``user/syncrequest`` for ``props``); their answers come as a ``resynced`` event."""
+        kinds, self._resync_kinds = self._resync_kinds, set()
+        # A snapshot already asked for covers every event dropped before its answer arrives
+        # (the server sends the answer after the events it has sent).
+        asked = {call.endpoint.lower() for call in self._resyncing}
+        endpoints = {RESYNC_ENDPOINTS[kind] for kind in kinds} - asked
+        subs = [sub for sub in self.subscriptions if sub.endpoint.lower() in endpoints]
+        if not subs:
+            return
+        logger.warning(
+            "%s: the consumer fell behind; %s events dropped (an 'overflow' event marks the "
+            "gap); asking for %d fresh snapshot(s)",
+            self._name,
+            "/".join(sorted(kinds)),
+            len(subs),
+        )
+        calls = replay_calls(subs)
+        for call in calls:
+            self.calls.add(call, now)
+            self._send_call(call, now)
+        self._resyncing += calls
 
     def _messages(self, frame: MessagesFrame, now: float) -> None:
         items = frame.items
@@ -483,6 +514,8 @@ class SocketConnection:
                 if event.kind == "shutdown":
                     self._shutdown_reason = shutdown_reason(event, self._name)
             self._deliver(*events)
+            if self._resync_kinds and self.phase is Phase.OPEN:
+                self._send_resync(now)
         if self._shutdown_reason is not None:
             self._lose(f"server shutdown ({self._shutdown_reason})", now, graceful=True)
 
@@ -582,6 +615,10 @@ class SocketConnection:
         if replaying and all(c.done for c in replaying) and self.phase is Phase.OPEN:
             self._replaying = []
             self._ready(now, replay_results(replaying))
+        resyncing = self._resyncing
+        if resyncing and all(c.done for c in resyncing):
+            self._resyncing = []
+            self._deliver(Event(EVENT_RESYNCED, replay_results(resyncing)))
 
     def _begin_attempt(self, now: float) -> None:
         self._set_phase(Phase.CONNECTING)

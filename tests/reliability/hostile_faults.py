@@ -20,6 +20,7 @@ import httpx
 from tests.hostile_http import HostileServer, announced, endless_chunked, trickle
 from tests.reliability.fault_table import FaultCase, Lab, error_of, prefix_of, token_file
 from tests.reliability.test_secret_encodings import Scanner
+from tests.test_session import wait_until
 from tests.test_store_hostile import _FifoWatchdog, _hammer, inside
 from tradovate_async import (
     APIError,
@@ -428,6 +429,36 @@ async def transport_cause_check(lab: Lab) -> None:
         raise AssertionError("the httpx error still carries the login request")
 
 
+# ------------------------------------------------------------------ unconsumed events
+
+
+async def props_flood_setup(lab: Lab) -> None:
+    sim = await lab.start_sim()
+    session = await lab.open_session()
+    ws = await lab.open_socket(event_buffer=50)
+    user = sim.users[0]
+    await ws.request("user/syncrequest", json={"users": [user.user_id]}, replay=True)
+    largest = 0
+    for _ in range(20):  # 5,000 props events that nobody reads
+        await sim.push_props(
+            user.username, [("userProperty", "Updated", {"id": 1, "n": 1})] * 250, per_frame=25
+        )
+        largest = max(largest, len(ws._core.events))
+    await wait_until(lambda: sim.count("user/syncrequest") >= 2)
+    kinds: list[str] = []
+    with anyio.move_on_after(1):
+        async for event in ws.events():
+            kinds.append(event.kind)
+    lab.facts.update(largest=largest, kinds=kinds, dropped=ws.stats.dropped_events)
+    assert session.stats.logins == 1
+
+
+async def props_flood_check(lab: Lab) -> None:
+    assert lab.facts["largest"] <= 80 and lab.facts["dropped"] > 0
+    assert "overflow" in lab.facts["kinds"] and "resynced" in lab.facts["kinds"]
+    assert any("the consumer fell behind" in m for m in lab.warnings)
+
+
 HOSTILE_CASES: list[FaultCase] = [
     FaultCase(
         "env-not-utf8",
@@ -605,5 +636,17 @@ HOSTILE_CASES: list[FaultCase] = [
             "(whose body holds the password and secret) and no `__context__`."
         ),
         check=transport_cause_check,
+    ),
+    FaultCase(
+        "ws-props-flood-unconsumed",
+        fault="5,000 `props` events on a trading socket whose events nobody reads (buffer 50)",
+        setup=props_flood_setup,
+        expected_outcome=(
+            "The buffer stays within its bound: the props backlog is dropped, an `overflow` "
+            "event marks the gap, a fresh `user/syncrequest` goes out (WARNING) and its answer "
+            "arrives as a `resynced` event; quotes and DOM would instead be superseded per "
+            "contract."
+        ),
+        check=props_flood_check,
     ),
 ]
