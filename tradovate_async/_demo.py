@@ -95,7 +95,13 @@ async def _market_and_mirror(session: TradovateSession, say: Callable[[str], Non
                 f"   mirror: position {field(position, 'netPos')} @ "
                 f"{field(position, 'netPrice')}, open P&L {state.open_pnl(position)}"
             )
-        say(f"   working orders (the bracket): {len(state.working_orders())}")
+        for order in state.working_orders(account.id):
+            versions = state.order_versions(field(order, "id"))
+            last = versions[-1] if versions else None
+            say(
+                f"   working: order {field(order, 'id')} {field(order, 'action')} "
+                f"{field(last, 'orderType')} {field(last, 'price') or field(last, 'stopPrice')}"
+            )
         for _ in range(3):
             before = state.account_pnl(account.id)
 
