@@ -44,9 +44,9 @@ run() {
 }
 [ -z "${ONLY:-}" ] || { run $ONLY; exit 0; }
 run get_token.py
+EXAMPLE_SECONDS=3 run long_running_bot.py  # right after get_token: it reuses the stored token
 run me.py
 run portfolio.py
-EXAMPLE_SECONDS=3 run long_running_bot.py
 EXAMPLE_SECONDS=3 EXAMPLE_DEMO_ORDER=1 run props_consumer.py
 EXAMPLE_QUOTES=3 run quote_stream.py ESZ6 CLF7
 EXAMPLE_LIVE=2 run chart_history.py ESZ6

@@ -15,6 +15,7 @@ from tradovate_async import (
     TradovateSession,
 )
 from tradovate_async._orders import order_problems, prepare_order_command
+from tradovate_async.api import Order, RestrainedOrderVersion
 from tradovate_async.sim import Fault, SimulatedTradovate
 
 ACCOUNT = 70001
@@ -225,7 +226,8 @@ async def test_a_lost_answer_raises_outcome_unknown_and_reconciles(
         assert error.body is not None and error.body["clOrdId"] == error.cl_ord_id
         assert error.sent_at is not None and error.endpoint == "order/placeorder"
         found = await session.reconcile_order(error)
-        assert found is not None and found == sim.orders()[0]
+        assert isinstance(found, Order)
+        assert found.id == sim.orders()[0]["id"] and found.account_id == ACCOUNT
         # refused before execution (500): reconcile says it does not exist
         sim.inject("order/placeorder", Fault.status(500))
         with pytest.raises(OrderOutcomeUnknownError) as failed:
@@ -236,9 +238,8 @@ async def test_a_lost_answer_raises_outcome_unknown_and_reconciles(
         sim.inject("order/placeorder", Fault.truncated_json())
         with pytest.raises(OrderOutcomeUnknownError) as cut:
             await session.post("order/placeorder", json=order())
-        assert (await session.reconcile_order(cut.value.cl_ord_id or "?"))["id"] == max(  # type: ignore[index]
-            o["id"] for o in sim.orders()
-        )
+        again = await session.reconcile_order(cut.value.cl_ord_id or "?")
+        assert again is not None and again.id == max(o["id"] for o in sim.orders())
         assert session.stats.outcome_unknown == 3
         with pytest.raises(ValueError):
             await session.reconcile_order(
@@ -258,7 +259,39 @@ async def test_a_lost_socket_answer_reconciles_too(sim: SimulatedTradovate) -> N
                 while not sim.orders():
                     await anyio.sleep(0.02)
         found = await session.reconcile_order(lost.value)
-        assert found is not None and found["id"] == sim.orders()[0]["id"]
+        assert found is not None and found.id == sim.orders()[0]["id"]
+
+
+async def test_the_typed_api_gets_the_same_safeguards(sim: SimulatedTradovate) -> None:
+    async with TradovateSession(sim.config()) as session:
+        with pytest.raises(OrderValidationError):
+            await session.api.order.place_order(
+                account_id=ACCOUNT, symbol="ESZ6", action="Buy", order_qty=1, order_type="Limit"
+            )
+        assert sim.count("order/placeorder") == 0
+        sim.inject("order/placeoso", Fault.drop())
+        bracket = RestrainedOrderVersion(action="Sell", order_type="Limit", price=9000.0)
+        with pytest.raises(OrderOutcomeUnknownError) as lost:
+            await session.api.order.place_oso(
+                account_id=ACCOUNT,
+                symbol="ESZ6",
+                action="Buy",
+                order_qty=1,
+                order_type="Limit",
+                price=100.0,
+                bracket1=bracket,
+            )
+        entry = await session.reconcile_order(lost.value)
+        assert entry is not None and entry.ord_status == "Working"
+        [command] = await session.api.command.deps(entry.id)
+        assert command.is_automated is True and command.cl_ord_id == lost.value.cl_ord_id
+        async with session.websocket() as ws:
+            placed = await ws.api.order.place_order(
+                account_id=ACCOUNT, symbol="ESZ6", action="Buy", order_qty=1, order_type="Market"
+            )
+        assert placed.order_id is not None
+        commands = await session.api.command.deps(placed.order_id)
+        assert commands[0].is_automated is True and commands[0].cl_ord_id
 
 
 async def test_no_connection_means_not_sent(sim: SimulatedTradovate) -> None:

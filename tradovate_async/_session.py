@@ -62,7 +62,8 @@ from ._server_time import SessionTime
 from ._store import MemoryTokenStore, TokenStore
 from ._tasks import TaskHost
 from .api import Api, ApiCall
-from .api._base import BoundTransport
+from .api._base import BoundTransport, decode_answer
+from .api._models import Order
 
 if TYPE_CHECKING:
     from ._account_state import AccountState
@@ -470,7 +471,7 @@ class TradovateSession:
         assert auth is not None
         return auth.scrub(text)
 
-    async def reconcile_order(self, lost: OrderOutcomeUnknownError | str) -> Any:
+    async def reconcile_order(self, lost: OrderOutcomeUnknownError | str) -> Order | None:
         """Find out what became of an order command whose answer was lost.
 
         ``lost`` is the :class:`OrderOutcomeUnknownError` (or its ``cl_ord_id``). Returns the
@@ -488,7 +489,8 @@ class TradovateSession:
         async def get(endpoint: str, params: Any) -> Any:
             return await self.request("GET", endpoint, params=dict(params) if params else None)
 
-        return await find_order(get, cl_ord_id)
+        found = await find_order(get, cl_ord_id)
+        return None if found is None else decode_answer("order/item", found, Order)
 
     # -- hooks for the sockets of this session ---------------------------------------------
 
