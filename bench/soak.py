@@ -11,7 +11,14 @@ the most renewals in any simulated hour (must stay <= 15), reconnects, subscript
 (target 0), resident memory at start and end (growth target < 5 MB), tasks alive at the end
 beyond the baseline (target 0).
 
-Run: ``python bench/soak.py [--days 30] [--minutes 3] [--drop-every-hours 4]``
+Then the same soak, shorter, on a host whose wall clock is right (the control), 2 h fast and
+2 h slow (``--host-offsets-hours``), and one that jumps 2 h ahead a third of the way in
+(``--jump-hours``); the simulator's clock stays right. Each prints token requests, logins,
+expired-token requests and failed requests (targets: 1, 1, 0, 0).
+
+Run: ``python bench/soak.py [--days 30] [--minutes 3] [--drop-every-hours 4]
+[--clock-days 1] [--clock-minutes 1] [--host-offsets-hours 0,2,-2] [--jump-hours 2]``
+(``--days 0`` runs only the wrong-clock soaks).
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import anyio
 import psutil
 
 from tradovate_async import Backoff, TradovateSession
-from tradovate_async.sim import SimulatedTradovate, WarpClock
+from tradovate_async.sim import SimulatedTradovate, SkewedClock, WarpClock
 
 HOUR = 3600.0
 WS_OPTIONS = {
@@ -43,14 +50,28 @@ def max_per_rolling_hour(times: list[float]) -> int:
     return max((bisect.bisect_right(times, t + HOUR) - i for i, t in enumerate(times)), default=0)
 
 
-async def soak(days: float, minutes: float, drop_every_hours: float) -> dict[str, float]:
+async def soak(
+    days: float,
+    minutes: float,
+    drop_every_hours: float,
+    *,
+    host_offset_hours: float = 0.0,
+    jump_hours: float = 0.0,
+) -> dict[str, float]:
+    """One soak. The host's wall clock (``clock``) runs ``host_offset_hours`` ahead of the
+    server's and, with ``jump_hours``, jumps by that much a third of the way in (the server's
+    clock and the host's elapsed clock do not move)."""
     speed = days * 24 * HOUR / (minutes * 60)
     clock = WarpClock(speed=speed)
+    host = SkewedClock(clock)  # the session's host: its wall clock may jump, the server's not
     process = psutil.Process()
     renewal_times: list[float] = []
     requests = failures = 0
     async with SimulatedTradovate(
-        clock=clock.time, quote_interval=0.05, request_log_limit=1_000
+        clock=clock.time,
+        quote_interval=0.05,
+        request_log_limit=1_000,
+        server_clock_offset=-host_offset_hours * HOUR,
     ) as sim:
         gc.collect()
         baseline_tasks = len(asyncio.all_tasks())
@@ -58,11 +79,11 @@ async def soak(days: float, minutes: float, drop_every_hours: float) -> dict[str
         end_at = clock.time() + days * 24 * HOUR
         async with TradovateSession(
             sim.config(),
-            clock=clock,
+            clock=host,
             check_interval=0.002 * speed,
             renewal_backoff=Backoff(0.005 * speed, 0.05 * speed),
         ) as session:
-            session.add_token_listener(lambda _t: renewal_times.append(clock.time()))
+            session.add_token_listener(lambda _t: renewal_times.append(sim.now()))
             async with (
                 session.websocket(**WS_OPTIONS) as trading,
                 session.websocket(kind="md", **WS_OPTIONS) as md,
@@ -103,8 +124,17 @@ async def soak(days: float, minutes: float, drop_every_hours: float) -> dict[str
                             next_drop += drop_every_hours * HOUR
                         await anyio.sleep(0.01)
 
+                async def host_clock_jump() -> None:
+                    jump_at = clock.time() + (end_at - clock.time()) / 3
+                    while clock.time() < jump_at:
+                        await anyio.sleep(0.01)
+                    host.skew += jump_hours * HOUR  # the server's and the elapsed clock stay
+
+                jobs = [rest_traffic, socket_traffic, drops, drain_quotes]
+                if jump_hours:
+                    jobs.append(host_clock_jump)
                 async with anyio.create_task_group() as tg:
-                    for job in (rest_traffic, socket_traffic, drops, drain_quotes):
+                    for job in jobs:
                         tg.start_soon(job)
                     while clock.time() < end_at:
                         await anyio.sleep(0.05)
@@ -126,6 +156,8 @@ async def soak(days: float, minutes: float, drop_every_hours: float) -> dict[str
             "requests": requests,
             "failed requests": failures,
             "expired-token requests": sim.expired_token_rejections,
+            "token requests": sim.token_requests,
+            "logins": sim.logins,
             "logins after the first": sim.logins - 1,
             "renewals": sim.renewals,
             "max renewals in a simulated hour": max_per_rolling_hour(renewal_times),
@@ -144,7 +176,17 @@ async def main() -> None:
     parser.add_argument("--days", type=float, default=30.0)
     parser.add_argument("--minutes", type=float, default=3.0)
     parser.add_argument("--drop-every-hours", type=float, default=4.0)
+    parser.add_argument("--clock-days", type=float, default=1.0, help="wrong-clock runs")
+    parser.add_argument("--clock-minutes", type=float, default=1.0, help="wrong-clock runs")
+    parser.add_argument("--host-offsets-hours", default="0,2,-2", help="'' for none")
+    parser.add_argument("--jump-hours", type=float, default=2.0, help="0 for none")
     args = parser.parse_args()
+    if args.days > 0:
+        await main_soak(args)
+    await wrong_clock_runs(args)
+
+
+async def main_soak(args: argparse.Namespace) -> None:
     started = time.monotonic()
     result = await soak(args.days, args.minutes, args.drop_every_hours)
     print(
@@ -167,6 +209,37 @@ async def main() -> None:
     }
     for name, ok in verdicts.items():
         print(f"  {'PASS' if ok else 'FAIL'} {name}")
+
+
+async def wrong_clock_runs(args: argparse.Namespace) -> None:
+    """The soak on a host whose wall clock is off the server's, or jumps (issue 9)."""
+    offsets = [float(h) for h in args.host_offsets_hours.split(",") if h.strip()]
+    runs = [(f"host clock {hours:+g} h", hours, 0.0) for hours in offsets]
+    if args.jump_hours:
+        runs.append((f"host clock jumps {args.jump_hours:+g} h mid-run", 0.0, args.jump_hours))
+    for name, offset, jump in runs:
+        started = time.monotonic()
+        result = await soak(
+            args.clock_days,
+            args.clock_minutes,
+            args.drop_every_hours,
+            host_offset_hours=offset,
+            jump_hours=jump,
+        )
+        print(
+            f"soak, {name}: {args.clock_days:g} simulated days in "
+            f"{time.monotonic() - started:.0f} s (clock x{result['speed']:.0f})"
+        )
+        for key in ("requests", "token requests", "logins", "renewals"):
+            print(f"  {key}: {result[key]}")
+        for key in ("expired-token requests", "failed requests"):
+            print(f"  {key}: {result[key]}")
+        ok = (
+            result["token requests"] == result["logins"] == 1
+            and result["expired-token requests"] == 0
+            and result["failed requests"] == 0
+        )
+        print(f"  {'PASS' if ok else 'FAIL'} one login, no expired-token or failed request")
 
 
 if __name__ == "__main__":

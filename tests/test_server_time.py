@@ -9,6 +9,7 @@ clock that jumps is ``clock.jump`` with the server's offset moved back by as muc
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import email.utils
@@ -31,7 +32,7 @@ from tradovate_async._server_time import (
     SessionTime,
     parse_http_date,
 )
-from tradovate_async.sim import SimulatedTradovate, WarpClock
+from tradovate_async.sim import SimulatedTradovate, SkewedClock, WarpClock
 
 HOUR = 3600.0
 T0 = dt.datetime(2026, 12, 1, 6, 0, 0, tzinfo=dt.UTC)
@@ -230,7 +231,8 @@ async def run_session(
                 late += 1
             previous.append(token)
 
-        session = TradovateSession(sim.config(), clock=clock, check_interval=0.01)
+        host = SkewedClock(clock)
+        session = TradovateSession(sim.config(), clock=host, check_interval=0.01)
         session.add_token_listener(on_token)
         async with session:
             assert sim.logins == 1
@@ -238,8 +240,7 @@ async def run_session(
             jumped = jump == 0.0
             while clock.monotonic() < start + hours * HOUR:
                 if not jumped and clock.monotonic() >= start + HOUR:
-                    clock.jump(jump)
-                    sim.server_clock_offset -= jump
+                    host.skew += jump
                     jumped = True
                 try:
                     await session.get("account/list")
@@ -360,23 +361,6 @@ async def test_pacing_is_shared_through_the_token_store(tmp_path: Path) -> None:
         assert sim.logins == 1
 
 
-class SkewedClock:
-    """A host whose wall clock is ``skew`` seconds off ``base``'s (its elapsed clock is not)."""
-
-    def __init__(self, base: WarpClock, skew: float) -> None:
-        self._base = base
-        self._skew = dt.timedelta(seconds=skew)
-
-    def monotonic(self) -> float:
-        return self._base.monotonic()
-
-    def now(self) -> dt.datetime:
-        return self._base.now() + self._skew
-
-    async def sleep(self, seconds: float) -> None:
-        await self._base.sleep(seconds)
-
-
 # -- stored tokens judged on the server's clock ----------------------------------------------------
 
 
@@ -428,3 +412,40 @@ async def test_records_of_older_versions_are_still_read() -> None:
     assert AccessToken.from_record(record).lifetime == dt.timedelta(minutes=90)
     await store.save("k", token)
     assert await store.load("k") == token
+
+
+async def test_the_socket_handshake_samples_the_server_clock_too() -> None:
+    clock = WarpClock()
+    async with SimulatedTradovate(clock=clock.time, server_clock_offset=-2 * HOUR) as sim:
+        async with TradovateSession(sim.config(), clock=clock) as session:
+            samples = session._time.server.samples
+            rest = [r for r in sim.request_log if r.transport == "rest"]
+            async with session.websocket() as ws:
+                assert ws.connected
+            assert [r for r in sim.request_log if r.transport == "rest"] == rest
+            assert session._time.server.samples == samples + 1
+
+
+async def test_floor_caps_logins_when_the_server_hands_out_short_lived_tokens(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """30-second tokens for a simulated hour: the 15 renewals are spent within minutes, after
+    which every expiry asks for a login. The floor holds: at most 4 logins in any rolling
+    hour, a minute apart at least."""
+    clock = FakeClock(wall=T0.timestamp())
+    async with SimulatedTradovate(clock=clock.time, token_lifetime=30.0) as sim:
+        session = TradovateSession(sim.config(), clock=clock, check_interval=1.0)
+        async with session:
+            for _ in range(360):  # one simulated hour, ten seconds at a time
+                await clock.advance(10.0)
+                await anyio.sleep(0.005)
+                with contextlib.suppress(Exception):
+                    await session.get("account/list")
+        logins = [r.time for r in sim.request_log if r.path == LOGIN and r.status == 200]
+        assert sim.token_requests == sim.logins == len(logins) >= 3
+        assert all(b - a >= 60 for a, b in zip(logins, logins[1:], strict=False))
+        assert all(sum(1 for t in logins if start <= t < start + HOUR) <= 4 for start in logins)
+        assert sim.renewals <= 16  # 15 in any rolling hour
+        assert session.stats.paced_logins >= 1
+    paced = [r for r in caplog.records if "pacing floor" in r.getMessage()]
+    assert paced and all(r.levelno == logging.WARNING for r in paced)

@@ -864,6 +864,15 @@ class TradovateSession:
             received = self._time.elapsed()
             self._time.observe(response.headers.get("date"), sent=sent, received=received)
 
+    def elapsed_stamp(self) -> float:
+        """The host's elapsed time, for a socket to date its handshake (:meth:`observe_date`)."""
+        return self._time.elapsed()
+
+    def observe_date(self, header: str | None, *, sent: float) -> None:
+        """A ``Date`` header received now, in answer to something sent at ``sent``
+        (:meth:`elapsed_stamp`): the WebSocket handshake feeds the server-clock estimate too."""
+        self._time.observe(header, sent=sent, received=self._time.elapsed())
+
     async def _sample_server_time(self) -> None:
         """Read the server's clock from any answer of the API host: an unauthenticated
         ``GET`` of the REST base, whose answer (a 404 is as good as any) carries ``Date``.

@@ -247,6 +247,9 @@ class SocketDriver:
             options["ssl"] = self._ssl
         conn: ClientConnection | None = None
         error: TradovateError | None = None
+        # Server time (issue 9): the handshake's Date is a sample of the server's clock too.
+        stamp = getattr(self._source, "elapsed_stamp", None)
+        sent = stamp() if callable(stamp) else None
         with anyio.CancelScope() as scope:
             self._connect_scope = scope
             try:
@@ -267,6 +270,10 @@ class SocketDriver:
                 )
                 error.__cause__ = exc
         self._connect_scope = None
+        if conn is not None and sent is not None and conn.response is not None:
+            observe = getattr(self._source, "observe_date", None)
+            if callable(observe):
+                observe(conn.response.headers.get("date"), sent=sent)
         now = self._clock.monotonic()
         if conn is None:
             if error is not None:

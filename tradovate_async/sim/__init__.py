@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 
-from ._clock import WarpClock
+from ._clock import SkewedClock, WarpClock
 from ._server import SimulatedTradovate
 from ._types import (
     ConnectionInfo,
@@ -40,6 +40,7 @@ __all__ = [
     "SimPosition",
     "SimUser",
     "SimulatedTradovate",
+    "SkewedClock",
     "WarpClock",
 ]
 

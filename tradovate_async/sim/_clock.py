@@ -18,7 +18,7 @@ from typing import Any
 
 import anyio
 
-__all__ = ["DateHeader", "WarpClock"]
+__all__ = ["DateHeader", "SkewedClock", "WarpClock"]
 
 _Scope = MutableMapping[str, Any]
 _Message = MutableMapping[str, Any]
@@ -70,6 +70,31 @@ class WarpClock:
     def real_seconds(self, simulated: float) -> float:
         """How long ``simulated`` seconds take in real time at this speed."""
         return simulated / self.speed
+
+
+class SkewedClock:
+    """A host whose wall clock is ``skew`` seconds off ``base``'s: its monotonic clock and its
+    sleeps are ``base``'s own. Set ``skew`` mid-run to make the host's wall clock jump (an NTP
+    step, a manual change) while the simulator's clock, driven by ``base``, does not move."""
+
+    def __init__(self, base: WarpClock, skew: float = 0.0) -> None:
+        self.base = base
+        self.skew = float(skew)
+
+    def __repr__(self) -> str:
+        return f"SkewedClock({self.base!r}, skew={self.skew:+g}s)"
+
+    def monotonic(self) -> float:
+        return self.base.monotonic()
+
+    def time(self) -> float:
+        return self.base.time() + self.skew
+
+    def now(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self.time(), dt.UTC)
+
+    async def sleep(self, seconds: float) -> None:
+        await self.base.sleep(seconds)
 
 
 class DateHeader:
