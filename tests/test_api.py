@@ -21,6 +21,7 @@ from tradovate_async._catalogue import CommandSpec, EntitySpec, load_catalogue
 from tradovate_async._errors import APIError, InvalidResponseError, RequestFailedError
 from tradovate_async.api._base import add_command_preparer
 from tradovate_async.sim import SimAccount, SimPosition, SimulatedTradovate, SimUser
+from tradovate_async.sim._entities import TRADING_ENTITIES as TRADING
 
 ROOT = Path(__file__).resolve().parent.parent
 CATALOGUE = load_catalogue()
@@ -368,3 +369,19 @@ async def test_query_parameters_are_validated() -> None:
         assert caught.value.status == 400
         with pytest.raises(TypeError):
             await session.api.position.items([1, "2"])  # type: ignore[list-item]
+
+
+async def test_trading_entities_decode_after_orders_fill() -> None:
+    """The order engine's records (orders, versions, commands, fills, positions...) decode into
+    the generated models through both transports."""
+    async with connected() as (sim, session, ws):
+        es = front(sim, "ES")
+        order = {"account_id": 70001, "symbol": es["name"], "order_qty": 1, "order_type": "Market"}
+        await session.api.order.place_order(action="Buy", **order)
+        await ws.api.order.place_order(action="Sell", **order)
+        filled = [e for e in TRADING if sim.entities(e)]
+        assert {"order", "fill"} <= set(filled)
+        for name in filled:
+            spec = CATALOGUE.entities[name]
+            for which in (session.api, ws.api):
+                await exercise(getattr(which, attribute(name)), spec, sim.entities(name))
