@@ -232,7 +232,11 @@ async def run_session(
             previous.append(token)
 
         host = SkewedClock(clock)
-        session = TradovateSession(sim.config(), clock=host, check_interval=0.01)
+        # A 30-minute margin: at this speed that is 0.45 s of real time, so a loaded machine's
+        # stalls cannot make a renewal late (the clock handling is what is under test).
+        session = TradovateSession(
+            sim.config(), clock=host, check_interval=0.01, renew_before=1800.0
+        )
         session.add_token_listener(on_token)
         async with session:
             assert sim.logins == 1
