@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 import pytest
 import trustme
 
@@ -184,6 +185,38 @@ async def test_first_connect_refused_after_renewal_raises(auth_frame: str) -> No
         async with session.websocket(**FAST) as recovered:
             assert recovered.connected
         assert sim.logins == logins + 1
+
+
+async def test_a_server_that_never_upgrades_fails_the_connect_in_time() -> None:
+    """TCP accepted, then silence: the connect deadline (on the socket's clock) still fires."""
+
+    async def mute(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            await anyio.sleep(30)
+
+    async with (
+        environment() as (sim, session),
+        await anyio.create_tcp_listener(local_host="127.0.0.1") as listener,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(listener.serve, mute)
+        port = listener.extra(anyio.abc.SocketAttribute.local_port)
+        url = f"ws://127.0.0.1:{port}/v1/websocket"
+
+        class SlowSource:  # a token source that takes a moment, as a renewal would
+            async def current_token(self) -> AccessToken:
+                await anyio.sleep(0.05)
+                return await session.current_token()
+
+            async def token_rejected(self, token: AccessToken) -> AccessToken:
+                return await session.token_rejected(token)
+
+        options: dict[str, Any] = {**FAST, "timeout": Timeouts(5.0, connect=0.3)}
+        ws = TradovateWebSocket(SlowSource(), url=url, **options)
+        with anyio.fail_after(10), pytest.raises(ConnectFailedError, match="no open/authorize"):
+            async with ws:
+                pass  # pragma: no cover
+        tg.cancel_scope.cancel()
 
 
 async def test_first_connect_transport_failures_raise() -> None:

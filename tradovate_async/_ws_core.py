@@ -318,6 +318,7 @@ class SocketConnection:
             return
         self._token, self._raw_token = token, raw
         self._connect_deadline = now + self.settings.connect_timeout
+        self.changed = True  # a new deadline: the timer must look again
         self.actions.append(OpenTransport())
 
     def transport_opened(self, now: float) -> None:
