@@ -76,7 +76,7 @@ class Driver:
 
     @property
     def auth_id(self) -> int:
-        auth_id = self.core._auth_id
+        auth_id = self.core._handshake.auth_id
         assert auth_id is not None
         return auth_id
 

@@ -60,7 +60,6 @@ from ._ws_codec import (
 from ._ws_types import (
     EVENT_DISCONNECTED,
     EVENT_RECONNECTED,
-    QUOTA_REASONS,
     AuthFrame,
     Disconnected,
     Reconnected,
@@ -188,6 +187,11 @@ class Liveness:
         self.last_rx = now
         self.unsent.clear()
 
+    def sent(self) -> None:
+        """The oldest unsent frame was written."""
+        if self.unsent:
+            self.unsent.popleft()
+
     def verdict(self, now: float) -> str | None:
         """Why the connection is dead at ``now`` (``None``: alive)."""
         quiet = now - self.last_rx
@@ -232,9 +236,12 @@ class Reconnects:
         self.lost_at: float | None = None
         self.retry_at: float | None = None
 
-    def lost(self, now: float, *, quota: bool) -> None:
+    def lost(self, now: float, name: str, lost: Disconnected) -> None:
         """A ready connection was lost at ``now``."""
-        self.backoff.disconnected(now, quota=quota)
+        shutdown = lost.shutdown_reason
+        after = f" after shutdown {shutdown}" if shutdown else ""
+        logger.warning("%s lost (%s)%s; reconnecting", name, lost.reason, after)
+        self.backoff.disconnected(now, quota=lost.quota)
         self.lost_at = now
         self.attempts = 0
 
@@ -247,11 +254,50 @@ class Reconnects:
         self.retry_at = now + delay
         return delay
 
-    def connected(self, now: float) -> float | None:
-        """A connection is ready; returns the recovery time if it replaced a lost one."""
+    def connected(
+        self, now: float, name: str, generation: int, replayed: tuple[ReplayResult, ...]
+    ) -> Reconnected | None:
+        """A connection is ready: what the ``reconnected`` event says (``None`` for the first)."""
         self.backoff.connected(now)
         self.retry_at = None
-        return None if self.lost_at is None else now - self.lost_at
+        if self.lost_at is None:
+            logger.info("%s connected", name)
+            return None
+        recovery = now - self.lost_at
+        logger.info(
+            "%s reconnected in %.3f s (attempt %d, %d subscription(s) replayed, %d failed)",
+            name,
+            recovery,
+            self.attempts,
+            len(replayed),
+            sum(1 for r in replayed if r.error is not None),
+        )
+        return Reconnected(generation, recovery, self.attempts, replayed)
+
+
+class Handshake:
+    """One connect attempt: its token, the authorize request and the connect deadline.
+
+    ``refusals`` counts 401/403 answers to authorize within the attempt (the source is asked
+    again after each; :data:`MAX_REFUSALS` ends the socket).
+    """
+
+    __slots__ = ("auth_id", "deadline", "raw", "refusals", "token")
+
+    def __init__(self) -> None:
+        self.token: object | None = None
+        self.raw = ""
+        self.auth_id: int | None = None
+        self.deadline: float | None = None
+        self.refusals = 0
+
+    def got_token(self, token: object, raw: str, deadline: float) -> None:
+        self.token, self.raw, self.deadline = token, raw, deadline
+
+    def authorize(self, json_auth: bool, request_id: int) -> str:
+        """The authorize frame (``request_id`` is unused by the JSON variant)."""
+        self.auth_id = None if json_auth else request_id
+        return encode_json_auth(self.raw) if json_auth else encode_authorize(request_id, self.raw)
 
 
 class SocketConnection:
@@ -259,14 +305,13 @@ class SocketConnection:
 
     def __init__(self, settings: SocketSettings, *, rng: random.Random | None = None) -> None:
         self.settings = settings
+        self._name = f"{settings.kind} socket"
         self._reconnects = Reconnects(settings, rng)
         self.stats = WebSocketStats()
         self.calls = CallTable(settings.penalties, self.stats, settings.request_timeout)
         self.events = EventBuffer(settings.event_buffer)
         self.subscriptions: dict[Subscription, Any] = {}
-        self.phase = Phase.IDLE
-        self.ready = False
-        self.generation = 0
+        self.phase, self.ready, self.generation = Phase.IDLE, False, 0
         self.failure: TradovateError | None = None
         self.outgoing: list[str] = []
         self.actions: list[Action] = []
@@ -275,11 +320,7 @@ class SocketConnection:
         self.changed = False
         #: Set when events were buffered (the I/O layer clears it and wakes the consumer).
         self.events_added = False
-        self._token: object | None = None
-        self._raw_token = ""
-        self._auth_id: int | None = None
-        self._refusals = 0
-        self._connect_deadline: float | None = None
+        self._handshake = Handshake()
         self._live = Liveness(settings.heartbeat_interval, settings.silence_timeout)
         self._shutdown_reason: str | None = None
         self._replaying: list[Call] = []
@@ -316,8 +357,7 @@ class SocketConnection:
         """The token for the next connect (raw: the string the authorize frame carries)."""
         if self.phase is not Phase.CONNECTING:
             return
-        self._token, self._raw_token = token, raw
-        self._connect_deadline = now + self.settings.connect_timeout
+        self._handshake.got_token(token, raw, now + self.settings.connect_timeout)
         self.changed = True  # a new deadline: the timer must look again
         self.actions.append(OpenTransport())
 
@@ -336,8 +376,7 @@ class SocketConnection:
 
     def frame_sent(self, now: float) -> None:
         """The oldest outgoing frame has been written (send-stall detection)."""
-        if self._live.unsent:
-            self._live.unsent.popleft()
+        self._live.sent()
 
     # -- inputs: requests -------------------------------------------------------------------
 
@@ -384,10 +423,7 @@ class SocketConnection:
         elif type(frame) is OpenFrame and phase is Phase.CONNECTING:
             self._set_phase(Phase.AUTHORIZING)
             json_auth = self.settings.auth_frame == "json"
-            self._auth_id = None if json_auth else self.calls.allocate_id()
-            raw = self._raw_token
-            text = encode_json_auth(raw) if json_auth else encode_authorize(self._auth_id or 0, raw)
-            self._send(text, now)
+            self._send(self._handshake.authorize(json_auth, self.calls.allocate_id()), now)
         elif phase is Phase.CONNECTING and type(frame) is not OpenFrame:
             error = ProtocolError(f"expected the open frame 'o', got {type(frame).__name__}")
             failure = ConnectFailedError(f"{self._name}: connect failed: {error}")
@@ -397,7 +433,7 @@ class SocketConnection:
         """Act on every timer due at ``now``."""
         phase = self.phase
         if phase in (Phase.CONNECTING, Phase.AUTHORIZING):
-            deadline = self._connect_deadline
+            deadline = self._handshake.deadline
             if deadline is not None and now >= deadline:
                 limit = self.settings.connect_timeout
                 error = ConnectFailedError(f"{self._name}: no open/authorize within {limit:g} s")
@@ -428,8 +464,8 @@ class SocketConnection:
         """The earliest time :meth:`tick` has something to do (``None``: nothing timed)."""
         candidates: list[float] = []
         phase = self.phase
-        if phase in (Phase.CONNECTING, Phase.AUTHORIZING) and self._connect_deadline is not None:
-            candidates.append(self._connect_deadline)
+        if phase in (Phase.CONNECTING, Phase.AUTHORIZING) and self._handshake.deadline is not None:
+            candidates.append(self._handshake.deadline)
         elif phase is Phase.RECONNECTING and self._reconnects.retry_at is not None:
             candidates.append(self._reconnects.retry_at)
         elif phase is Phase.OPEN:
@@ -443,15 +479,9 @@ class SocketConnection:
     def silence_deadline(self) -> float | None:
         """When the open connection would count as silent (the I/O layer lets its reader run
         once more before acting on it, in case the event loop was blocked)."""
-        if self.phase is not Phase.OPEN:
-            return None
-        return self._live.last_rx + self._live.silence
+        return self._live.last_rx + self._live.silence if self.phase is Phase.OPEN else None
 
     # -- internals --------------------------------------------------------------------------
-
-    @property
-    def _name(self) -> str:
-        return f"{self.settings.kind} socket"
 
     def _set_phase(self, phase: Phase) -> None:
         self.phase = phase
@@ -525,7 +555,7 @@ class SocketConnection:
             if isinstance(item, Event):
                 self._deliver(item)
                 continue
-            outcome = interpret_auth_response(item, self._auth_id)
+            outcome = interpret_auth_response(item, self._handshake.auth_id)
             if outcome is None or self.phase is not Phase.AUTHORIZING:
                 continue
             if outcome is AuthOutcome.ACCEPTED:
@@ -546,8 +576,8 @@ class SocketConnection:
 
     def _refused(self, status: int, text: str | None, now: float) -> None:
         """401/403 to authorize: ask the source again (it renews once); the third is final."""
-        self._refusals += 1
-        if self._refusals >= MAX_REFUSALS:
+        self._handshake.refusals += 1
+        if self._handshake.refusals >= MAX_REFUSALS:
             error = TokenRejectedError(
                 f"the {self._name} refused the renewed token too "
                 f"({status}: {text or 'no reason given'})"
@@ -557,12 +587,12 @@ class SocketConnection:
         logger.warning("%s: token refused (%d); asking for a renewed token", self._name, status)
         self.actions.append(CloseTransport(graceful=True))
         self._set_phase(Phase.CONNECTING)
-        self._connect_deadline = None
-        self.actions.append(FetchToken(refused=self._token))
+        self._handshake.deadline = None
+        self.actions.append(FetchToken(refused=self._handshake.token))
 
     def _authorized(self, now: float) -> None:
         self._set_phase(Phase.OPEN)
-        self._connect_deadline = None
+        self._handshake.deadline = None
         self._live.start(now)
         self._replaying = replay_calls(self.subscriptions)
         for call in self._replaying:
@@ -578,22 +608,10 @@ class SocketConnection:
         self.ready = True
         self.changed = True
         self._shutdown_reason = None
-        recovery = self._reconnects.connected(now)
-        if recovery is None:
-            logger.info("%s connected", self._name)
-        else:
+        info = self._reconnects.connected(now, self._name, self.generation, replayed)
+        if info is not None:
             stats.reconnects += 1
-            stats.last_recovery_seconds = recovery
-            attempts = self._reconnects.attempts
-            logger.info(
-                "%s reconnected in %.3f s (attempt %d, %d subscription(s) replayed, %d failed)",
-                self._name,
-                recovery,
-                attempts,
-                len(replayed),
-                sum(1 for r in replayed if r.error is not None),
-            )
-            info = Reconnected(self.generation, recovery, attempts, replayed)
+            stats.last_recovery_seconds = info.recovery_seconds
             self._deliver(Event(EVENT_RECONNECTED, info))
         for call in self.calls.take_queued():
             self._send_call(call, now)
@@ -624,15 +642,13 @@ class SocketConnection:
     def _begin_attempt(self, now: float) -> None:
         self._set_phase(Phase.CONNECTING)
         self._reconnects.retry_at = None
-        self._connect_deadline = None
-        self._refusals = 0
-        self._auth_id = None
+        self._handshake = Handshake()
         self.actions.append(FetchToken())
 
     def _connect_failed(self, error: TradovateError, now: float, *, close: bool = True) -> None:
         if close:
             self.actions.append(CloseTransport(graceful=isinstance(error, RateLimitedError)))
-        self._connect_deadline = None
+        self._handshake.deadline = None
         first = self.generation == 0
         fatal = isinstance(error, TokenRejectedError | RateLimitedError | SessionClosedError)
         if first or fatal or is_permanent(error):
@@ -667,26 +683,17 @@ class SocketConnection:
             return
         self.stats.last_disconnect_reason = reason
         shutdown, self._shutdown_reason = self._shutdown_reason, None
-        logger.warning(
-            "%s lost (%s)%s; reconnecting",
-            self._name,
-            reason,
-            f" after shutdown {shutdown}" if shutdown else "",
-        )
-        self._reconnects.lost(now, quota=shutdown in QUOTA_REASONS)
-        self._deliver(Event(EVENT_DISCONNECTED, Disconnected(self.generation, reason, shutdown)))
+        lost = Disconnected(self.generation, reason, shutdown)
+        self._reconnects.lost(now, self._name, lost)
+        self._deliver(Event(EVENT_DISCONNECTED, lost))
         self._reconnects.schedule(now)
         self._set_phase(Phase.RECONNECTING)
 
     def _fail(self, error: TradovateError, now: float) -> None:
         """Give up for good: every request and ``events()`` raise ``error`` from now on."""
         if self.generation:
-            logger.error(
-                "%s gave up: %s: %s (events() and requests now raise it)",
-                self._name,
-                type(error).__name__,
-                error,
-            )
+            name, kind = self._name, type(error).__name__
+            logger.error("%s gave up: %s: %s (events() and requests raise it)", name, kind, error)
         self.failure = error
         self.ready = False
         self._set_phase(Phase.CLOSED)
