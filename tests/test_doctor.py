@@ -97,6 +97,8 @@ async def test_the_good_state_is_all_ok(tradovate_sim: SimulatedTradovate, tmp_p
         assert first.verdict(name) == "ok"
     assert first.verdict("trading socket") == first.verdict("md socket") == "ok"
     assert "logged in: token " in first.line("login")
+    assert first.verdict("request budget") == "ok"
+    assert "requests an hour" in first.line("request budget")
     assert "TRADOVATE_PASSWORD = ********" in first.out
     assert f"[.env ({tmp_path / '.env'})]" in first.out
     assert "TRADOVATE_APP_VERSION = (not set) 1.0  [default]" in first.out

@@ -58,8 +58,8 @@ async def test_the_marker_configures_clock_and_simulator(
 async def test_injected_faults_reach_the_client(
     tradovate_faults: FaultInjector, tradovate_session: TradovateSession
 ) -> None:
-    tradovate_faults.inject("account/list", Fault.status(500), transport="rest")
-    with pytest.raises(TradovateError, match="HTTP 500"):
+    tradovate_faults.inject("account/list", Fault.error_text("Access is denied"), transport="rest")
+    with pytest.raises(TradovateError, match="Access is denied"):
         await tradovate_session.get("account/list")
     assert await tradovate_session.get("account/list"), "the fault served once"
 

@@ -82,13 +82,16 @@ class RateLimit:
 
     @property
     def name(self) -> str:
+        """The rule's key in the shared ledger: endpoint (or ``*``) and window."""
         return f"{self.endpoint or '*'}@{self.window:g}"
 
     @property
     def width(self) -> float:
+        """Seconds per ledger bucket (the window split in equal buckets)."""
         return self.window / BUCKETS
 
     def applies_to(self, endpoint: str) -> bool:
+        """Whether a request to ``endpoint`` counts against this rule."""
         return self.endpoint is None or self.endpoint == endpoint
 
 
@@ -116,6 +119,7 @@ class RateLimits:
     extra: tuple[RateLimit, ...] = ()
 
     def rules(self) -> tuple[RateLimit, ...]:
+        """Every rule of this budget, the optional burst cap included."""
         rules = [
             RateLimit(self.per_hour, HOUR),
             RateLimit(self.syncrequests_per_hour, HOUR, "user/syncrequest"),

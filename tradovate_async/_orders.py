@@ -106,6 +106,7 @@ class OrderDefaults:
             raise ValueError("cl_ord_id_prefix is too long for a 64-character clOrdId")
 
     def new_cl_ord_id(self) -> str:
+        """A fresh client order id (``clOrdId``) for one order."""
         return f"{self.cl_ord_id_prefix}{uuid.uuid4().hex}"
 
 
