@@ -88,6 +88,7 @@ class SkewedClock:
         return self.base.monotonic()
 
     def time(self) -> float:
+        """The skewed wall clock in epoch seconds."""
         return self.base.time() + self.skew
 
     def now(self) -> dt.datetime:
