@@ -500,6 +500,9 @@ class SocketConnection:
         put = buffer.put
         for event in events:
             put(event)
+        self._delivered(buffer)
+
+    def _delivered(self, buffer: EventBuffer) -> None:
         self.stats.dropped_events = buffer.dropped
         self.events_added = True
         kinds = buffer.take_resync()
@@ -533,18 +536,24 @@ class SocketConnection:
         self._resyncing += calls
 
     def _messages(self, frame: MessagesFrame, now: float) -> None:
-        items = frame.items
-        events: list[Event] = [item for item in items if type(item) is Event]
-        if len(events) != len(items):
-            for item in items:
-                if type(item) is not Event:
-                    self.calls.answer(item, now)  # type: ignore[arg-type]
+        """One pass over a frame: events to the buffer, answers to their calls (the
+        market-data hot path is a frame of events only)."""
+        buffer = self.events
+        put = buffer.put
+        answered = delivered = False
+        for item in frame.items:
+            if type(item) is Event:
+                if item.kind == "shutdown":
+                    self._shutdown_reason = shutdown_reason(item, self._name)
+                put(item)
+                delivered = True
+            else:
+                self.calls.answer(item, now)  # type: ignore[arg-type]
+                answered = True
+        if answered:
             self._collect(now)
-        if events:
-            for event in events:
-                if event.kind == "shutdown":
-                    self._shutdown_reason = shutdown_reason(event, self._name)
-            self._deliver(*events)
+        if delivered:
+            self._delivered(buffer)
             if self._resync_kinds and self.phase is Phase.OPEN:
                 self._send_resync(now)
         if self._shutdown_reason is not None:
