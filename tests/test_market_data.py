@@ -442,12 +442,12 @@ def _sim_bar(sim: SimulatedTradovate, symbol: str, start: float, length: int) ->
 async def test_events_dropped_by_the_socket_resync_the_chart_and_say_so(
     fast_sim: SimulatedTradovate, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A socket buffer of two events under a burst of quote frames drops events (chart packets
+    """A socket buffer of four events (the smallest allowed) under a burst of quote frames drops events (chart packets
     among them, possibly): the chart refetches from its last bar, logs a WARNING, and its series
     stays whole."""
     session = TradovateSession(fast_sim.config())
     await session.__aenter__()
-    md = session.market_data(**FAST, event_buffer=2)
+    md = session.market_data(**FAST, event_buffer=4)
     await md.__aenter__()
     try:
         with anyio.fail_after(30):
