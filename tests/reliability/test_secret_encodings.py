@@ -142,7 +142,8 @@ async def _provoke(password: str, sec: str, token: str) -> tuple[list[BaseExcept
         await store.save(config.token_key, planted)
         async with TradovateSession(config, store=store, use_api_hosts=False) as session:
             for style in ("error_text", "html", "plain"):
-                sim.inject("account/list", Fault.echo(style))  # type: ignore[arg-type]
+                # Often enough to outlast the read retries (5xx answers are retried).
+                sim.inject("account/list", Fault.echo(style), times=10)  # type: ignore[arg-type]
                 try:
                     await session.get("account/list")
                 except TradovateError as exc:
