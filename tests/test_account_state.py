@@ -281,3 +281,24 @@ def test_store_changes_and_snapshot_differences() -> None:
         ("position", "Deleted", 2, True),
     ]
     assert isinstance(diff[0], Change)
+
+
+async def test_props_dropped_by_the_socket_buffer_rebuild_the_mirror(
+    sim: SimulatedTradovate,
+) -> None:
+    """A socket buffer of four events under a burst of props: the socket drops the backlog,
+    asks for a fresh snapshot and hands it over (``overflow``, then ``resynced``); the mirror
+    rebuilds from it and ends equal to a fresh snapshot."""
+    account = RandomAccount(seed=7)
+    async with (
+        TradovateSession(sim.config()) as session,
+        session.account_state(**FAST, event_buffer=4) as state,
+    ):
+        for _ in range(20):
+            await sim.push_props(USER, [account.event() for _ in range(500)], per_frame=1)
+            if state._ws.stats.dropped_events:
+                break
+        assert state._ws.stats.dropped_events > 0
+        await state.wait_for(lambda s: s.resyncs >= 1, timeout=30)
+        await _push_and_settle(sim, state, [account.event() for _ in range(10)], 3)
+        assert state.store.dump() == await _fresh_snapshot(session)

@@ -45,6 +45,7 @@ from ._entity_store import (
     typed_decoder,
 )
 from ._errors import SessionClosedError, TradovateError
+from ._event_buffer import EVENT_OVERFLOW, EVENT_RESYNCED, Overflow
 from ._md_models import Quote
 from ._ws import EVENT_DISCONNECTED, EVENT_RECONNECTED, Reconnected, TradovateWebSocket
 
@@ -171,7 +172,6 @@ class AccountState:
         self._scopes: set[anyio.CancelScope] = set()
         self._tracked: set[int] = set()
         self._failure: BaseException | None = None
-        self._dropped_seen = 0
         self.prices: dict[int, float] = {}
         self.finished = False
         #: False between a lost connection and the snapshot of the next one.
@@ -198,7 +198,6 @@ class AccountState:
                 await self._ws.aclose()
             raise
         self.live = True
-        self._dropped_seen = self._ws.stats.dropped_events
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
         self._task_group = task_group
@@ -449,10 +448,6 @@ class AccountState:
             self._on_event(kind, data)
         except Exception:
             logger.exception("account state: handling a %s event failed", kind)
-        dropped = self._ws.stats.dropped_events
-        if dropped != self._dropped_seen:
-            self._dropped_seen = dropped
-            self._spawn_resync("the socket dropped events")
 
     def _on_event(self, kind: str, data: Any) -> None:
         if kind == "props":
@@ -475,6 +470,25 @@ class AccountState:
             self.live = False
             self._since_loss = []
             self._notify()
+        elif kind == EVENT_OVERFLOW and isinstance(data, Overflow) and data.dropped.get("props"):
+            # The socket dropped props events it could not keep (its overflow policy) and asks
+            # for a fresh snapshot, which comes as a ``resynced`` event: hold what follows.
+            logger.warning(
+                "account state: %d props event(s) dropped; resyncing", data.dropped["props"]
+            )
+            self.live = False
+            if self._since_loss is None:
+                self._since_loss = []
+            if "props" not in data.resync:
+                self._spawn_resync("props events dropped")
+            self._notify()
+        elif kind == EVENT_RESYNCED and isinstance(data, tuple):
+            fresh = next((r for r in data if r.subscription.endpoint == _SYNC), None)
+            if fresh is not None and fresh.error is None and isinstance(fresh.data, Mapping):
+                held, self._since_loss = self._since_loss or [], None
+                self._load(fresh.data, "events dropped by the socket buffer", held)
+            elif fresh is not None:
+                self._spawn_resync("the socket's resync failed")
 
     def _load(
         self, snapshot: Mapping[str, Any], why: str, after: list[Any] | None = None

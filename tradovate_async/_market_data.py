@@ -42,6 +42,7 @@ import anyio.abc
 import msgspec
 
 from ._errors import ConnectionLostError, SessionClosedError, TradovateError
+from ._event_buffer import EVENT_OVERFLOW, Overflow
 from ._md_models import BarSpec, DomSnapshot, Histogram, Minute, Quote, ReplayClock, Ticks
 from ._md_streams import ChartStream, LatestStream, TickStream
 from ._ws import EVENT_DISCONNECTED, EVENT_RECONNECTED, TradovateWebSocket
@@ -112,7 +113,6 @@ class MarketData:
         self._clock_listeners: list[ClockListener] = []
         self._task_group: anyio.abc.TaskGroup | None = None
         self._scopes: set[anyio.CancelScope] = set()
-        self._dropped_seen = 0
         self._failure: BaseException | None = None
         self.finished = False
         #: the last replay ``clock`` event seen (replay sockets only)
@@ -132,7 +132,6 @@ class MarketData:
     async def __aenter__(self) -> Self:
         if self._own_socket:
             await self._ws.__aenter__()
-        self._dropped_seen = self._ws.stats.dropped_events
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
         self._task_group = task_group
@@ -385,10 +384,6 @@ class MarketData:
             # one event the code did not expect must not end market data
             self.malformed += 1
             logger.exception("market data: handling a %s event failed", kind)
-        dropped = self._ws.stats.dropped_events
-        if dropped != self._dropped_seen:
-            self._dropped_seen = dropped
-            self._resync("socket buffer overflow", refetch_histograms=True)
 
     def _on_event(self, kind: str, data: Any) -> None:
         if kind == "md":
@@ -401,6 +396,11 @@ class MarketData:
             logger.info("market data interrupted: %s", getattr(data, "reason", ""))
         elif kind == "clock":
             self._on_clock(data)
+        elif kind == EVENT_OVERFLOW and isinstance(data, Overflow):
+            # The socket dropped a backlog it may not supersede (its overflow policy): it asks
+            # again for its own subscriptions (histograms get a refresh); charts are ours.
+            if data.dropped.get("chart"):
+                self._resync("chart events dropped by the socket buffer", refetch_histograms=False)
 
     def _on_md(self, data: Any) -> None:
         if not isinstance(data, Mapping):
