@@ -35,7 +35,7 @@ import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Final, Self
 
 import anyio
 import anyio.abc
@@ -62,7 +62,13 @@ _SUBSCRIBE = {
     "histogram": "md/subscribeHistogram",
 }
 _ORPHANS = 10_000
-_QUOTES = msgspec.convert  # bound once: the hot path calls it per event
+_CONVERT = msgspec.convert  # bound once: the hot path calls it per event
+# The list types, made once: ``list[Quote]`` spelt inline would be a new object per event, and
+# msgspec would build its decoding plan again each time.
+_LISTS: Final[dict[type[Any], Any]] = {
+    model: list[model]  # type: ignore[valid-type]
+    for model in (Quote, DomSnapshot, Histogram)
+}
 
 
 def session_resolver(session: TradovateSession) -> Resolver:
@@ -417,7 +423,7 @@ class MarketData:
 
     def _decode(self, raw: Any, model: type[Any]) -> list[Any]:
         try:
-            return _QUOTES(raw, list[model], strict=False)  # type: ignore[valid-type]
+            return _CONVERT(raw, _LISTS[model], strict=False)  # type: ignore[no-any-return]
         except (msgspec.ValidationError, TypeError) as exc:
             self.malformed += 1
             logger.warning("ignoring malformed market data: %s", exc)
