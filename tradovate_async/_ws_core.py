@@ -345,13 +345,12 @@ class SocketConnection:
         """The user closes: fail every request with :class:`SessionClosedError`, close 1000."""
         if self.phase is Phase.CLOSED:
             return
-        transport = self.phase in (Phase.CONNECTING, Phase.AUTHORIZING, Phase.OPEN)
+        if self.phase in (Phase.CONNECTING, Phase.AUTHORIZING, Phase.OPEN):
+            self.actions.append(CloseTransport(graceful=True))
         self._set_phase(Phase.CLOSED)
         self.ready = False
         self.calls.fail_all(SessionClosedError, "the WebSocket was closed")
         self._collect(now)
-        if transport:
-            self.actions.append(CloseTransport(graceful=True))
 
     def token_received(self, token: object, raw: str, now: float) -> None:
         """The token for the next connect (raw: the string the authorize frame carries)."""
@@ -362,11 +361,10 @@ class SocketConnection:
         self.actions.append(OpenTransport())
 
     def transport_opened(self, now: float) -> None:
-        self._live.last_rx = now
+        """The transport is open; the server's ``o`` comes next (the connect deadline runs)."""
 
     def connect_failed(self, error: TradovateError, now: float) -> None:
-        """Getting a token or opening the transport failed (a permanent error of the token
-        source, a closed session, or a transient failure wrapped in ConnectFailedError)."""
+        """Getting a token or opening the transport failed (the error says how)."""
         if self.phase is Phase.CONNECTING:
             self._connect_failed(error, now, close=False)
 
@@ -381,8 +379,7 @@ class SocketConnection:
     # -- inputs: requests -------------------------------------------------------------------
 
     def submit(self, call: Call, now: float) -> Call:
-        """A user request (or subscription): sent now if a connection is ready, else queued
-        until one is, within its deadline."""
+        """A user request: sent now if a connection is ready, else queued (within its deadline)."""
         if self.failure is not None or self.phase is Phase.CLOSED:
             error = self.failure or SessionClosedError("the WebSocket is closed")
             self.calls.finish(call, error=error)
@@ -391,7 +388,7 @@ class SocketConnection:
         self.calls.add(call, now)
         if self.ready:
             for queued in self.calls.take_queued():
-                self._send_call(queued, now)
+                self._send(self.calls.send(queued), now)
         return call
 
     # -- inputs: frames and time ------------------------------------------------------------
@@ -446,7 +443,7 @@ class SocketConnection:
             self._open_timers(now)
         for call in self.calls.expire(now):
             if call.replay or self.ready:
-                self._send_call(call, now)
+                self._send(self.calls.send(call), now)
             else:
                 self.calls.requeue(call)
         self._collect(now)
@@ -477,8 +474,7 @@ class SocketConnection:
 
     @property
     def silence_deadline(self) -> float | None:
-        """When the open connection would count as silent (the I/O layer lets its reader run
-        once more before acting on it, in case the event loop was blocked)."""
+        """When the open connection counts as silent (the I/O layer lets its reader run first)."""
         return self._live.last_rx + self._live.silence if self.phase is Phase.OPEN else None
 
     # -- internals --------------------------------------------------------------------------
@@ -491,16 +487,11 @@ class SocketConnection:
         self.outgoing.append(text)
         self._live.unsent.append(now)
 
-    def _send_call(self, call: Call, now: float) -> None:
-        self._send(self.calls.send(call), now)
-
     def _deliver(self, *events: Event) -> None:
         """The one place events are buffered (and the overflow policy applied)."""
-        buffer = self.events
-        put = buffer.put
         for event in events:
-            put(event)
-        self._delivered(buffer)
+            self.events.put(event)
+        self._delivered(self.events)
 
     def _delivered(self, buffer: EventBuffer) -> None:
         self.stats.dropped_events = buffer.dropped
@@ -532,12 +523,11 @@ class SocketConnection:
         calls = replay_calls(subs)
         for call in calls:
             self.calls.add(call, now)
-            self._send_call(call, now)
+            self._send(self.calls.send(call), now)
         self._resyncing += calls
 
     def _messages(self, frame: MessagesFrame, now: float) -> None:
-        """One pass over a frame: events to the buffer, answers to their calls (the
-        market-data hot path is a frame of events only)."""
+        """One pass over a frame: events to the buffer, answers to their calls."""
         buffer = self.events
         put = buffer.put
         answered = delivered = False
@@ -606,7 +596,7 @@ class SocketConnection:
         self._replaying = replay_calls(self.subscriptions)
         for call in self._replaying:
             self.calls.add(call, now)
-            self._send_call(call, now)
+            self._send(self.calls.send(call), now)
         if not self._replaying:
             self._ready(now, ())
 
@@ -623,7 +613,7 @@ class SocketConnection:
             stats.last_recovery_seconds = info.recovery_seconds
             self._deliver(Event(EVENT_RECONNECTED, info))
         for call in self.calls.take_queued():
-            self._send_call(call, now)
+            self._send(self.calls.send(call), now)
 
     def _collect(self, now: float) -> None:
         """Book finished calls: subscriptions remember their answer, the last replay makes the
