@@ -131,7 +131,7 @@ def test_get_on_empty_raises() -> None:
     with pytest.raises(IndexError):
         buffer.get()
     with pytest.raises(ValueError):
-        EventBuffer(1)
+        EventBuffer(0)
 
 
 # -- wired into the socket, against the simulator ----------------------------------------------

@@ -20,16 +20,17 @@ without lying to the consumer:
   gap they mark is being dropped anyway), so their counts add up.
 
 Memory is bounded by ``maxlen`` plus one latest ``md`` event per subscribed contract plus the
-library's own events. Every operation is O(1) amortised: superseding and dropping run only when
-the buffer is full, and free at least a quarter of it (else the backlog is dropped).
+library's own events. ``put`` and ``get`` are O(1) amortised: superseding and dropping run only
+when the buffer is full, then free at least a quarter of it, or the next run waits until a
+quarter more has come.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections import deque
-from collections.abc import Hashable, Iterator, Mapping
-from typing import Any, Final
+from collections.abc import Hashable, Iterable, Iterator, Mapping
+from typing import Final
 
 from ._ws_codec import Event
 
@@ -75,19 +76,21 @@ class Overflow:
 
 
 def _superseding_keys(event: Event) -> tuple[Hashable, ...] | None:
-    """The (list, contract) keys an event holds the latest version of, or ``None`` if it is not
+    """The (list, contract) keys an event holds a version of, or ``None`` if it is not
     superseded by later events."""
-    if event.kind == "clock":
+    kind = event.kind
+    if kind == "clock":
         return (("clock",),)
-    if event.kind != "md" or not isinstance(event.data, Mapping) or not event.data:
+    data = event.data
+    if kind != "md" or type(data) is not dict or not data:
         return None
     keys: list[Hashable] = []
-    for name, entries in event.data.items():
-        if name not in _SUPERSEDED_LISTS or not isinstance(entries, list):
+    for name, entries in data.items():
+        if name not in _SUPERSEDED_LISTS or type(entries) is not list:
             return None
         for entry in entries:
-            contract = entry.get("contractId") if isinstance(entry, Mapping) else None
-            if isinstance(contract, bool) or not isinstance(contract, int | str):
+            contract = entry.get("contractId") if type(entry) is dict else None
+            if contract is None or type(contract) not in (int, str):
                 return None
             keys.append((name, contract))
     return tuple(keys)
@@ -104,84 +107,51 @@ class EventBuffer:
     """A bounded FIFO of socket events with the overflow policy of the module docstring.
 
     ``put`` never refuses an event; ``get`` returns the oldest (``IndexError`` when empty).
-    ``dropped`` counts dropped events (superseded quotes and DOM included).
+    ``dropped`` counts dropped events (superseded quotes and DOM included). Both are a deque
+    operation and a comparison: the policy runs only when the buffer is full.
     """
 
-    __slots__ = (
-        "_events",
-        "_keys",
-        "_latest",
-        "_limit",
-        "_order",
-        "_resync",
-        "_seq",
-        "dropped",
-        "maxlen",
-        "overflows",
-    )
+    __slots__ = ("_limit", "_queue", "_resync", "dropped", "maxlen", "overflows")
 
     def __init__(self, maxlen: int) -> None:
-        if maxlen < 4:
-            raise ValueError("maxlen must be >= 4")
+        if maxlen < 1:
+            raise ValueError("maxlen must be >= 1")
         self.maxlen = maxlen
         self._limit = maxlen  # the size at which room is made next
         self.dropped = 0
         self.overflows = 0
-        self._seq = 0
-        self._order: deque[int] = deque()  # sequence numbers; removed ones are skipped lazily
-        self._events: dict[int, Event] = {}
-        self._keys: dict[int, tuple[Hashable, ...]] = {}  # seq -> keys of a superseded kind
-        self._latest: dict[Hashable, int] = {}  # key -> seq of the event holding its latest
+        self._queue: deque[Event] = deque()
         self._resync: set[str] = set()
 
     def __len__(self) -> int:
-        return len(self._events)
+        return len(self._queue)
 
     def __bool__(self) -> bool:
-        return bool(self._events)
+        return bool(self._queue)
 
     def __iter__(self) -> Iterator[Event]:
         """Drain in order (for tests and shutdown)."""
-        while self:
-            yield self.get()
+        while self._queue:
+            yield self._queue.popleft()
 
     def put(self, event: Event) -> None:
         """Buffer ``event``, making room first if the buffer is full."""
-        if len(self._events) >= self._limit:
+        queue = self._queue
+        if len(queue) >= self._limit:
             self._make_room()
             # Latest quotes and the library's events may exceed maxlen: make room again only
             # after another quarter, so that every put stays O(1) amortised.
-            self._limit = max(self.maxlen, len(self._events) + self.maxlen // 4)
-        seq = self._seq
-        self._seq = seq + 1
-        self._order.append(seq)
-        self._events[seq] = event
-        keys = _superseding_keys(event)
-        if keys is not None:
-            self._keys[seq] = keys
-            for key in keys:
-                self._latest[key] = seq
+            self._limit = max(self.maxlen, len(self._queue) + self.maxlen // 4)
+            queue = self._queue
+        queue.append(event)
 
-    def extend(self, events: Iterator[Event] | list[Event] | tuple[Event, ...]) -> None:
+    def extend(self, events: Iterable[Event]) -> None:
         for event in events:
             self.put(event)
 
     def get(self) -> Event:
         """The oldest buffered event. Raises ``IndexError`` when empty."""
-        events = self._events
-        order = self._order
-        while True:
-            seq = order.popleft()  # IndexError when empty
-            event = events.pop(seq, None)
-            if event is not None:
-                break
-        keys = self._keys.pop(seq, None)
-        if keys is not None:
-            latest = self._latest
-            for key in keys:
-                if latest.get(key) == seq:
-                    del latest[key]
-        return event
+        return self._queue.popleft()
 
     def take_resync(self) -> frozenset[str]:
         """The kinds dropped since the last call, for which the owner must ask the server for
@@ -192,59 +162,59 @@ class EventBuffer:
     # -- the overflow policy ----------------------------------------------------------------
 
     def _make_room(self) -> None:
-        self._supersede()
-        if len(self._events) > self.maxlen * 3 // 4:
-            self._drop_backlog()
-        self._order = deque(seq for seq in self._order if seq in self._events)
+        kept = self._supersede(list(self._queue))
+        if len(kept) > self.maxlen * 3 // 4:
+            kept = self._drop_backlog(kept)
+        self._queue = deque(kept)
 
-    def _supersede(self) -> None:
-        """Remove what a newer buffered event supersedes (quotes, DOM, clock per key)."""
-        latest = self._latest
-        for seq, keys in list(self._keys.items()):
-            current = [key for key in keys if latest.get(key) == seq]
+    def _supersede(self, events: list[Event]) -> list[Event]:
+        """``events`` without what a newer one supersedes (quotes, DOM, clock per key)."""
+        seen: set[Hashable] = set()
+        kept: list[Event] = []
+        for event in reversed(events):
+            keys = _superseding_keys(event)
+            if keys is None:
+                kept.append(event)
+                continue
+            current = [key for key in keys if key not in seen]
+            seen.update(keys)
             if len(current) == len(keys):
+                kept.append(event)
                 continue
             self.dropped += 1
-            if not current:
-                del self._events[seq]
-                del self._keys[seq]
-                continue
-            event = self._events[seq]
-            kept = set(current)
-            data: dict[str, Any] = {}
-            for name, entries in event.data.items():
-                rest = [e for e in entries if (name, e.get("contractId")) in kept]
-                if rest:
-                    data[name] = rest
-            self._events[seq] = Event(event.kind, data)
-            self._keys[seq] = tuple(current)
+            if current:
+                wanted = set(current)
+                data = {
+                    name: rest
+                    for name, entries in event.data.items()
+                    if (rest := [e for e in entries if (name, e["contractId"]) in wanted])
+                }
+                kept.append(Event(event.kind, data))
+        kept.reverse()
+        return kept
 
-    def _drop_backlog(self) -> None:
+    def _drop_backlog(self, events: list[Event]) -> list[Event]:
         """Drop every event that is neither the latest of its key nor the library's own, and
-        mark the gap with an ``overflow`` event."""
+        mark the gap with one ``overflow`` event (unread earlier markers merge into it)."""
         dropped: dict[str, int] = {}
-        earlier: dict[str, int] = {}  # what unread overflow markers reported: merged into one
-        for seq, event in list(self._events.items()):
+        earlier: dict[str, int] = {}
+        kept: list[Event] = []
+        for event in events:
             if event.kind == EVENT_OVERFLOW and isinstance(event.data, Overflow):
-                del self._events[seq]
                 for kind, count in event.data.dropped.items():
                     earlier[kind] = earlier.get(kind, 0) + count
-                continue
-            if seq in self._keys or event.kind in _NEVER_DROPPED:
-                continue
-            del self._events[seq]
-            kind = _drop_kind(event)
-            dropped[kind] = dropped.get(kind, 0) + 1
+            elif event.kind in _NEVER_DROPPED or _superseding_keys(event) is not None:
+                kept.append(event)
+            else:
+                kind = _drop_kind(event)
+                dropped[kind] = dropped.get(kind, 0) + 1
         if not dropped and not earlier:
-            return  # only latest quotes and the library's events: they may exceed maxlen
+            return events  # only latest quotes and the library's events: they may exceed maxlen
         self.dropped += sum(dropped.values())
         self.overflows += 1
-        resync = tuple(sorted(kind for kind in dropped if kind in RESYNC_ENDPOINTS))
-        self._resync.update(resync)
+        self._resync.update(kind for kind in dropped if kind in RESYNC_ENDPOINTS)
         for kind, count in earlier.items():
             dropped[kind] = dropped.get(kind, 0) + count
         resync = tuple(sorted(kind for kind in dropped if kind in RESYNC_ENDPOINTS))
-        marker = self._seq
-        self._seq = marker + 1
-        self._order.append(marker)
-        self._events[marker] = Event(EVENT_OVERFLOW, Overflow(dropped, resync))
+        kept.append(Event(EVENT_OVERFLOW, Overflow(dropped, resync)))
+        return kept
