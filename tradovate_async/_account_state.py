@@ -472,21 +472,23 @@ class AccountState:
             self._notify()
         elif kind == EVENT_OVERFLOW and isinstance(data, Overflow) and data.dropped.get("props"):
             # The socket dropped props events it could not keep (its overflow policy) and asks
-            # for a fresh snapshot, which comes as a ``resynced`` event: hold what follows.
+            # for a fresh snapshot, which comes as a ``resynced`` event.
             logger.warning(
                 "account state: %d props event(s) dropped; resyncing", data.dropped["props"]
             )
             self.live = False
-            if self._since_loss is None:
-                self._since_loss = []
             if "props" not in data.resync:
                 self._spawn_resync("props events dropped")
             self._notify()
         elif kind == EVENT_RESYNCED and isinstance(data, tuple):
             fresh = next((r for r in data if r.subscription.endpoint == _SYNC), None)
             if fresh is not None and fresh.error is None and isinstance(fresh.data, Mapping):
-                held, self._since_loss = self._since_loss or [], None
-                self._load(fresh.data, "events dropped by the socket buffer", held)
+                # The socket hands this over where the answer arrived: every event before it
+                # in the buffer came earlier and is in the snapshot; those after it are newer
+                # and apply on top. (Re-applying the held ones could be stale: more of them may
+                # have been dropped meanwhile.)
+                self._since_loss = None
+                self._load(fresh.data, "events dropped by the socket buffer")
             elif fresh is not None:
                 self._spawn_resync("the socket's resync failed")
 
