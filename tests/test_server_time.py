@@ -14,18 +14,23 @@ import dataclasses
 import datetime as dt
 import email.utils
 import logging
+import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import httpx
 import pytest
+import redis.asyncio
 import websockets.asyncio.client
 
 from tests.test_session import LOGIN, wait_until
 from tradovate_async import FileTokenStore, LoginPacedError, MemoryTokenStore, TradovateSession
 from tradovate_async._clock import FakeClock
 from tradovate_async._models import AccessToken
+from tradovate_async._redis_store import RedisTokenStore
 from tradovate_async._schedule import LoginPacing
+from tradovate_async._secret import Secret
 from tradovate_async._server_time import (
     HostClockWatch,
     ServerClock,
@@ -33,6 +38,9 @@ from tradovate_async._server_time import (
     parse_http_date,
 )
 from tradovate_async.sim import SimulatedTradovate, SkewedClock, WarpClock
+
+if TYPE_CHECKING:
+    from tests.redis_server import RedisServer
 
 HOUR = 3600.0
 T0 = dt.datetime(2026, 12, 1, 6, 0, 0, tzinfo=dt.UTC)
@@ -453,3 +461,66 @@ async def test_floor_caps_logins_when_the_server_hands_out_short_lived_tokens(
         assert session.stats.paced_logins >= 1
     paced = [r for r in caplog.records if "pacing floor" in r.getMessage()]
     assert paced and all(r.levelno == logging.WARNING for r in paced)
+
+
+async def test_redis_record_of_a_host_2h_fast_is_kept_for_the_token_lifetime(
+    redis_server: RedisServer,
+) -> None:
+    """The key's TTL is counted on the server's clock: a writer 2 h fast does not drop its
+    fresh token (by its own clock it expired 30 minutes ago), and a reader 2 h slow adopts it."""
+    clock = WarpClock()
+    prefix = f"test-{uuid.uuid4().hex[:12]}"
+    store = RedisTokenStore(redis_server.url, prefix=prefix)
+    raw = redis.asyncio.Redis.from_url(redis_server.url)
+    try:
+        async with SimulatedTradovate(clock=clock.time) as sim:
+            options: dict[str, object] = {"store": store}
+            async with TradovateSession(
+                sim.config(),
+                clock=SkewedClock(clock, 2 * HOUR),
+                **options,  # type: ignore[arg-type]
+            ):
+                pass
+            keys = [k async for k in raw.scan_iter(f"{prefix}:token:*")]
+            assert len(keys) == 1
+            ttl_ms = await raw.pttl(keys[0])
+            assert 5400_000 - 60_000 < ttl_ms <= 5400_000
+            async with TradovateSession(
+                sim.config(),
+                clock=SkewedClock(clock, -2 * HOUR),
+                **options,  # type: ignore[arg-type]
+            ) as reader:
+                await reader.get("account/list")
+            assert (sim.logins, sim.expired_token_rejections) == (1, 0)
+    finally:
+        await raw.aclose()
+        await store.aclose()
+
+
+async def test_redis_ttl_is_counted_on_the_server_clock(redis_server: RedisServer) -> None:
+    """This machine's clock plays a host 3 h fast: by it, the token expired 90 minutes ago;
+    by the server's clock it was issued just now and lives 90 minutes. It is stored, with a
+    90-minute TTL."""
+    host_now = dt.datetime.now(dt.UTC)
+    server_now = host_now - dt.timedelta(hours=3)
+    token = AccessToken(
+        access_token=Secret("token-of-a-fast-host"),
+        expiration_time=server_now + dt.timedelta(minutes=90),
+        user_id=1,
+        issued_at=server_now,
+        issued_on_server_clock=True,
+        host_clock_offset=3 * HOUR,
+    )
+    prefix = f"test-{uuid.uuid4().hex[:12]}"
+    store = RedisTokenStore(redis_server.url, prefix=prefix)
+    raw = redis.asyncio.Redis.from_url(redis_server.url)
+    try:
+        await store.save("k", token)
+        keys = [k async for k in raw.scan_iter(f"{prefix}:token:*")]
+        assert len(keys) == 1
+        assert 5400_000 - 60_000 < await raw.pttl(keys[0]) <= 5400_000
+        loaded = await store.load("k")
+        assert loaded is not None and loaded.host_clock_offset == 3 * HOUR
+    finally:
+        await raw.aclose()
+        await store.aclose()

@@ -217,15 +217,17 @@ class RedisTokenStore:
 
         Called by the task holding :meth:`lock` for ``key``, the write happens only if the lock
         is still ours; if it was lost, :class:`~tradovate_async.TokenStoreError` and nothing is
-        written. An already expired token is not stored. "Now" is the server's time as the
-        writing session estimated it (``host_clock_offset``), so a host whose clock is hours off
-        neither drops a fresh token nor keeps a dead one for hours; readers judge freshness
-        themselves on their own estimate of the server's clock.
+        written. An already expired token is not stored. The TTL is counted on the server's
+        clock where the token says when the server issued it (``issued_on_server_clock``: the
+        lifetime from receipt, which a session saves at once), else on this host's clock, so a
+        host whose clock is hours off neither drops a fresh token nor keeps a dead one for
+        hours; readers judge freshness themselves on their own estimate of the server's clock.
         """
         expires_ms = int(token.expiration_time.timestamp() * 1000)
-        now_ms = int(SYSTEM_CLOCK.now().timestamp() * 1000)
-        if token.host_clock_offset is not None:
-            now_ms -= int(token.host_clock_offset * 1000)
+        if token.issued_on_server_clock and token.issued_at is not None:
+            now_ms = int(token.issued_at.timestamp() * 1000)
+        else:
+            now_ms = int(SYSTEM_CLOCK.now().timestamp() * 1000)
         ttl_ms = expires_ms - now_ms
         if ttl_ms <= 0:
             logger.debug("not storing a token that has already expired")
