@@ -4,7 +4,7 @@ Every sample in ``samples/`` says where it came from (``source``) and whether it
 from the real server or written from documentation (``provenance``), and what the library must
 make of it (``expect``). ``test_corpus.py`` feeds each one through the codec and the
 interpreters; ``test_sim_drift.py`` checks the simulator's own answers against the same shapes.
-See README.md ("The wire corpus") for the fields and how to add a sample.
+See docs/guides/wire-corpus.md for the fields and how to add a sample.
 """
 
 from __future__ import annotations
