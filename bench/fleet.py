@@ -136,7 +136,7 @@ async def main() -> None:
             )
             print(
                 f"  tried {b['tried']:.0f}; sent {b['sent']:.0f} "
-                f"({b['sent'] / b['hours']:.0f} per simulated hour, start-up reads included); "
+                f"({b['sent'] / b['hours']:.0f} per simulated hour); "
                 "refused locally "
                 f"{b['refused']:.0f}; reads that waited {b['waits']:.0f}"
             )

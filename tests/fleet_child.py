@@ -149,11 +149,11 @@ async def main() -> None:
         ) as session:
             session.add_token_listener(lambda t: prefixes.append(t.access_token.prefix()))
             prefixes.append(session.token.access_token.prefix())
-            await session.get("account/list")
             counts: dict[str, int] = {}
             if os.environ.get("FLEET_MODE") == "budget":
                 counts = await hammer(session, seconds, int(os.environ.get("FLEET_WORKERS", "4")))
             else:
+                await session.get("account/list")
                 deadline = time.monotonic() + seconds
                 while time.monotonic() < deadline:
                     await session.get("account/list")

@@ -61,3 +61,38 @@ async def test_fleet_renews_once_per_lifetime(
         lifetimes = 9 * clock.speed / 5400
         assert 1 <= sim.renewals <= int(lifetimes) + 1, reports
         assert sim.expired_token_rejections == 0
+
+
+@pytest.mark.parametrize("store_kind", ["file", "redis"])
+async def test_a_fleet_flat_out_stays_within_one_shared_budget(
+    tmp_path: Path, redis_server: RedisServer, store_kind: str
+) -> None:
+    """Three processes of one user send as fast as they can for 1.2 simulated hours; the server
+    locks the user out past 100 requests an hour. The shared budget (90 of them) keeps every
+    process under it together: requests are refused locally, the server never says 429."""
+    clock = WarpClock(speed=600.0)  # a simulated hour in 6 real seconds
+    async with SimulatedTradovate(
+        clock=clock.time, max_requests_per_hour=100, max_syncrequests_per_hour=6
+    ) as sim:
+        store = (
+            f"file:{tmp_path / 'tokens.json'}"
+            if store_kind == "file"
+            else f"redis:{redis_server.url}"
+        )
+        env = child_env(
+            sim,
+            store,
+            FLEET_MODE="budget",
+            FLEET_PER_HOUR="90",
+            FLEET_SYNC_PER_HOUR="5",
+            FLEET_SECONDS=str(1.2 * 3600 / clock.speed),
+            FLEET_CLOCK_SPEED=str(clock.speed),
+            FLEET_CLOCK_EPOCH=repr(clock.epoch),
+        )
+        reports = await run_fleet(3, env)
+        sent = sum(r["budget"]["counted"] for r in reports)  # type: ignore[index]
+        refused = sum(r["budget"]["refused"] for r in reports)  # type: ignore[index]
+        assert sim.rate_limited == 0
+        assert sum(r["counts"]["429"] for r in reports) == 0  # type: ignore[index]
+        assert refused > 0  # they did try to go past it
+        assert 90 <= sent <= 2 * 90  # one full hour's budget, plus what the next 0.2 h freed
