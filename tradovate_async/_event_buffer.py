@@ -195,26 +195,36 @@ class EventBuffer:
 
     def _drop_backlog(self, events: list[Event]) -> list[Event]:
         """Drop every event that is neither the latest of its key nor the library's own, and
-        mark the gap with one ``overflow`` event (unread earlier markers merge into it)."""
+        mark the gap with one ``overflow`` event where it begins (unread earlier markers merge
+        into it; of several unread ``resynced`` events only the newest is kept)."""
         dropped: dict[str, int] = {}
         earlier: dict[str, int] = {}
         kept: list[Event] = []
-        for event in events:
+        gap_at: int | None = None
+        last_resynced = max(
+            (i for i, e in enumerate(events) if e.kind == EVENT_RESYNCED), default=-1
+        )
+        for index, event in enumerate(events):
             if event.kind == EVENT_OVERFLOW and isinstance(event.data, Overflow):
                 for kind, count in event.data.dropped.items():
                     earlier[kind] = earlier.get(kind, 0) + count
+            elif event.kind == EVENT_RESYNCED and index != last_resynced:
+                pass  # superseded by the newer snapshot
             elif event.kind in _NEVER_DROPPED or _superseding_keys(event) is not None:
                 kept.append(event)
+                continue
             else:
                 kind = _drop_kind(event)
                 dropped[kind] = dropped.get(kind, 0) + 1
-        if not dropped and not earlier:
+            if gap_at is None:
+                gap_at = len(kept)
+        if gap_at is None:
             return events  # only latest quotes and the library's events: they may exceed maxlen
         self.dropped += sum(dropped.values())
         self.overflows += 1
-        self._resync.update(kind for kind in dropped if kind in RESYNC_ENDPOINTS)
         for kind, count in earlier.items():
             dropped[kind] = dropped.get(kind, 0) + count
         resync = tuple(sorted(kind for kind in dropped if kind in RESYNC_ENDPOINTS))
-        kept.append(Event(EVENT_OVERFLOW, Overflow(dropped, resync)))
+        self._resync.update(resync)
+        kept.insert(gap_at, Event(EVENT_OVERFLOW, Overflow(dropped, resync)))
         return kept
