@@ -82,7 +82,7 @@ class Answer:
     """What the interpretation of an answer needs: status, headers and the whole body."""
 
     status_code: int
-    headers: httpx.Headers
+    headers: Mapping[str, str]
     content: bytes
 
 

@@ -25,6 +25,7 @@ import anyio
 import anyio.abc
 import httpx
 
+from ._aiohttp_exchange import AiohttpExchanger
 from ._api_hosts import ResolvedEndpoints, resolve_endpoints
 from ._auth import Authenticator
 from ._budget import BudgetStats, MemoryBudget, RateBudget, RateLimits, budget_backend
@@ -134,9 +135,7 @@ class BearerAuth(httpx.Auth):
         token = await self._session.current_token()
         request.headers["Authorization"] = f"Bearer {token.access_token.reveal()}"
         response = yield request
-        if response.status_code != 401 and not (
-            response.status_code == 400 and self._session.token_spent(token)
-        ):
+        if not self._session.refuses(response.status_code, token):
             return
         try:
             fresh = await self._session.token_rejected(token)
@@ -218,6 +217,7 @@ class TradovateSession:
         login_pause: float = 60.0,
         rng: random.Random | None = None,
         use_api_hosts: bool = True,
+        http_backend: Literal["aiohttp", "httpx"] = "aiohttp",
     ) -> None:
         self.config = config
         self._owns_store = store is None
@@ -226,6 +226,10 @@ class TradovateSession:
         self._verify = verify
         self._ssl_context = ssl_context(verify)
         self._limits = limits or httpx.Limits(max_connections=100, max_keepalive_connections=20)
+        if http_backend not in ("aiohttp", "httpx"):
+            raise ValueError("http_backend must be 'aiohttp' or 'httpx'")
+        self._http_backend = http_backend
+        self._exchanger: AiohttpExchanger | None = None
         self._token_bounds = token_bounds
         self._request_bounds = request_bounds
         self._penalty_policy = penalties
@@ -319,6 +323,11 @@ class TradovateSession:
             clock=self._clock,
             bounds=self._token_bounds,
         )
+        if self._http_backend == "aiohttp":
+            self._exchanger = AiohttpExchanger(
+                ssl_context=self._ssl_context, limits=self._limits, timeouts=timeouts
+            )
+            await self._exchanger.open()
         try:
             await self._tasks.open(self._renew_forever)
         except BaseException:
@@ -359,6 +368,9 @@ class TradovateSession:
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()
+        exchanger, self._exchanger = self._exchanger, None
+        if exchanger is not None:
+            await exchanger.aclose()
         if self._owns_store:
             await self._store.aclose()
 
@@ -453,18 +465,50 @@ class TradovateSession:
         """The one place every API request goes through: one bounded exchange, signed with a
         usable token (waited for outside the deadline: a renewal in progress has its own
         bounds, and the deadline is for the server's answer)."""
-        client = self.http
         auth = self._auth
         assert auth is not None
-        await self.current_token()
+        token = await self.current_token()
         try:
-            return await bounded_exchange(
-                client, method, target, bounds=self._request_bounds, scrub=auth.scrub, json=json
-            )
+            exchanger = self._exchanger
+            if exchanger is None:
+                return await bounded_exchange(
+                    self.http,
+                    method,
+                    target,
+                    bounds=self._request_bounds,
+                    scrub=auth.scrub,
+                    json=json,
+                )
+            answer = await self._signed_exchange(exchanger, method, target, json, token)
+            if not self.refuses(answer.status_code, token):
+                return answer
+            try:
+                fresh = await self.token_rejected(token)
+            except TokenRejectedError:
+                return answer  # the caller sees the refusal as TokenRejectedError
+            return await self._signed_exchange(exchanger, method, target, json, fresh)
         except TransportError:
             if self._state is _State.CLOSED:
                 raise SessionClosedError(f"{method} /{target}: the session closed") from None
             raise
+
+    async def _signed_exchange(
+        self, exchanger: AiohttpExchanger, method: str, target: str, json: Any, token: AccessToken
+    ) -> Answer:
+        """One exchange over aiohttp, bearer-signed; its ``Date`` feeds the server clock."""
+        auth = self._auth
+        assert auth is not None
+        sent = self._time.elapsed()
+        answer = await exchanger.exchange(
+            method,
+            f"{self.http.base_url}{target}",  # one source of the REST base (apiHosts move it)
+            bounds=self._request_bounds,
+            scrub=auth.scrub,
+            json=json,
+            headers={"Authorization": f"Bearer {token.access_token.reveal()}"},
+        )
+        self._time.observe(answer.headers.get("date"), sent=sent, received=self._time.elapsed())
+        return answer
 
     def _scrub(self, text: str) -> str:
         auth = self._auth
@@ -639,6 +683,12 @@ class TradovateSession:
         if token is not None and self._schedule.is_usable(token, now):
             return token
         return await self._refresh(token, "expired")
+
+    def refuses(self, status: int, token: AccessToken) -> bool:
+        """Whether an answer with ``status`` to a request signed with ``token`` refuses the
+        token: a 401, or a 400 once that token is spent (Tradovate answers an expired token
+        with either; any other 400 is the request's own fault)."""
+        return status == 401 or (status == 400 and self.token_spent(token))
 
     def token_spent(self, token: AccessToken) -> bool:
         """Whether ``token`` had expired (or was within the safety margin) by now.

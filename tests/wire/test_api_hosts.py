@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from typing import Literal
 
 import httpx
 import pytest
@@ -92,22 +93,22 @@ def test_tokens_go_only_to_tradovate_hosts(host: str, configured: str, trusted: 
     assert is_trusted_host(host, configured) is trusted
 
 
-async def test_session_follows_the_hosts_the_simulator_names(sim: SimulatedTradovate) -> None:
+@pytest.mark.parametrize("backend", ["aiohttp", "httpx"])
+async def test_session_follows_the_hosts_the_simulator_names(
+    sim: SimulatedTradovate, backend: Literal["aiohttp", "httpx"]
+) -> None:
     sim.api_hosts = {"live": f"localhost:{sim.port}", "demo": f"localhost:{sim.port}"}
-    hosts: list[str] = []
 
-    async def remember(request: httpx.Request) -> None:
-        hosts.append(request.url.host)
-
-    async with TradovateSession(sim.config()) as session:
+    async with TradovateSession(sim.config(), http_backend=backend) as session:
         assert session.endpoints.api_url == f"http://localhost:{sim.port}/v1"
         assert session.endpoints.ws_url == f"ws://localhost:{sim.port}/v1/websocket"
-        session.http.event_hooks["request"].append(remember)
+        sim.reset_counters()
         assert [a["id"] for a in await session.get("account/list")] == [70001]
         async with session.websocket(heartbeat_interval=0.2) as ws:
             assert ws.url.startswith(f"ws://localhost:{sim.port}/")
             assert await ws.request("account/list") == await session.get("account/list")
-    assert hosts and set(hosts) == {"localhost"}
+    hosts = {r.host for r in sim.request_log if r.transport == "rest"}
+    assert hosts == {f"localhost:{sim.port}"}
 
 
 async def test_renewal_goes_to_the_named_host_and_keeps_hosts_when_omitted(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
@@ -163,16 +163,14 @@ async def test_current_terms_get_no_warning(
 # -- list parameters --------------------------------------------------------------------------
 
 
-async def test_list_parameters_are_comma_separated(sim: SimulatedTradovate) -> None:
-    sent: list[httpx.URL] = []
-
-    async def remember(request: httpx.Request) -> None:
-        sent.append(request.url)
-
-    async with TradovateSession(sim.config()) as session:
-        session.http.event_hooks["request"].append(remember)
+@pytest.mark.parametrize("backend", ["aiohttp", "httpx"])
+async def test_list_parameters_are_comma_separated(
+    sim: SimulatedTradovate, backend: Literal["aiohttp", "httpx"]
+) -> None:
+    async with TradovateSession(sim.config(), http_backend=backend) as session:
         await session.get("account/list", params={"ids": [1, 2, 3], "masterids": (814, 799)})
-    assert sent[-1].query == b"ids=1,2,3&masterids=814,799"
+    [sent] = [r for r in sim.request_log if r.path == "account/list"]
+    assert sent.query == "ids=1,2,3&masterids=814,799"
 
 
 # -- replay and market-data hosts -------------------------------------------------------------
@@ -212,8 +210,12 @@ def test_replay_url_from_the_environment() -> None:
 
 
 async def test_400_for_a_spent_token_renews_and_resends(sim: SimulatedTradovate) -> None:
+    """The token expires while the request is in flight (an httpx request hook moves the clock,
+    so this runs on the httpx backend; both backends decide with ``TradovateSession.refuses``)."""
     clock = MovableClock()
-    async with TradovateSession(sim.config(), clock=clock, check_interval=60.0) as session:
+    async with TradovateSession(
+        sim.config(), clock=clock, check_interval=60.0, http_backend="httpx"
+    ) as session:
         first = session.token
 
         async def expire_in_flight(request: httpx.Request) -> None:

@@ -127,6 +127,8 @@ class RestFrontEnd:
                 fault=fault.kind if fault else None,
                 reason=reply.reason,
                 device_id=device if isinstance(device, str) else None,
+                host=request.headers.get("host"),
+                query=request.url.query,
             )
         )
         return self._render(reply, fault)

@@ -204,7 +204,8 @@ class RequestRecord:
     """One request the simulator answered (REST, or a WebSocket request other than ``[]``).
 
     ``time`` is on the simulator's wall clock; ``path`` is lower case without ``/v1``;
-    ``token_prefix`` holds at most the first 8 characters of the token used.
+    ``token_prefix`` holds at most the first 8 characters of the token used; ``host`` is the
+    ``Host`` header (which host name the client addressed) and ``query`` the raw query string.
     """
 
     time: float
@@ -217,6 +218,8 @@ class RequestRecord:
     fault: FaultKind | None = None
     reason: str | None = None
     device_id: str | None = None
+    host: str | None = None
+    query: str = ""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

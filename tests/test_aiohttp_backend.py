@@ -1,0 +1,114 @@
+"""The session's own REST calls over aiohttp (the default ``http_backend``): the same bounds,
+errors, TLS verification and bearer handling as the httpx path, against real servers."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+from typing import Literal
+
+import anyio
+import httpx
+import pytest
+import trustme
+
+from tests.hostile_http import HostileServer, announced, endless_chunked, trickle
+from tradovate_async import (
+    ConnectFailedError,
+    ExchangeBounds,
+    ExchangeDeadlineError,
+    ResponseTooLargeError,
+    TokenRejectedError,
+    TradovateConfig,
+    TradovateSession,
+)
+from tradovate_async._aiohttp_exchange import AiohttpExchanger
+from tradovate_async._http import REQUEST_BOUNDS
+from tradovate_async._options import Timeouts
+from tradovate_async.sim import Fault, SimulatedTradovate
+
+SAFETY = 30.0
+Backend = Literal["aiohttp", "httpx"]
+BACKENDS = pytest.mark.parametrize("backend", ["aiohttp", "httpx"])
+
+
+@BACKENDS
+async def test_a_trickling_rest_answer_ends_at_the_deadline(backend: Backend) -> None:
+    async with HostileServer({"account/list": trickle(0.3)}) as server:
+        async with TradovateSession(
+            server.config(), request_bounds=ExchangeBounds(1.5, 1 << 20), http_backend=backend
+        ) as session:
+            with anyio.fail_after(SAFETY), pytest.raises(ExchangeDeadlineError):
+                await session.post("account/list", json={})  # a command: never retried
+
+
+@BACKENDS
+async def test_rest_bodies_are_capped(backend: Backend) -> None:
+    cap = 1 << 20
+    routes = {"account/list": endless_chunked(), "position/list": announced(10 * cap)}
+    async with HostileServer(routes) as server:
+        async with TradovateSession(
+            server.config(), request_bounds=ExchangeBounds(60.0, cap), http_backend=backend
+        ) as session:
+            with anyio.fail_after(SAFETY):
+                with pytest.raises(ResponseTooLargeError, match="max_body"):
+                    await session.get("account/list")
+                with pytest.raises(ResponseTooLargeError, match="announces"):
+                    await session.get("position/list")
+    assert server.stats.body_bytes_sent < 64 * cap
+
+
+@BACKENDS
+async def test_a_refused_token_is_renewed_once_and_the_request_resent(
+    sim: SimulatedTradovate, backend: Backend
+) -> None:
+    async with TradovateSession(sim.config(), http_backend=backend) as session:
+        first = session.token
+        sim.inject("account/list", Fault.status(401, "Unauthorized"), transport="rest")
+        assert [a["id"] for a in await session.get("account/list")] == [70001]
+        assert session.token is not first
+        sim.inject("account/list", Fault.status(401, "Unauthorized"), transport="rest", times=5)
+        with pytest.raises(TokenRejectedError):
+            await session.get("account/list")
+
+
+async def test_nothing_listening_is_connect_failed(sim: SimulatedTradovate) -> None:
+    async with TradovateSession(sim.config()) as session:
+        token = session.token.access_token.reveal()
+        session.http.base_url = "http://127.0.0.1:1/v1/"
+        with pytest.raises(ConnectFailedError) as info:
+            await session.get("account/list")
+    assert info.value.__cause__ is None and info.value.__context__ is None  # no request kept
+    assert token not in repr(info.value)
+
+
+async def test_tls_is_verified_with_the_trust_the_session_was_given(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    certfile, keyfile, cafile = tmp_path / "c.pem", tmp_path / "k.pem", tmp_path / "ca.pem"
+    cert.private_key_and_cert_chain_pem.write_to_path(str(certfile))
+    cert.private_key_pem.write_to_path(str(keyfile))
+    ca.cert_pem.write_to_path(str(cafile))
+    async with SimulatedTradovate(certfile=str(certfile), keyfile=str(keyfile)) as sim:
+        url = sim.api_url + "/auth/me"
+        for context, trusted in ((None, False), (ssl.create_default_context(cafile=cafile), True)):
+            exchanger = AiohttpExchanger(
+                ssl_context=context, limits=httpx.Limits(), timeouts=Timeouts(5.0)
+            )
+            await exchanger.open()
+            try:
+                if trusted:
+                    answer = await exchanger.exchange("GET", url, bounds=REQUEST_BOUNDS, scrub=str)
+                    assert answer.status_code == 401  # no token: but TLS went through
+                else:
+                    with pytest.raises(ConnectFailedError):
+                        await exchanger.exchange("GET", url, bounds=REQUEST_BOUNDS, scrub=str)
+            finally:
+                await exchanger.aclose()
+        async with TradovateSession(sim.config(), verify=str(cafile)) as session:
+            assert (await session.me()).user_id == sim.users[0].user_id
+
+
+async def test_the_backend_is_checked(config: TradovateConfig) -> None:
+    with pytest.raises(ValueError, match="http_backend"):
+        TradovateSession(config, http_backend="curl")  # type: ignore[arg-type]
