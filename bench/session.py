@@ -42,7 +42,9 @@ from tradovate_async.sim import SimulatedTradovate, WarpClock
 async def single_flight(concurrency: int) -> int:
     clock = WarpClock()
     async with SimulatedTradovate(clock=clock.time) as sim:
-        async with TradovateSession(sim.config(), clock=clock, check_interval=3600.0) as session:
+        async with TradovateSession(
+            sim.config(), clock=clock, check_interval=3600.0, rate_limits=None
+        ) as session:
             clock.jump(95 * 60)  # past the 90-minute expiry
             sim.reset_counters()
             async with anyio.create_task_group() as tg:
@@ -53,7 +55,7 @@ async def single_flight(concurrency: int) -> int:
 
 async def per_request(requests: int, rounds: int) -> tuple[float, float]:
     async with SimulatedTradovate() as sim:
-        async with TradovateSession(sim.config()) as session:
+        async with TradovateSession(sim.config(), rate_limits=None) as session:
             header = {"Authorization": f"Bearer {session.token.access_token.reveal()}"}
             async with httpx.AsyncClient(
                 base_url=sim.api_url + "/", headers={"Accept": "application/json", **header}
@@ -159,7 +161,7 @@ async def concurrent(total: int, rounds: int, workers: int = 50) -> dict[str, fl
                 base_url=url + "/", headers=headers, transport=AiohttpTransport()
             ) as over_aiohttp,
             aiohttp.ClientSession(base_url=url + "/", headers=headers) as plain_aiohttp,
-            TradovateSession(config) as session,
+            TradovateSession(config, rate_limits=None) as session,
         ):
 
             async def via_httpx(client: httpx.AsyncClient) -> None:
