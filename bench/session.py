@@ -4,9 +4,10 @@ Prints, from one run against the simulator on loopback:
 
 - token requests made by 1,000 concurrent ``session.get`` calls on a session whose token has
   just expired (target: 1);
-- the median time of ``session.get`` divided by the median time of a plain
-  ``httpx.AsyncClient`` with a fixed ``Authorization`` header doing ``get`` + ``.json()``
-  against the same server, measured in interleaved rounds (target: <= 1.05).
+- the median time of a sequential ``session.get`` on each HTTP backend (aiohttp, the default,
+  and httpx) divided by that of the same transport used plainly with a fixed
+  ``Authorization`` header doing ``get`` + JSON decode against the same server, measured in
+  interleaved rounds (target: <= 1.05).
 
 Then, against ``bench/_fast_http.py`` (a pre-encoded keep-alive HTTP server in its own process,
 faster than any client: a raw-socket "null client" round proves it), 50 concurrent workers in
@@ -53,37 +54,52 @@ async def single_flight(concurrency: int) -> int:
             return sim.token_requests
 
 
-async def per_request(requests: int, rounds: int) -> tuple[float, float]:
+async def per_request(requests: int, rounds: int) -> dict[str, float]:
+    """Median seconds of one sequential call: the library on each HTTP backend, and that same
+    transport used plainly (fixed bearer header, ``get`` and JSON decode)."""
     async with SimulatedTradovate() as sim:
-        async with TradovateSession(sim.config(), rate_limits=None) as session:
-            header = {"Authorization": f"Bearer {session.token.access_token.reveal()}"}
-            async with httpx.AsyncClient(
-                base_url=sim.api_url + "/", headers={"Accept": "application/json", **header}
-            ) as plain:
+        async with (
+            TradovateSession(sim.config(), rate_limits=None) as on_aiohttp,
+            TradovateSession(sim.config(), rate_limits=None, http_backend="httpx") as on_httpx,
+        ):
+            header = {
+                "Accept": "application/json",
+                "Authorization": f"Bearer {on_aiohttp.token.access_token.reveal()}",
+            }
+            async with (
+                httpx.AsyncClient(base_url=sim.api_url + "/", headers=header) as plain_httpx,
+                aiohttp.ClientSession(base_url=sim.api_url + "/", headers=header) as plain_aio,
+            ):
 
-                async def lib_call() -> None:
-                    await session.get("account/list")
-
-                async def plain_call() -> None:
-                    response = await plain.get("account/list")
+                async def httpx_call() -> None:
+                    response = await plain_httpx.get("account/list")
                     response.raise_for_status()
                     response.json()
 
-                lib_times: list[float] = []
-                plain_times: list[float] = []
-                for _ in range(20):  # warm both connection pools
-                    await lib_call()
-                    await plain_call()
+                async def aiohttp_call() -> None:
+                    async with plain_aio.get("account/list") as response:
+                        response.raise_for_status()
+                        await response.json()
+
+                calls: dict[str, Callable[[], Awaitable[object]]] = {
+                    "library (aiohttp)": lambda: on_aiohttp.get("account/list"),
+                    "plain aiohttp": aiohttp_call,
+                    "library (httpx)": lambda: on_httpx.get("account/list"),
+                    "plain httpx": httpx_call,
+                }
+                times: dict[str, list[float]] = {name: [] for name in calls}
+                names = list(calls)
+                for name in names:  # warm every connection pool
+                    for _ in range(20):
+                        await calls[name]()
                 for round_no in range(rounds):
-                    order = [(lib_call, lib_times), (plain_call, plain_times)]
-                    if round_no % 2:
-                        order.reverse()
-                    for call, sink in order:
+                    shift = round_no % len(names)
+                    for name in names[shift:] + names[:shift]:
                         for _ in range(requests):
                             start = time.perf_counter()
-                            await call()
-                            sink.append(time.perf_counter() - start)
-    return statistics.median(lib_times), statistics.median(plain_times)
+                            await calls[name]()
+                            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 class FastServer:
@@ -211,9 +227,13 @@ async def main() -> None:
     print(
         f"token requests for {args.concurrency} concurrent calls at expiry: {token_requests} (target 1)"
     )
-    lib, plain = await per_request(args.requests, args.rounds)
-    print(f"median session.get: {lib * 1e6:.0f} us; plain httpx: {plain * 1e6:.0f} us")
-    print(f"session.get / plain httpx median ratio: {lib / plain:.3f} (target <= 1.05)")
+    medians = await per_request(args.requests, args.rounds)
+    print("sequential, median per call against the simulator:")
+    for name, seconds in medians.items():
+        print(f"  {name:>18}: {seconds * 1e6:,.0f} us")
+    for backend in ("aiohttp", "httpx"):
+        ratio = medians[f"library ({backend})"] / medians[f"plain {backend}"]
+        print(f"session.get / plain {backend}, sequential: {ratio:.3f} (target <= 1.05)")
     rates = await concurrent(args.concurrent_requests, args.concurrent_rounds)
     print("\n50 concurrent workers, requests/s, median of interleaved rounds:")
     for name, rate in sorted(rates.items(), key=lambda kv: -kv[1]):

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import functools
 import logging
 
 from ._clock import Clock, SystemClock, elapsed_seconds
@@ -53,6 +54,13 @@ def parse_http_date(value: str | None) -> dt.datetime | None:
     or ``None`` if absent or malformed."""
     if not value or len(value) > 64:
         return None
+    return _parse_http_date(value)
+
+
+@functools.lru_cache(maxsize=8)
+def _parse_http_date(value: str) -> dt.datetime | None:
+    # Cached: the header has a one-second resolution, so a busy session sees the same few
+    # values many times, and parsing one costs more than the rest of observing it.
     try:
         parsed = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):
