@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -35,6 +33,9 @@ import aiohttp
 import anyio
 import httpx
 from httpx_aiohttp import AiohttpTransport
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _child import ChildServer
 
 from tradovate_async import TradovateConfig, TradovateSession
 from tradovate_async.sim import SimulatedTradovate, WarpClock
@@ -102,23 +103,6 @@ async def per_request(requests: int, rounds: int) -> dict[str, float]:
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
-class FastServer:
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).with_name("_fast_http.py"))],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        self.url: str = json.loads(self.proc.stdout.readline())["url"]
-
-    def close(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-        self.proc.wait(timeout=10)
-
-
 async def fan_out(workers: int, total: int, call: Callable[[], Awaitable[object]]) -> float:
     """Seconds for ``workers`` concurrent loops to make ``total`` calls."""
 
@@ -157,7 +141,7 @@ async def null_client(url: str, workers: int, total: int) -> float:
 
 
 async def concurrent(total: int, rounds: int, workers: int = 50) -> dict[str, float]:
-    server = FastServer()
+    server = ChildServer("_fast_http.py")
     url = server.url
     headers = {"Accept": "application/json", "Authorization": "Bearer fast-server-token"}
     config = TradovateConfig(

@@ -31,7 +31,6 @@ import json
 import os
 import socket
 import statistics
-import subprocess
 import sys
 import time
 import tracemalloc
@@ -45,29 +44,11 @@ import psutil
 import websockets
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _child import ChildServer
 from _fast_sender import burst_blob, encode_message
 
 from tradovate_async import TradovateSession
 from tradovate_async.sim import SimulatedTradovate
-
-
-class Sender:
-    """The fast sender's child process."""
-
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).with_name("_fast_sender.py"))],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        self.url: str = json.loads(self.proc.stdout.readline())["url"]
-
-    def close(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-        self.proc.wait(timeout=10)
 
 
 def stream_request(events: int, batch: int, request_id: int = 2) -> str:
@@ -268,7 +249,7 @@ async def main() -> None:
     args = parser.parse_args()
     events = args.events - args.events % 10
 
-    sender = Sender()
+    sender = ChildServer("_fast_sender.py")
     try:
         async with SimulatedTradovate() as sim:
             config = sim.config()
