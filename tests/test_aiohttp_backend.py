@@ -98,11 +98,11 @@ async def test_tls_is_verified_with_the_trust_the_session_was_given(tmp_path: Pa
             await exchanger.open()
             try:
                 if trusted:
-                    answer = await exchanger.exchange("GET", url, bounds=REQUEST_BOUNDS, scrub=str)
+                    answer = await exchanger.exchange("GET", url, bounds=REQUEST_BOUNDS)
                     assert answer.status_code == 401  # no token: but TLS went through
                 else:
                     with pytest.raises(ConnectFailedError):
-                        await exchanger.exchange("GET", url, bounds=REQUEST_BOUNDS, scrub=str)
+                        await exchanger.exchange("GET", url, bounds=REQUEST_BOUNDS)
             finally:
                 await exchanger.aclose()
         async with TradovateSession(sim.config(), verify=str(cafile)) as session:

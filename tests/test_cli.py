@@ -13,25 +13,8 @@ from pathlib import Path
 import anyio
 import pytest
 
+from tests.sim_env import write_env
 from tradovate_async.sim import Fault, SimulatedTradovate, SimUser
-
-
-def write_env(path: Path, sim: SimulatedTradovate, **changes: str) -> Path:
-    user = SimUser()
-    values = {
-        "TRADOVATE_API_URL": sim.api_url,
-        "TRADOVATE_WS_URL": sim.ws_url,
-        "TRADOVATE_MD_URL": sim.md_url,
-        "TRADOVATE_USERNAME": user.username,
-        "TRADOVATE_PASSWORD": user.password,
-        "TRADOVATE_APP_ID": user.app_id,
-        "TRADOVATE_SEC": user.sec,
-        "TRADOVATE_DEVICE_ID": "cli-test-device",
-        "TRADOVATE_CID": str(user.cid),
-    }
-    values.update(changes)
-    path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
-    return path
 
 
 def clean_env(tmp_path: Path) -> dict[str, str]:

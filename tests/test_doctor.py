@@ -16,6 +16,7 @@ import anyio
 import pytest
 import trustme
 
+from tests.sim_env import write_env as _write_env
 from tradovate_async.sim import SimulatedTradovate, SimUser, WarpClock
 from tradovate_async.testing import FaultInjector
 
@@ -23,20 +24,7 @@ EXIT_OK, EXIT_WARN, EXIT_FAIL = 0, 1, 2
 
 
 def write_env(path: Path, sim: SimulatedTradovate, **changes: str) -> Path:
-    user = SimUser()
-    values = {
-        "TRADOVATE_API_URL": sim.api_url,
-        "TRADOVATE_WS_URL": sim.ws_url,
-        "TRADOVATE_MD_URL": sim.md_url,
-        "TRADOVATE_USERNAME": user.username,
-        "TRADOVATE_PASSWORD": user.password,
-        "TRADOVATE_APP_ID": user.app_id,
-        "TRADOVATE_SEC": user.sec,
-        "TRADOVATE_DEVICE_ID": "doctor-test-device",
-    }
-    values.update(changes)
-    path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
-    return path
+    return _write_env(path, sim, device_id="doctor-test-device", **changes)
 
 
 class Run:

@@ -15,7 +15,6 @@ from tradovate_async._ws_codec import (
     AuthOutcome,
     CloseFrame,
     Event,
-    EventBuffer,
     HeartbeatFrame,
     MessagesFrame,
     OpenFrame,
@@ -433,53 +432,3 @@ def test_backoff_delays_stay_within_bounds(script: list[tuple[str, float]]) -> N
         else:
             backoff.disconnected(now, quota=action == "quota")
             quota = quota or action == "quota"
-
-
-# -- pending table -------------------------------------------------------------------------
-
-
-def test_event_buffer_keeps_order() -> None:
-    buffer = EventBuffer(10)
-    events = [Event("md" if i % 2 else "props", i) for i in range(8)]
-    buffer.extend(events)
-    assert list(buffer) == events
-    with pytest.raises(IndexError):
-        buffer.get()
-
-
-def test_event_buffer_drops_oldest_market_data_first() -> None:
-    buffer = EventBuffer(3)
-    buffer.extend([Event("md", 1), Event("props", 2), Event("chart", 3)])
-    buffer.put(Event("md", 4))  # drops md 1
-    buffer.put(Event("props", 5))  # drops chart 3
-    assert buffer.dropped == 2
-    assert [e.data for e in buffer] == [2, 4, 5]
-
-
-def test_event_buffer_never_drops_props_or_shutdown() -> None:
-    buffer = EventBuffer(2)
-    kept = [Event("props", i) for i in range(5)] + [Event("shutdown", "x")]
-    buffer.extend(kept)
-    assert len(buffer) == 6 and buffer.dropped == 0
-    assert buffer.put(Event("md", "late")) is False  # nothing droppable buffered: new md goes
-    assert buffer.dropped == 1
-    assert list(buffer) == kept
-
-
-@MANY
-@given(st.lists(st.sampled_from(["md", "chart", "props", "shutdown", "clock"]), max_size=60))
-def test_event_buffer_policy_holds(kinds: list[str]) -> None:
-    buffer = EventBuffer(5)
-    for index, kind in enumerate(kinds):
-        buffer.put(Event(kind, index))
-    out = list(buffer)
-    protected = [i for i, k in enumerate(kinds) if k not in ("md", "chart")]
-    assert [e.data for e in out if e.kind not in ("md", "chart")] == protected
-    assert [e.data for e in out] == sorted(e.data for e in out)
-    assert len(out) + buffer.dropped == len(kinds)
-    assert len(out) <= max(5, len(protected))
-
-
-def test_event_buffer_validates() -> None:
-    with pytest.raises(ValueError):
-        EventBuffer(0)

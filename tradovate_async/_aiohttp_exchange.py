@@ -22,7 +22,7 @@ from __future__ import annotations
 import json as jsonlib
 import logging
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
@@ -32,14 +32,12 @@ import httpx
 from ._errors import (
     ConnectFailedError,
     ConnectionLostError,
-    ExchangeDeadlineError,
     ProtocolError,
     RequestTimeoutError,
-    ResponseTooLargeError,
     TradovateError,
     TransportError,
 )
-from ._http import Answer, ExchangeBounds
+from ._http import Answer, ExchangeBounds, deadline_error, exchange_label, read_capped
 from ._options import Timeouts
 
 __all__ = ["AiohttpExchanger", "translate_aiohttp_error"]
@@ -106,7 +104,6 @@ class AiohttpExchanger:
         url: str,
         *,
         bounds: ExchangeBounds,
-        scrub: Callable[[str], str],
         json: Any = None,
         headers: Mapping[str, str] | None = None,
     ) -> Answer:
@@ -114,7 +111,7 @@ class AiohttpExchanger:
         session = self._session
         if session is None:
             raise TransportError("the HTTP connection pool is closed")
-        where = f"{method} /{url.split('?', 1)[0].rsplit('/v1/', 1)[-1].lstrip('/')}"
+        where = exchange_label(method, url)
         sent: dict[str, str] = dict(headers or {})
         body: bytes | None = None
         if json is not None:
@@ -126,35 +123,17 @@ class AiohttpExchanger:
                 async with session.request(
                     method, url, data=body, headers=sent, allow_redirects=False
                 ) as response:
-                    content = await _read_capped(response, bounds.max_body, where)
+                    content = await read_capped(
+                        response.content_length,
+                        response.content.iter_any(),
+                        status=response.status,
+                        limit=bounds.max_body,
+                        where=where,
+                    )
                     return Answer(response.status, response.headers, content)
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 failure = translate_aiohttp_error(exc, where)
         if failure is not None:  # raised here, not in the except block: no __context__ either
             raise failure
         assert scope.cancelled_caught
-        raise ExchangeDeadlineError(
-            f"{where}: no complete answer within {bounds.deadline:g} s (deadline); the server "
-            "may have received the request"
-        )
-
-
-async def _read_capped(response: aiohttp.ClientResponse, limit: int, where: str) -> bytes:
-    declared = response.content_length
-    if declared is not None and declared > limit:
-        raise ResponseTooLargeError(
-            f"{where}: the answer announces {declared} bytes, more than the {limit} allowed "
-            "(max_body)",
-            status=response.status,
-        )
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.content.iter_any():
-        size += len(chunk)
-        if size > limit:
-            raise ResponseTooLargeError(
-                f"{where}: the answer is larger than the {limit} bytes allowed (max_body)",
-                status=response.status,
-            )
-        chunks.append(chunk)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        raise deadline_error(where, bounds)

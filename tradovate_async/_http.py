@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Final
 
 import anyio
@@ -114,25 +114,45 @@ def _scrubbed_copy(exc: httpx.HTTPError, scrub: Callable[[str], str]) -> httpx.H
         return httpx.TransportError(message)
 
 
-async def _read_capped(response: httpx.Response, limit: int, where: str) -> bytes:
-    declared = response.headers.get("content-length")
-    if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+def exchange_label(method: str, url: str) -> str:
+    """``GET /account/list``: how errors name an exchange (no host, no query)."""
+    return f"{method} /{url.split('?', 1)[0].rsplit('/v1/', 1)[-1].lstrip('/')}"
+
+
+def deadline_error(where: str, bounds: ExchangeBounds) -> ExchangeDeadlineError:
+    return ExchangeDeadlineError(
+        f"{where}: no complete answer within {bounds.deadline:g} s (deadline); the server may "
+        "have received the request"
+    )
+
+
+async def read_capped(
+    declared: int | None, chunks: AsyncIterator[bytes], *, status: int, limit: int, where: str
+) -> bytes:
+    """The body from ``chunks`` (decoded), refused when ``declared`` (``Content-Length``) or
+    what arrives passes ``limit``; shared by both HTTP stacks."""
+    if declared is not None and declared > limit:
         raise ResponseTooLargeError(
-            f"{where}: the answer announces {int(declared)} bytes, more than the {limit} "
-            "allowed (max_body)",
-            status=response.status_code,
+            f"{where}: the answer announces {declared} bytes, more than the {limit} allowed "
+            "(max_body)",
+            status=status,
         )
-    chunks: list[bytes] = []
+    parts: list[bytes] = []
     size = 0
-    async for chunk in response.aiter_bytes():
+    async for chunk in chunks:
         size += len(chunk)
         if size > limit:
             raise ResponseTooLargeError(
                 f"{where}: the answer is larger than the {limit} bytes allowed (max_body)",
-                status=response.status_code,
+                status=status,
             )
-        chunks.append(chunk)
-    return b"".join(chunks)
+        parts.append(chunk)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _content_length(headers: Mapping[str, str]) -> int | None:
+    declared = headers.get("content-length")
+    return int(declared) if declared is not None and declared.strip().isdigit() else None
 
 
 async def bounded_exchange(
@@ -153,12 +173,18 @@ async def bounded_exchange(
     ``max_body``, and :class:`TransportError` for any httpx transport failure. None of them
     keeps the ``httpx.Request``.
     """
-    where = f"{method} /{url.split('?', 1)[0].rsplit('/v1/', 1)[-1].lstrip('/')}"
+    where = exchange_label(method, url)
     failure: httpx.HTTPError | None = None
     with anyio.move_on_after(bounds.deadline) as scope:
         try:
             async with client.stream(method, url, json=json, headers=headers, **options) as rsp:
-                body = await _read_capped(rsp, bounds.max_body, where)
+                body = await read_capped(
+                    _content_length(rsp.headers),
+                    rsp.aiter_bytes(),
+                    status=rsp.status_code,
+                    limit=bounds.max_body,
+                    where=where,
+                )
                 return Answer(rsp.status_code, rsp.headers, body)
         except (httpx.TransportError, httpx.DecodingError, httpx.TooManyRedirects) as exc:
             failure = _scrubbed_copy(exc, scrub)
@@ -167,7 +193,4 @@ async def bounded_exchange(
             raise translate_transport_error(failure, where) from failure
         raise ProtocolError(f"{where}: unusable answer ({type(failure).__name__})") from failure
     assert scope.cancelled_caught
-    raise ExchangeDeadlineError(
-        f"{where}: no complete answer within {bounds.deadline:g} s (deadline); the server may "
-        "have received the request"
-    )
+    raise deadline_error(where, bounds)

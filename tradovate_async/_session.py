@@ -496,14 +496,11 @@ class TradovateSession:
         self, exchanger: AiohttpExchanger, method: str, target: str, json: Any, token: AccessToken
     ) -> Answer:
         """One exchange over aiohttp, bearer-signed; its ``Date`` feeds the server clock."""
-        auth = self._auth
-        assert auth is not None
         sent = self._time.elapsed()
         answer = await exchanger.exchange(
             method,
             f"{self.http.base_url}{target}",  # one source of the REST base (apiHosts move it)
             bounds=self._request_bounds,
-            scrub=auth.scrub,
             json=json,
             headers={"Authorization": f"Bearer {token.access_token.reveal()}"},
         )

@@ -12,7 +12,7 @@ the way the sans-I/O core of ``websockets`` is. The pieces:
 * **Requests.** :func:`encode_request` builds ``endpoint\\nid\\nquery\\nbody``;
   :func:`encode_authorize` and :func:`encode_json_auth` build the two authorization frames.
 * **Decisions.** :func:`interpret_auth_response`, :func:`penalty_of`, :func:`is_read_only`,
-  :class:`ReconnectBackoff` and :class:`EventBuffer` (requests and their ids live in
+  and :class:`ReconnectBackoff` (the event buffer lives in ``_event_buffer``, requests and their ids live in
   ``_ws_calls``, the socket's state machine in ``_ws_core``).
 
 Decoding is the hot loop of a market-data bot, so :func:`decode_frame` parses each ``a`` frame
@@ -28,8 +28,7 @@ import enum
 import json
 import math
 import random
-from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any, Final, TypeAlias
 
 import msgspec
@@ -40,12 +39,10 @@ from ._responses import encode_params
 from ._secret import scrub_known
 
 __all__ = [
-    "DROPPABLE_EVENT_KINDS",
     "HEARTBEAT_TEXT",
     "AuthOutcome",
     "CloseFrame",
     "Event",
-    "EventBuffer",
     "Frame",
     "HeartbeatFrame",
     "Message",
@@ -72,11 +69,6 @@ __all__ = [
 
 #: The client heartbeat: an empty SockJS message array, sent every 2.5 s.
 HEARTBEAT_TEXT: Final = "[]"
-
-#: Event kinds the buffer may drop when full: a newer quote or bar supersedes an old one, while a
-#: lost ``props`` (order/position change) or ``shutdown`` would leave a bot with a wrong picture.
-DROPPABLE_EVENT_KINDS: Final = frozenset({"md", "chart"})
-
 
 # --------------------------------------------------------------------------------------------
 # Decoded objects
@@ -573,69 +565,3 @@ class ReconnectBackoff:
             self._quota_pending = False
             return self.quota_delay * self._rng.uniform(1.0, 1.25)
         return self._rng.uniform(0.0, self.ceiling(attempt))
-
-
-class EventBuffer:
-    """A bounded FIFO of events with a drop policy that never loses state changes.
-
-    When ``maxlen`` events are buffered and another arrives:
-
-    * the **oldest** buffered ``md``/``chart`` event is dropped (a later quote or bar supersedes
-      it); if none is buffered and the new event is ``md``/``chart``, the new one is dropped;
-    * any other kind (``props``, ``shutdown``, ``clock``, the library's own events) is always
-      kept, so the buffer may exceed ``maxlen`` by those.
-
-    ``dropped`` counts dropped events. Two internal queues keep every operation O(1) while
-    preserving the arrival order.
-    """
-
-    __slots__ = ("_droppable", "_kept", "_seq", "dropped", "maxlen")
-
-    def __init__(self, maxlen: int) -> None:
-        if maxlen < 1:
-            raise ValueError("maxlen must be >= 1")
-        self.maxlen = maxlen
-        self.dropped = 0
-        self._seq = 0
-        self._droppable: deque[tuple[int, Event]] = deque()
-        self._kept: deque[tuple[int, Event]] = deque()
-
-    def __len__(self) -> int:
-        return len(self._droppable) + len(self._kept)
-
-    def __bool__(self) -> bool:
-        return bool(self._droppable) or bool(self._kept)
-
-    def put(self, event: Event) -> bool:
-        """Buffer ``event``; returns ``False`` if it was itself dropped."""
-        seq = self._seq
-        self._seq = seq + 1
-        droppable = event.kind in DROPPABLE_EVENT_KINDS
-        if len(self._droppable) + len(self._kept) >= self.maxlen:
-            if self._droppable:
-                self._droppable.popleft()
-                self.dropped += 1
-            elif droppable:
-                self.dropped += 1
-                return False
-        (self._droppable if droppable else self._kept).append((seq, event))
-        return True
-
-    def extend(self, events: Iterable[Event]) -> None:
-        for event in events:
-            self.put(event)
-
-    def get(self) -> Event:
-        """The oldest buffered event. Raises ``IndexError`` when empty."""
-        droppable = self._droppable
-        kept = self._kept
-        if not kept:
-            return droppable.popleft()[1]
-        if not droppable or kept[0][0] < droppable[0][0]:
-            return kept.popleft()[1]
-        return droppable.popleft()[1]
-
-    def __iter__(self) -> Iterator[Event]:
-        """Drain in order (for tests and shutdown)."""
-        while self:
-            yield self.get()
