@@ -140,6 +140,7 @@ async def main() -> None:
             config,
             store=store,
             clock=clock,
+            renew_before=float(os.environ.get("FLEET_RENEW_BEFORE", "300")),
             check_interval=0.01 * clock.speed,
             renewal_backoff=Backoff(0.05 * clock.speed, 60.0 * clock.speed),
             rate_limits=RateLimits(

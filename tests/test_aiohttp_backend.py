@@ -34,12 +34,12 @@ BACKENDS = pytest.mark.parametrize("backend", ["aiohttp", "httpx"])
 
 @BACKENDS
 async def test_a_trickling_rest_answer_ends_at_the_deadline(backend: Backend) -> None:
-    async with HostileServer({"account/list": trickle(0.3)}) as server:
+    async with HostileServer({"userPlugin/create": trickle(0.3)}) as server:
         async with TradovateSession(
             server.config(), request_bounds=ExchangeBounds(1.5, 1 << 20), http_backend=backend
         ) as session:
             with anyio.fail_after(SAFETY), pytest.raises(ExchangeDeadlineError):
-                await session.post("account/list", json={})  # a command: never retried
+                await session.post("userPlugin/create", json={})  # a command: never retried
 
 
 @BACKENDS

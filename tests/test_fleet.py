@@ -38,7 +38,10 @@ async def test_eight_processes_through_redis_make_one_login(
 async def test_fleet_renews_once_per_lifetime(
     tmp_path: Path, redis_server: RedisServer, store_kind: str
 ) -> None:
-    clock = WarpClock(speed=1500.0)  # 90 simulated minutes in 3.6 real seconds
+    # 90 simulated minutes in 3.6 real seconds; renewing 45 minutes before expiry leaves 1.8 real
+    # seconds of margin, so a loaded machine's stalls cannot make a renewal late.
+    clock = WarpClock(speed=1500.0)
+    renew_before = 2700.0
     async with SimulatedTradovate(clock=clock.time) as sim:
         store = (
             f"file:{tmp_path / 'tokens.json'}"
@@ -52,14 +55,15 @@ async def test_fleet_renews_once_per_lifetime(
         env = child_env(
             sim,
             store,
-            FLEET_SECONDS="9",
+            FLEET_SECONDS="4",
+            FLEET_RENEW_BEFORE=str(renew_before),
             FLEET_CLOCK_SPEED=str(clock.speed),
             FLEET_CLOCK_EPOCH=repr(clock.epoch),
         )
         reports = await run_fleet(4, env)
         assert sim.logins == 1
-        lifetimes = 9 * clock.speed / 5400
-        assert 1 <= sim.renewals <= int(lifetimes) + 1, reports
+        renewal_points = 4 * clock.speed / (5400 - renew_before)  # one per token, fleet-wide
+        assert 1 <= sim.renewals <= int(renewal_points) + 1, reports
         assert sim.expired_token_rejections == 0
 
 
@@ -70,7 +74,7 @@ async def test_a_fleet_flat_out_stays_within_one_shared_budget(
     """Three processes of one user send as fast as they can for 1.2 simulated hours; the server
     locks the user out past 100 requests an hour. The shared budget (90 of them) keeps every
     process under it together: requests are refused locally, the server never says 429."""
-    clock = WarpClock(speed=600.0)  # a simulated hour in 6 real seconds
+    clock = WarpClock(speed=1200.0)  # a simulated hour in 3 real seconds
     async with SimulatedTradovate(
         clock=clock.time, max_requests_per_hour=100, max_syncrequests_per_hour=6
     ) as sim:

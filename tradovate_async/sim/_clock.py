@@ -14,9 +14,11 @@ import email.utils
 import threading
 import time
 from collections.abc import Callable, MutableMapping
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
+
+from .._clock import Clock
 
 __all__ = ["DateHeader", "SkewedClock", "WarpClock"]
 
@@ -72,12 +74,19 @@ class WarpClock:
         return simulated / self.speed
 
 
+class EpochClock(Clock, Protocol):
+    """A :class:`~tradovate_async._clock.Clock` that also tells its wall time in epoch seconds
+    (``WarpClock`` and ``FakeClock``): the simulator reads it, a ``SkewedClock`` offsets it."""
+
+    def time(self) -> float: ...
+
+
 class SkewedClock:
     """A host whose wall clock is ``skew`` seconds off ``base``'s: its monotonic clock and its
     sleeps are ``base``'s own. Set ``skew`` mid-run to make the host's wall clock jump (an NTP
     step, a manual change) while the simulator's clock, driven by ``base``, does not move."""
 
-    def __init__(self, base: WarpClock, skew: float = 0.0) -> None:
+    def __init__(self, base: EpochClock, skew: float = 0.0) -> None:
         self.base = base
         self.skew = float(skew)
 
