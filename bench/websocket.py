@@ -109,19 +109,19 @@ async def raw_client(url: str, events: int, batch: int, how: str) -> float:
             loads = json.loads
             while seen < events:
                 for item in loads((await raw.recv())[1:]):
-                    if item["e"] == "md":
+                    if item["e"] == "md" and item["d"]["quotes"]:
                         seen += 1
         elif how == "orjson":
             oloads = orjson.loads
             while seen < events:
                 for item in oloads(memoryview(await raw.recv(decode=False))[1:]):
-                    if item["e"] == "md":
+                    if item["e"] == "md" and item["d"]["quotes"]:
                         seen += 1
         elif how == "msgspec":
             decode = msgspec.json.Decoder().decode
             while seen < events:
                 for item in decode(memoryview(await raw.recv(decode=False))[1:]):
-                    if item["e"] == "md":
+                    if item["e"] == "md" and item["d"]["quotes"]:
                         seen += 1
         elapsed = time.perf_counter() - start
         assert seen == events, (how, seen)
@@ -135,7 +135,7 @@ async def library_client(session: TradovateSession, url: str, events: int, batch
         await ws.request("bench/stream", json={"events": events, "batch": batch})
         seen = 0
         async for event in stream:
-            if event.kind == "md":
+            if event.kind == "md" and event.data["quotes"]:
                 seen += 1
                 if seen == events:
                     break
@@ -188,7 +188,7 @@ async def memory(session: TradovateSession, url: str, events: int) -> tuple[floa
         tracemalloc.stop()
         seen = 0
         async for event in stream:
-            if event.kind == "md":
+            if event.kind == "md" and event.data["quotes"]:
                 seen += 1
                 if seen == held:
                     break

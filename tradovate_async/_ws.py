@@ -24,10 +24,12 @@ from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import (
     ConnectionLostError,
     OrderOutcomeUnknownError,
+    ProtocolError,
     RequestFailedError,
     RequestTimeoutError,
     SessionClosedError,
 )
+from ._logging import redact
 from ._options import (
     DEFAULT_PENALTIES,
     DEFAULT_RECONNECT_BACKOFF,
@@ -44,7 +46,7 @@ from ._penalty import PenaltyPolicy
 from ._retry import is_read
 from ._tasks import TaskHost
 from ._ws_calls import Call, Query
-from ._ws_codec import Event, is_read_only, normalize_endpoint
+from ._ws_codec import Event, is_read_only, normalize_endpoint, undecoded_data
 from ._ws_core import SocketConnection, SocketSettings
 from ._ws_io import SocketDriver, bounded
 from ._ws_types import (
@@ -116,9 +118,19 @@ class _EventStream:
         buffer = ws._core.events
         while True:
             try:
-                return buffer.get()
+                event = buffer.get()
             except IndexError:
                 pass
+            else:
+                if undecoded_data(event) is None:
+                    return event
+                try:
+                    event.data  # noqa: B018 - decoded here, as the consumer takes it
+                except ProtocolError as exc:
+                    ws._core.stats.malformed_frames += 1
+                    logger.warning("%s socket: ignoring an event: %s", ws.kind, redact(str(exc)))
+                    continue
+                return event
             if ws._core.failure is not None:
                 raise ws._core.failure
             if ws._closed:

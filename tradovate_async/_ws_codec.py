@@ -51,6 +51,7 @@ __all__ = [
     "Penalty",
     "ReconnectBackoff",
     "Request",
+    "WireText",
     "Response",
     "decode_frame",
     "decode_request",
@@ -65,6 +66,7 @@ __all__ = [
     "is_read_only",
     "normalize_endpoint",
     "penalty_of",
+    "undecoded_data",
 ]
 
 #: The client heartbeat: an empty SockJS message array, sent every 2.5 s.
@@ -101,17 +103,80 @@ class Response:
         return 200 <= self.status < 300
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
 class Event:
     """A server push ``{"e": kind, "d": data}``, or a synthetic event of the library.
 
     Server kinds: ``props``, ``md``, ``chart``, ``clock`` (``data`` already parsed from its JSON
     string), ``shutdown``. The socket layer adds ``disconnected`` and ``reconnected`` (see
     ``TradovateWebSocket.events``).
+
+    Immutable. A server event keeps ``data`` as the JSON the server sent until it is first
+    read: decoding it when the consumer takes it, not when the socket reads it, means the
+    objects it makes are young when they die, and the garbage collector does not keep walking
+    a backlog of them (the socket's throughput depends on it). ``events()`` reads ``data`` of
+    every event before handing it out, so a payload that is not valid JSON is dropped there,
+    with a warning, as a malformed frame is.
     """
 
+    __slots__ = ("_data", "_raw", "kind")
+    __match_args__ = ("kind", "data")
+
     kind: str
-    data: Any = None
+    _data: Any
+    _raw: msgspec.Raw | None
+
+    def __init__(self, kind: str, data: Any = None) -> None:
+        _set_event_kind(self, kind)
+        _set_event_data(self, data)
+        _set_event_raw(self, None)
+
+    @property
+    def data(self) -> Any:
+        """The payload (decoded from the server's JSON on first access; raises
+        :class:`ProtocolError` if that JSON is not valid)."""
+        raw = self._raw
+        if raw is not None:
+            try:
+                data = _decode_any(raw) if len(raw) else None
+            except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
+                raise ProtocolError(f"{self.kind} event: data is not valid JSON ({exc})") from None
+            _set_event_data(self, data)
+            _set_event_raw(self, None)
+            return data
+        return self._data
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}")
+
+    def __repr__(self) -> str:
+        try:
+            data = self.data
+        except ProtocolError:
+            return f"Event(kind={self.kind!r}, data=<malformed>)"
+        return f"Event(kind={self.kind!r}, data={data!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not Event:
+            return NotImplemented
+        return self.kind == other.kind and self.data == other.data
+
+    def __hash__(self) -> int:
+        return hash((self.kind, self.data))
+
+
+_decode_any = msgspec.json.Decoder().decode
+_set_event_kind = Event.__dict__["kind"].__set__
+_set_event_data = Event.__dict__["_data"].__set__
+_set_event_raw = Event.__dict__["_raw"].__set__
+
+
+def undecoded_data(event: Event) -> msgspec.Raw | None:
+    """The JSON of ``event.data`` as the server sent it, while nobody has read ``data`` yet:
+    typed streams decode it straight into their models."""
+    return event._raw
 
 
 Message: TypeAlias = Response | Event
@@ -141,8 +206,6 @@ _HEARTBEAT: Final = HeartbeatFrame()
 # ``__init__`` through ``object.__setattr__``; setting the slots through their descriptors
 # gives the same object in about 60 % of the time.
 _new = object.__new__
-_set_event_kind = Event.__dict__["kind"].__set__
-_set_event_data = Event.__dict__["data"].__set__
 _set_response_id = Response.__dict__["id"].__set__
 _set_response_status = Response.__dict__["status"].__set__
 _set_response_data = Response.__dict__["data"].__set__
@@ -150,11 +213,23 @@ _set_items = MessagesFrame.__dict__["items"].__set__
 
 _json_loads = json.loads
 
+#: One server message as the transport gives it: text, or its UTF-8 bytes.
+WireText: TypeAlias = str | bytes | bytearray | memoryview
+
 
 def _make_event(kind: str, data: Any) -> Event:
     event: Event = _new(Event)
     _set_event_kind(event, kind)
     _set_event_data(event, data)
+    _set_event_raw(event, None)
+    return event
+
+
+def _lazy_event(kind: str, raw: msgspec.Raw) -> Event:
+    event: Event = _new(Event)
+    _set_event_kind(event, kind)
+    _set_event_data(event, None)
+    _set_event_raw(event, raw)
     return event
 
 
@@ -171,11 +246,12 @@ def _malformed(why: str, text: str) -> ProtocolError:
     return ProtocolError(f"malformed frame ({why}): {excerpt(scrub_known(text[:2000]), 120)!r}")
 
 
-class _WireMessage(msgspec.Struct):
-    """One object inside ``a[...]`` as sent: an event has ``e``, an answer ``i`` and ``s``."""
+class _WireMessage(msgspec.Struct, gc=False):
+    """One object inside ``a[...]`` as sent: an event has ``e``, an answer ``i`` and ``s``.
+    ``d`` stays JSON here (see :class:`Event`)."""
 
     e: str | None = None
-    d: Any = None
+    d: msgspec.Raw = msgspec.Raw()
     s: int | None = None
     i: int | None = None
 
@@ -183,13 +259,13 @@ class _WireMessage(msgspec.Struct):
 _decode_wire = msgspec.json.Decoder(list[_WireMessage]).decode
 
 
-def _shown(text: str | bytes) -> str:
+def _shown(text: WireText) -> str:
     if isinstance(text, str):
         return text
     return bytes(text).decode("utf-8", "replace")
 
 
-def decode_frame(text: str | bytes) -> Frame:
+def decode_frame(text: WireText) -> Frame:
     """Decode one server WebSocket message, text or the bytes of one.
 
     Raises :class:`ProtocolError` (and nothing else) for anything that is not a well-formed
@@ -224,7 +300,7 @@ def decode_frame(text: str | bytes) -> Frame:
     raise _malformed("unknown frame type", _shown(text))
 
 
-def _decode_messages(payload: memoryview, text: str | bytes) -> MessagesFrame:
+def _decode_messages(payload: memoryview, text: WireText) -> MessagesFrame:
     try:
         items = _decode_wire(payload)
     except msgspec.ValidationError as exc:
@@ -236,22 +312,39 @@ def _decode_messages(payload: memoryview, text: str | bytes) -> MessagesFrame:
     for item in items:
         kind = item.e
         if kind is not None:
-            data = item.d
-            if kind == "clock" and type(data) is str:
-                try:
-                    data = _json_loads(data)
-                except (ValueError, RecursionError) as exc:
-                    raise _malformed("clock data is not JSON", _shown(text)) from exc
-            append(_make_event(kind, data))
+            if kind == "clock":
+                append(_make_event(kind, _clock_data(item.d, text)))
+            else:
+                append(_lazy_event(kind, item.d))
             continue
         request_id = item.i
         status = item.s
         if request_id is None or status is None:
             raise _malformed("message is neither an event nor a response", _shown(text))
-        append(_make_response(request_id, status, item.d))
+        append(_make_response(request_id, status, _eager_data(item.d, text)))
     frame: MessagesFrame = _new(MessagesFrame)
     _set_items(frame, tuple(out))
     return frame
+
+
+def _eager_data(raw: msgspec.Raw, text: WireText) -> Any:
+    if not len(raw):
+        return None
+    try:
+        return _decode_any(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
+        raise _malformed(f"message data: {exc}", _shown(text)) from None
+
+
+def _clock_data(raw: msgspec.Raw, text: WireText) -> Any:
+    """A clock event's ``d`` is a JSON string holding JSON: both are parsed here."""
+    data = _eager_data(raw, text)
+    if type(data) is str:
+        try:
+            data = _json_loads(data)
+        except (ValueError, RecursionError) as exc:
+            raise _malformed("clock data is not JSON", _shown(text)) from exc
+    return data
 
 
 def _compact(value: Any) -> str:

@@ -51,6 +51,7 @@ from ._ws_codec import (
     MessagesFrame,
     OpenFrame,
     ReconnectBackoff,
+    WireText,
     decode_frame,
     encode_authorize,
     encode_json_auth,
@@ -393,7 +394,7 @@ class SocketConnection:
 
     # -- inputs: frames and time ------------------------------------------------------------
 
-    def receive(self, text: str | bytes, now: float) -> None:
+    def receive(self, text: WireText, now: float) -> None:
         """One message from the server."""
         self._live.last_rx = now
         try:

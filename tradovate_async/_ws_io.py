@@ -26,7 +26,7 @@ from typing import Any, Literal
 import anyio
 import anyio.abc
 import anyio.lowlevel
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from ._clock import Clock
@@ -35,13 +35,11 @@ from ._logging import RedactingLoggerAdapter, redact
 from ._models import AccessToken
 from ._ws_calls import Call
 from ._ws_core import CloseTransport, FetchToken, OpenTransport, Phase, SocketConnection
+from ._ws_transport import DirectConnection, Message
 from ._ws_types import TokenSource
 
 __all__ = ["SocketDriver", "bounded"]
 
-
-#: Undelivered events after which the reader lets the consumer run (see ``_read``).
-READ_BATCH = 32
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +68,7 @@ class _Transport:
 
     __slots__ = ("conn", "detached", "outbox", "wake")
 
-    def __init__(self, conn: ClientConnection) -> None:
+    def __init__(self, conn: DirectConnection) -> None:
         self.conn = conn
         self.outbox: deque[str] = deque()
         self.wake = anyio.Event()
@@ -245,7 +243,7 @@ class SocketDriver:
         options: dict[str, Any] = {}
         if self._ssl is not None:
             options["ssl"] = self._ssl
-        conn: ClientConnection | None = None
+        conn: DirectConnection | None = None
         error: TradovateError | None = None
         # Server time (issue 9): the handshake's Date is a sample of the server's clock too.
         stamp = getattr(self._source, "elapsed_stamp", None)
@@ -253,8 +251,9 @@ class SocketDriver:
         with anyio.CancelScope() as scope:
             self._connect_scope = scope
             try:
-                conn = await connect(
+                conn = await connect(  # type: ignore[assignment]  # create_connection
                     self.url,
+                    create_connection=DirectConnection,
                     compression=self._compression,
                     open_timeout=None,
                     ping_interval=None,
@@ -291,38 +290,30 @@ class SocketDriver:
         self.pump()
 
     async def _read(self, transport: _Transport) -> None:
-        """The hot loop: one recv (bytes: the codec decodes them without a ``str`` copy), one
-        core input, one pump. ``recv`` does not suspend while the connection has messages
-        queued, so once ``READ_BATCH`` events wait undelivered the reader yields and the
-        consumer takes them: small batches, not a whole socket read of decoded objects."""
-        recv = transport.conn.recv
+        """The hot path runs in the protocol callback (``DirectConnection``): every complete
+        message is one core input and one pump, with no task switch and no ``recv`` future.
+        This task only waits for the connection to end, then reports why."""
+        conn = transport.conn
         receive = self._core.receive
-        buffered = self._core.events
         now = self._clock.monotonic
         pump = self.pump
-        checkpoint = anyio.lowlevel.checkpoint
-        try:
-            while True:
-                data = await recv(decode=False)
-                if transport.detached:
-                    return
-                receive(data, now())
+
+        def take(message: Message) -> None:
+            if not transport.detached:
+                receive(message, now())
                 pump()
-                if len(buffered) >= READ_BATCH:
-                    await checkpoint()
-        except ConnectionClosed as exc:
-            rcvd = exc.rcvd
-            reason = (
-                f"closed {rcvd.code} {rcvd.reason!r}"
-                if rcvd
-                else "connection closed without a close frame"
-            )
-        except OSError as exc:
-            reason = f"transport error: {type(exc).__name__}"
-        except Exception:
-            # A bug here must not silence the socket: log it loudly and reconnect.
-            logger.exception("%s socket reader failed; reconnecting", self.kind)
+
+        conn.attach(take)
+        await conn.wait_closed()
+        conn.finish()  # what arrived before the end is delivered before the loss is reported
+        if conn.sink_failed:
             reason = "reader error"
+        elif (rcvd := conn.protocol.close_rcvd) is not None:
+            reason = f"closed {rcvd.code} {rcvd.reason!r}"
+        elif isinstance(conn.connection_exc, OSError):
+            reason = f"transport error: {type(conn.connection_exc).__name__}"
+        else:
+            reason = "connection closed without a close frame"
         if not transport.detached:
             self._core.transport_closed(reason, now())
             pump()

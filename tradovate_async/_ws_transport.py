@@ -1,0 +1,127 @@
+"""A websockets client connection that hands complete messages to the socket directly.
+
+``websockets`` parses frames in ``data_received`` and queues each message for ``recv()``: a
+future per wake-up, an assembler and a reader task that takes them one at a time. For a market
+data stream that bookkeeping costs more than decoding the quote. :class:`DirectConnection`
+keeps the parsing (and with it the limits, the UTF-8 rules of the protocol, control frames and
+the closing handshake) and takes over only the hand-off: each complete message goes to a sink
+(the socket's sans-I/O core) from the protocol callback itself.
+
+Fairness and memory stay bounded as with a reader task. At most :data:`SLICE` messages are fed
+per turn of the event loop; the rest of a socket read waits, undecoded, while reading from the
+socket is paused, and the next turn comes after every task that was ready (the consumer of the
+events among them). So a burst never turns into a long run of decoded objects nobody has taken,
+and a consumer that does not consume cannot stall heartbeats or answers: the sink never waits.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import Any, TypeAlias
+
+from websockets.asyncio.client import ClientConnection
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Response
+
+__all__ = ["SLICE", "DirectConnection", "Message"]
+
+#: A message as the protocol parsed it.
+Message: TypeAlias = bytes | bytearray | memoryview
+
+#: Messages fed to the sink per turn of the event loop (see the module docstring).
+SLICE = 32
+
+logger = logging.getLogger(__name__)
+
+_TEXT = Opcode.TEXT
+_BINARY = Opcode.BINARY
+_CONT = Opcode.CONT
+
+
+class DirectConnection(ClientConnection):
+    """A :class:`~websockets.asyncio.client.ClientConnection` whose data messages go to
+    :meth:`attach`'s sink instead of ``recv()``. Messages that arrive before ``attach`` (the
+    server's ``o`` can come in the same read as the handshake answer) wait for it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sink: Callable[[Message], None] | None = None
+        self._pending: deque[Message] = deque()
+        self._fragments: list[Message] | None = None
+        self._scheduled = False
+        self._reading_paused = False
+        self.sink_failed = False
+
+    def attach(self, sink: Callable[[Message], None]) -> None:
+        """Deliver every message, those already received first, to ``sink``."""
+        self._sink = sink
+        self._feed()
+
+    @property
+    def pending_messages(self) -> int:
+        """Messages received and not yet handed to the sink."""
+        return len(self._pending)
+
+    def process_event(self, event: Response | Frame) -> None:  # type: ignore[override]
+        if type(event) is not Frame or self.response is None:
+            super().process_event(event)
+            return
+        opcode = event.opcode
+        if opcode is _TEXT or opcode is _BINARY:
+            if event.fin:
+                self._pending.append(event.data)
+            else:
+                self._fragments = [event.data]
+        elif opcode is _CONT and self._fragments is not None:
+            # The protocol bounds the whole message by max_size, fragments included.
+            self._fragments.append(event.data)
+            if event.fin:
+                self._pending.append(b"".join(self._fragments))
+                self._fragments = None
+        else:
+            super().process_event(event)  # ping, pong, close: websockets' own handling
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if not self._scheduled:
+            self._feed()
+
+    def finish(self) -> None:
+        """The connection is closed: hand over what is still waiting, all of it now."""
+        pending = self._pending
+        while pending and not self.sink_failed:
+            self._deliver(pending.popleft())
+
+    def _feed(self) -> None:
+        self._scheduled = False
+        if self._sink is None:
+            return
+        pending = self._pending
+        for _ in range(min(SLICE, len(pending))):
+            if self.sink_failed:
+                return
+            self._deliver(pending.popleft())
+        if pending:
+            if not self._reading_paused and self.transport is not None:
+                self._reading_paused = True
+                self.transport.pause_reading()
+            self._scheduled = True
+            self.loop.call_soon(self._feed)
+        elif self._reading_paused:
+            self._reading_paused = False
+            if not self.transport.is_closing():
+                self.transport.resume_reading()
+
+    def _deliver(self, message: Message) -> None:
+        sink = self._sink
+        assert sink is not None
+        try:
+            sink(message)
+        except Exception:
+            # A bug here must not silence the socket: drop the connection, so it is rebuilt.
+            logger.exception("the socket failed to take a message; dropping the connection")
+            self.sink_failed = True
+            self._pending.clear()
+            self.transport.abort()
