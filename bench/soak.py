@@ -26,13 +26,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
+import dataclasses
 import gc
 import time
+from collections.abc import Awaitable, Callable
 
 import anyio
 import psutil
 
-from tradovate_async import Backoff, TradovateSession
+from tradovate_async import Backoff, TradovateSession, TradovateWebSocket
 from tradovate_async.sim import SimulatedTradovate, SkewedClock, WarpClock
 
 HOUR = 3600.0
@@ -48,6 +50,105 @@ WS_OPTIONS = {
 def max_per_rolling_hour(times: list[float]) -> int:
     times = sorted(times)
     return max((bisect.bisect_right(times, t + HOUR) - i for i, t in enumerate(times)), default=0)
+
+
+@dataclasses.dataclass
+class _Load:
+    """The traffic of one soak, until ``end_at`` on the simulator's clock: REST and socket
+    requests, quotes drained, every socket dropped every few hours, and with ``jump_hours``
+    the host's wall clock jumping a third of the way in."""
+
+    clock: WarpClock
+    host: SkewedClock
+    sim: SimulatedTradovate
+    session: TradovateSession
+    trading: TradovateWebSocket
+    md: TradovateWebSocket
+    end_at: float
+    drop_every_hours: float
+    jump_hours: float
+    requests: int = 0
+    failures: int = 0
+
+    async def run(self) -> None:
+        jobs = [self.rest_traffic, self.socket_traffic, self.drops, self.drain_quotes]
+        if self.jump_hours:
+            jobs.append(self.host_clock_jump)
+        async with anyio.create_task_group() as tg:
+            for job in jobs:
+                tg.start_soon(job)
+            while self.clock.time() < self.end_at:
+                await anyio.sleep(0.05)
+            tg.cancel_scope.cancel()
+
+    async def _requests(self, request: Callable[[], Awaitable[object]], pause: float) -> None:
+        while self.clock.time() < self.end_at:
+            try:
+                await request()
+                self.requests += 1
+            except Exception:
+                self.failures += 1
+            await anyio.sleep(pause)
+
+    async def rest_traffic(self) -> None:
+        await self._requests(lambda: self.session.get("account/list"), 0.005)
+
+    async def socket_traffic(self) -> None:
+        await self._requests(lambda: self.trading.request("account/list"), 0.02)
+
+    async def drain_quotes(self) -> None:
+        async for _event in self.md.events():
+            pass
+
+    async def drops(self) -> None:
+        next_drop = self.clock.time() + self.drop_every_hours * HOUR
+        while self.clock.time() < self.end_at:
+            if self.clock.time() >= next_drop:
+                self.sim.drop_sockets()
+                next_drop += self.drop_every_hours * HOUR
+            await anyio.sleep(0.01)
+
+    async def host_clock_jump(self) -> None:
+        jump_at = self.clock.time() + (self.end_at - self.clock.time()) / 3
+        while self.clock.time() < jump_at:
+            await anyio.sleep(0.01)
+        self.host.skew += self.jump_hours * HOUR  # the server's and the elapsed clock stay
+
+
+async def _sockets_under_load(
+    sim: SimulatedTradovate,
+    session: TradovateSession,
+    clock: WarpClock,
+    host: SkewedClock,
+    end_at: float,
+    drop_every_hours: float,
+    jump_hours: float,
+) -> dict[str, float]:
+    """A trading and a market-data socket through the load; what the sockets went through."""
+    async with (
+        session.websocket(**WS_OPTIONS) as trading,
+        session.websocket(kind="md", **WS_OPTIONS) as md,
+    ):
+        await trading.subscribe("user/syncrequest", {"users": [session.token.user_id]})
+        await md.subscribe("md/subscribeQuote", {"symbol": "ESZ6"})
+        subscriptions = (trading.subscriptions, md.subscriptions)
+        load = _Load(clock, host, sim, session, trading, md, end_at, drop_every_hours, jump_hours)
+        await load.run()
+        await trading.wait_connected(timeout=10)
+        await md.wait_connected(timeout=10)
+        lost = len(subscriptions[0] - trading.subscriptions) + len(
+            subscriptions[1] - md.subscriptions
+        )
+        return {
+            "requests": load.requests,
+            "failed requests": load.failures,
+            "reconnects": trading.stats.reconnects + md.stats.reconnects,
+            "subscriptions lost (client)": lost,
+            "md subscriptions on the server at the end": sum(
+                len(c.subscriptions) for c in sim.ws_connections("md")
+            ),
+            "md events dropped by the buffer": md.stats.dropped_events,
+        }
 
 
 async def soak(
@@ -66,7 +167,6 @@ async def soak(
     host = SkewedClock(clock)  # the session's host: its wall clock may jump, the server's not
     process = psutil.Process()
     renewal_times: list[float] = []
-    requests = failures = 0
     async with SimulatedTradovate(
         clock=clock.time,
         quote_interval=0.05,
@@ -84,87 +184,29 @@ async def soak(
             renewal_backoff=Backoff(0.005 * speed, 0.05 * speed),
         ) as session:
             session.add_token_listener(lambda _t: renewal_times.append(sim.now()))
-            async with (
-                session.websocket(**WS_OPTIONS) as trading,
-                session.websocket(kind="md", **WS_OPTIONS) as md,
-            ):
-                await trading.subscribe("user/syncrequest", {"users": [session.token.user_id]})
-                await md.subscribe("md/subscribeQuote", {"symbol": "ESZ6"})
-                subscriptions = (trading.subscriptions, md.subscriptions)
-
-                async def rest_traffic() -> None:
-                    nonlocal requests, failures
-                    while clock.time() < end_at:
-                        try:
-                            await session.get("account/list")
-                            requests += 1
-                        except Exception:
-                            failures += 1
-                        await anyio.sleep(0.005)
-
-                async def socket_traffic() -> None:
-                    nonlocal requests, failures
-                    while clock.time() < end_at:
-                        try:
-                            await trading.request("account/list")
-                            requests += 1
-                        except Exception:
-                            failures += 1
-                        await anyio.sleep(0.02)
-
-                async def drain_quotes() -> None:
-                    async for _event in md.events():
-                        pass
-
-                async def drops() -> None:
-                    next_drop = clock.time() + drop_every_hours * HOUR
-                    while clock.time() < end_at:
-                        if clock.time() >= next_drop:
-                            sim.drop_sockets()
-                            next_drop += drop_every_hours * HOUR
-                        await anyio.sleep(0.01)
-
-                async def host_clock_jump() -> None:
-                    jump_at = clock.time() + (end_at - clock.time()) / 3
-                    while clock.time() < jump_at:
-                        await anyio.sleep(0.01)
-                    host.skew += jump_hours * HOUR  # the server's and the elapsed clock stay
-
-                jobs = [rest_traffic, socket_traffic, drops, drain_quotes]
-                if jump_hours:
-                    jobs.append(host_clock_jump)
-                async with anyio.create_task_group() as tg:
-                    for job in jobs:
-                        tg.start_soon(job)
-                    while clock.time() < end_at:
-                        await anyio.sleep(0.05)
-                    tg.cancel_scope.cancel()
-                await trading.wait_connected(timeout=10)
-                await md.wait_connected(timeout=10)
-                lost = len(subscriptions[0] - trading.subscriptions) + len(
-                    subscriptions[1] - md.subscriptions
-                )
-                server_subs = sum(len(c.subscriptions) for c in sim.ws_connections("md"))
-                reconnects = trading.stats.reconnects + md.stats.reconnects
-                dropped_events = md.stats.dropped_events
+            sockets = await _sockets_under_load(
+                sim, session, clock, host, end_at, drop_every_hours, jump_hours
+            )
         gc.collect()
         await anyio.sleep(0.1)
         rss_end = process.memory_info().rss
         tasks_left = len(asyncio.all_tasks()) - baseline_tasks
         return {
             "speed": speed,
-            "requests": requests,
-            "failed requests": failures,
+            "requests": sockets["requests"],
+            "failed requests": sockets["failed requests"],
             "expired-token requests": sim.expired_token_rejections,
             "token requests": sim.token_requests,
             "logins": sim.logins,
             "logins after the first": sim.logins - 1,
             "renewals": sim.renewals,
             "max renewals in a simulated hour": max_per_rolling_hour(renewal_times),
-            "reconnects": reconnects,
-            "subscriptions lost (client)": lost,
-            "md subscriptions on the server at the end": server_subs,
-            "md events dropped by the buffer": dropped_events,
+            "reconnects": sockets["reconnects"],
+            "subscriptions lost (client)": sockets["subscriptions lost (client)"],
+            "md subscriptions on the server at the end": sockets[
+                "md subscriptions on the server at the end"
+            ],
+            "md events dropped by the buffer": sockets["md events dropped by the buffer"],
             "rss start MB": rss_start / 2**20,
             "rss end MB": rss_end / 2**20,
             "tasks beyond baseline": tasks_left,

@@ -40,8 +40,19 @@ def _unwrap(member: Any) -> Any:
     return member
 
 
+def _own_members(cls: type) -> dict[str, Any]:
+    """The members ``cls`` defines, with those of its private bases (mixins whose members the
+    reference shows on ``cls``, as ``:inherited-members:`` asks for the simulator)."""
+    members: dict[str, Any] = {}
+    for base in reversed(cls.__mro__):
+        private = base.__module__.startswith("tradovate_async.") and "._" in base.__module__
+        if base is cls or (private and base.__name__[0] != "_"):
+            members.update(vars(base))
+    return members
+
+
 def _members(cls: type) -> Iterator[tuple[str, Any]]:
-    for name, member in vars(cls).items():
+    for name, member in _own_members(cls).items():
         if name.startswith("_"):
             continue
         inner = _unwrap(member)

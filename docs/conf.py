@@ -125,7 +125,21 @@ def _private_name(app: Any, domain: Any, node: Any) -> bool | None:
     return None
 
 
+def _hide_private_bases(app: Any, name: str, obj: Any, options: Any, bases: list[Any]) -> None:
+    """A private mixin (``sim._controls.SimControls``) is an implementation detail: the sim
+    reference shows its members on the class (``:inherited-members:``), not the mixin."""
+    public = set().union(*PUBLIC.values())
+    kept = [
+        b
+        for b in bases
+        if not getattr(b, "__module__", "").startswith("tradovate_async.sim._")
+        or getattr(b, "__name__", "") in public
+    ]
+    bases[:] = kept or [object]
+
+
 def setup(app: Any) -> None:
+    app.connect("autodoc-process-bases", _hide_private_bases)
     app.connect("autodoc-process-docstring", _stash_attribute_docstring, priority=400)
     app.connect("autodoc-process-docstring", _restore_attribute_docstring, priority=600)
     app.connect("missing-reference", _public_path)

@@ -50,7 +50,7 @@ async def warped(clock: WarpClock) -> AsyncIterator[SimulatedTradovate]:
 
 
 def _renewal_in_flight(session: TradovateSession) -> bool:
-    lock = session._auth_lock
+    lock = session._keeper.auth_lock
     return lock is not None and lock.locked()
 
 
@@ -344,7 +344,7 @@ async def test_aclose_during_a_renewal_leaves_nothing_behind(
 
 async def test_renew_margin_defaults_to_85_of_90_minutes(warped: SimulatedTradovate) -> None:
     session = TradovateSession(warped.config())
-    assert session._schedule.renew_before == dt.timedelta(minutes=5)
+    assert session._keeper.schedule.renew_before == dt.timedelta(minutes=5)
 
 
 async def test_aclose_from_another_task_closes_cleanly_and_fails_requests_in_flight(
@@ -363,7 +363,7 @@ async def test_aclose_from_another_task_closes_cleanly_and_fails_requests_in_fli
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(in_flight)
-            await wait_until(lambda: len(session._in_flight) == 1)
+            await wait_until(lambda: len(session._http.in_flight) == 1)
             tg.start_soon(session.aclose)  # neither the opener nor the requester
         assert isinstance(outcome["error"], SessionClosedError)
         with pytest.raises(SessionClosedError):

@@ -12,7 +12,7 @@ shutdown.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -22,6 +22,10 @@ from ._entity_store import field
 from ._md_models import Minute
 from ._session import TradovateSession
 from ._ws import TradovateWebSocket
+
+if TYPE_CHECKING:
+    from ._market_data import MarketData
+    from .sim import SimulatedTradovate
 
 __all__ = ["run_demo"]
 
@@ -47,19 +51,7 @@ async def _next_event(ws: TradovateWebSocket, kind: str, within: float = 10.0) -
 async def _market_and_mirror(session: TradovateSession, say: Callable[[str], None]) -> None:
     """Typed market data, a bracket order, and the account mirror with open P&L."""
     async with session.market_data() as md, session.account_state(market_data=md) as state:
-        say("8. typed market data: a one-minute ESZ6 chart, history first, then live bars")
-        async with md.chart("ESZ6", bars=Minute(1), history=5) as chart:
-            live = 0
-            async for update in chart:
-                bar = update.bar
-                what = "history" if update.historical else ("new bar" if update.new else "update")
-                say(
-                    f"   {bar.timestamp:%H:%M} {what:8} O {bar.open} H {bar.high} "
-                    f"L {bar.low} C {bar.close} V {bar.volume:g}"
-                )
-                live += not update.historical
-                if live >= 3:
-                    break
+        await _chart(md, say)
         async with md.quotes("ESZ6") as quotes:
             quote = await quotes.__anext__()
         account = state.accounts()[0]
@@ -90,27 +82,48 @@ async def _market_and_mirror(session: TradovateSession, say: Callable[[str], Non
         except TimeoutError:
             say(f"   the mirror shows {len(state.working_orders())} working order(s); no fill")
             return
-        for position in state.positions(account.id):
-            say(
-                f"   mirror: position {field(position, 'netPos')} @ "
-                f"{field(position, 'netPrice')}, open P&L {state.open_pnl(position)}"
-            )
-        for order in state.working_orders(account.id):
-            versions = state.order_versions(field(order, "id"))
-            last = versions[-1] if versions else None
-            say(
-                f"   working: order {field(order, 'id')} {field(order, 'action')} "
-                f"{field(last, 'orderType')} {field(last, 'price') or field(last, 'stopPrice')}"
-            )
-        for _ in range(3):
-            before = state.account_pnl(account.id)
+        await _show_mirror(state, account.id, say)
 
-            def moved(s: AccountState, before: float | None = before) -> bool:
-                return s.account_pnl(account.id) != before
 
-            with anyio.move_on_after(3):
-                await state.wait_for(moved)
-            say(f"   account open P&L follows the quotes: {state.account_pnl(account.id)}")
+async def _chart(md: MarketData, say: Callable[[str], None]) -> None:
+    say("8. typed market data: a one-minute ESZ6 chart, history first, then live bars")
+    async with md.chart("ESZ6", bars=Minute(1), history=5) as chart:
+        live = 0
+        async for update in chart:
+            bar = update.bar
+            what = "history" if update.historical else ("new bar" if update.new else "update")
+            say(
+                f"   {bar.timestamp:%H:%M} {what:8} O {bar.open} H {bar.high} "
+                f"L {bar.low} C {bar.close} V {bar.volume:g}"
+            )
+            live += not update.historical
+            if live >= 3:
+                break
+
+
+async def _show_mirror(state: AccountState, account_id: int, say: Callable[[str], None]) -> None:
+    """The position and working orders the mirror holds, then its open P&L moving."""
+    for position in state.positions(account_id):
+        say(
+            f"   mirror: position {field(position, 'netPos')} @ "
+            f"{field(position, 'netPrice')}, open P&L {state.open_pnl(position)}"
+        )
+    for order in state.working_orders(account_id):
+        versions = state.order_versions(field(order, "id"))
+        last = versions[-1] if versions else None
+        say(
+            f"   working: order {field(order, 'id')} {field(order, 'action')} "
+            f"{field(last, 'orderType')} {field(last, 'price') or field(last, 'stopPrice')}"
+        )
+    for _ in range(3):
+        before = state.account_pnl(account_id)
+
+        def moved(s: AccountState, before: float | None = before) -> bool:
+            return s.account_pnl(account_id) != before
+
+        with anyio.move_on_after(3):
+            await state.wait_for(moved)
+        say(f"   account open P&L follows the quotes: {state.account_pnl(account_id)}")
 
 
 async def run_demo() -> None:
@@ -141,56 +154,7 @@ async def run_demo() -> None:
             _say(f"2. /auth/me: {me.name} <{me.email}> (id {me.user_id})")
 
             async with session.websocket() as trading, session.websocket(kind="md") as md:
-                _say("3. trading socket authorized; user/syncrequest snapshot:")
-                snapshot = await trading.subscribe("user/syncrequest", {"users": [token.user_id]})
-                accounts = snapshot.get("accounts", []) if isinstance(snapshot, dict) else []
-                _say(f"   {len(accounts)} account(s): {[a.get('name') for a in accounts]}")
-                account = accounts[0]
-                order = await session.post(
-                    "order/placeorder",
-                    json={
-                        "accountSpec": account["name"],
-                        "accountId": account["id"],
-                        "action": "Buy",
-                        "symbol": "ESZ6",
-                        "orderQty": 1,
-                        "orderType": "Market",
-                        "isAutomated": True,
-                    },
-                )
-                props = await _next_event(trading, "props")
-                _say(
-                    f"   order {order.get('orderId')} placed over REST; props event: "
-                    f"{props.get('entityType')} {props.get('eventType')}"
-                )
-
-                _say("4. market-data socket: subscribing to ESZ6 quotes")
-                await md.subscribe("md/subscribeQuote", {"symbol": "ESZ6"})
-                for _ in range(3):
-                    _say(f"   quote {_quote_text(await _next_event(md, 'md'))}")
-
-                _say("5. waiting for the background renewal (token lifetime 20 s)...")
-                with anyio.fail_after(30):
-                    await renewed.wait()
-                _say(
-                    f"   renewed: new token {session.token.access_token.prefix()}..., expires "
-                    f"{session.token.expiration_time:%H:%M:%S} UTC; "
-                    f"logins {sim.logins}, renewals {sim.renewals}"
-                )
-
-                _say("6. the server drops every socket")
-                dropped = sim.drop_sockets()
-                await _next_event(md, "reconnected")
-                _say(
-                    f"   {dropped} sockets dropped; md socket back, re-authorized and "
-                    f"resubscribed ({len(md.subscriptions)} subscription(s))"
-                )
-                _say(f"   quote {_quote_text(await _next_event(md, 'md'))}")
-                await trading.wait_connected(timeout=10)
-                accounts_again = await trading.request("account/list")
-                _say(
-                    f"   trading socket back too: account/list -> {len(accounts_again)} account(s)"
-                )
+                await _sockets(session, sim, trading, md, renewed, _say)
             _say("7. sockets closed cleanly (code 1000)")
             await _market_and_mirror(session, _say)
         _say(
@@ -199,3 +163,63 @@ async def run_demo() -> None:
             f"{sim.expired_token_rejections} request(s) with an expired token."
         )
     _say("demo finished")
+
+
+async def _sockets(
+    session: TradovateSession,
+    sim: SimulatedTradovate,
+    trading: TradovateWebSocket,
+    md: TradovateWebSocket,
+    renewed: anyio.Event,
+    say: Callable[[str], None],
+) -> None:
+    """Steps 3 to 6: sync and an order's props event, quotes, a renewal, a dropped connection."""
+    user_id = session.token.user_id
+    say("3. trading socket authorized; user/syncrequest snapshot:")
+    snapshot = await trading.subscribe("user/syncrequest", {"users": [user_id]})
+    accounts = snapshot.get("accounts", []) if isinstance(snapshot, dict) else []
+    say(f"   {len(accounts)} account(s): {[a.get('name') for a in accounts]}")
+    account = accounts[0]
+    order = await session.post(
+        "order/placeorder",
+        json={
+            "accountSpec": account["name"],
+            "accountId": account["id"],
+            "action": "Buy",
+            "symbol": "ESZ6",
+            "orderQty": 1,
+            "orderType": "Market",
+            "isAutomated": True,
+        },
+    )
+    props = await _next_event(trading, "props")
+    say(
+        f"   order {order.get('orderId')} placed over REST; props event: "
+        f"{props.get('entityType')} {props.get('eventType')}"
+    )
+
+    say("4. market-data socket: subscribing to ESZ6 quotes")
+    await md.subscribe("md/subscribeQuote", {"symbol": "ESZ6"})
+    for _ in range(3):
+        say(f"   quote {_quote_text(await _next_event(md, 'md'))}")
+
+    say("5. waiting for the background renewal (token lifetime 20 s)...")
+    with anyio.fail_after(30):
+        await renewed.wait()
+    say(
+        f"   renewed: new token {session.token.access_token.prefix()}..., expires "
+        f"{session.token.expiration_time:%H:%M:%S} UTC; "
+        f"logins {sim.logins}, renewals {sim.renewals}"
+    )
+
+    say("6. the server drops every socket")
+    dropped = sim.drop_sockets()
+    await _next_event(md, "reconnected")
+    say(
+        f"   {dropped} sockets dropped; md socket back, re-authorized and "
+        f"resubscribed ({len(md.subscriptions)} subscription(s))"
+    )
+    say(f"   quote {_quote_text(await _next_event(md, 'md'))}")
+    await trading.wait_connected(timeout=10)
+    accounts_again = await trading.request("account/list")
+    say(f"   trading socket back too: account/list -> {len(accounts_again)} account(s)")

@@ -10,14 +10,12 @@ processes or a fleet of machines make one token request between them.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 import enum
-import inspect
 import logging
 import random
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Mapping
+from collections.abc import AsyncGenerator, Callable, Generator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self, Unpack
 
@@ -25,45 +23,39 @@ import anyio
 import anyio.abc
 import httpx
 
-from ._aiohttp_exchange import AiohttpExchanger
-from ._api_hosts import ResolvedEndpoints, resolve_endpoints
-from ._auth import Authenticator
+from ._api_hosts import ResolvedEndpoints
 from ._budget import BudgetStats, MemoryBudget, RateBudget, RateLimits, budget_backend
 from ._calls import CallRunner
 from ._clock import SYSTEM_CLOCK, Clock
 from ._config import TradovateConfig
 from ._errors import (
     InvalidResponseError,
-    LoginPacedError,
     OrderOutcomeUnknownError,
     SessionClosedError,
     TokenRejectedError,
-    TokenStoreError,
-    TradovateError,
-    TransportError,
 )
-from ._http import REQUEST_BOUNDS, TOKEN_BOUNDS, Answer, ExchangeBounds, bounded_exchange
+from ._http import REQUEST_BOUNDS, TOKEN_BOUNDS, ExchangeBounds
 from ._models import AccessToken, UserInfo
 from ._options import (
     DEFAULT_PENALTIES,
     DEFAULT_RENEWAL_BACKOFF,
     DEFAULT_TIMEOUTS,
     Backoff,
-    Timeouts,
     TimeoutsLike,
     Verify,
     check_seconds,
-    ssl_context,
 )
-from ._orders import OrderDefaults, find_order, normalize
+from ._orders import OrderDefaults, normalize
 from ._penalty import PenaltyPolicy
 from ._retry import RetryPolicy
-from ._schedule import Blocked, Login, LoginPacing, Renew, RenewalSchedule, Wait, is_permanent
+from ._schedule import LoginPacing
 from ._server_time import SessionTime
+from ._session_http import HttpSettings, SessionHttp
 from ._store import MemoryTokenStore, TokenStore
 from ._tasks import TaskHost
-from .api import Api, ApiCall
-from .api._base import BoundTransport, decode_answer
+from ._token_keeper import TokenKeeper, TokenListener, renewal_schedule
+from .api import Api
+from .api._base import BoundTransport
 from .api._models import Order
 
 if TYPE_CHECKING:
@@ -76,21 +68,29 @@ __all__ = ["BearerAuth", "SessionStats", "TradovateSession"]
 
 logger = logging.getLogger(__name__)
 
-Reason = Literal["start", "renew", "expired", "rejected"]
-_SENT_AT = "tradovate_async.sent_at"  # request extension: elapsed time the request was sent
-_PROBE_INTERVAL = 10.0  # seconds between two reads of the server's clock on purpose
-TokenListener = Callable[[AccessToken], object]
-
-
-def _is_async_callable(obj: object) -> bool:
-    call = getattr(obj, "__call__", None)  # noqa: B004 - an async __call__ counts too
-    return inspect.iscoroutinefunction(obj) or inspect.iscoroutinefunction(call)
-
 
 class _State(enum.Enum):
     UNOPENED = "unopened"
     OPENED = "opened"
     CLOSED = "closed"
+
+    def check_unopened(self) -> None:
+        """A session opens once."""
+        if self is not _State.UNOPENED:
+            raise SessionClosedError(
+                "a TradovateSession can be opened once; create a new one"
+                if self is _State.CLOSED
+                else "this TradovateSession is already open"
+            )
+
+    def check_open(self) -> None:
+        """Requests need an open session."""
+        if self is not _State.OPENED:
+            raise SessionClosedError(
+                "the session is closed"
+                if self is _State.CLOSED
+                else "the session is not open: use 'async with TradovateSession(...)'"
+            )
 
 
 @dataclasses.dataclass(slots=True)
@@ -193,6 +193,8 @@ class TradovateSession:
     on it (see the README, "How time is handled").
     """
 
+    budget: RateBudget | None  # set by _call_runner in __init__
+
     def __init__(
         self,
         config: TradovateConfig,
@@ -222,72 +224,40 @@ class TradovateSession:
         self.config = config
         self._owns_store = store is None
         self._store: TokenStore = store if store is not None else MemoryTokenStore()
-        self._timeouts: Timeouts = Timeouts.of(timeout)
-        self._verify = verify
-        self._ssl_context = ssl_context(verify)
-        self._limits = limits or httpx.Limits(max_connections=100, max_keepalive_connections=20)
-        if http_backend not in ("aiohttp", "httpx"):
-            raise ValueError("http_backend must be 'aiohttp' or 'httpx'")
-        self._http_backend = http_backend
-        self._exchanger: AiohttpExchanger | None = None
-        self._token_bounds = token_bounds
-        self._request_bounds = request_bounds
-        self._penalty_policy = penalties
-        self._check_interval = check_seconds("check_interval", check_interval)
-        # --- server time (issue 9): every decision reads the server's time from self._clock ---
-        self._time = SessionTime(clock)
-        self._clock: Clock = self._time
-        self._pacing = LoginPacing(max_logins_per_hour, login_pause)
-        self._probe_not_before: float | None = None
-        self._schedule = RenewalSchedule(
-            dt.timedelta(seconds=check_seconds("renew_before", renew_before)),
-            jitter=jitter,
-            renewals_per_hour=renewals_per_hour,
-            backoff_initial=dt.timedelta(seconds=renewal_backoff.initial),
-            backoff_max=dt.timedelta(seconds=renewal_backoff.maximum),
-            rng=rng,
-        )
+        net = HttpSettings.of(timeout, verify, limits, http_backend, request_bounds)
+        self._time = SessionTime(clock)  # server time (issue 9): every decision reads it
         self.stats = SessionStats()
         self._state = _State.UNOPENED
-        self._token: AccessToken | None = None
-        self._last_error: TradovateError | None = None
-        # The token a refusal-driven refresh produced, and when: refusing it again at once is
-        # a permission problem, not an expiry.
-        self._rejection_refresh: tuple[AccessToken | None, dt.datetime | None] = (None, None)
-        self._listeners: list[TokenListener] = []
-        self._client: httpx.AsyncClient | None = None
-        self._auth: Authenticator | None = None
-        self._auth_lock: anyio.Lock | None = None
         self._tasks = TaskHost()
-        self._in_flight: set[anyio.CancelScope] = set()
-        self._use_api_hosts = use_api_hosts
-        self._endpoints = resolve_endpoints(config, None)
         self._api: Api | None = None
         self.order_defaults = order_defaults
-        self.budget: RateBudget | None = None
-        if rate_limits is not None:
-            self.budget = RateBudget(
-                rate_limits,
-                budget_backend(self._store) or MemoryBudget(),
-                f"{config.api_url}|{config.username}",
-                clock=lambda: self._clock.now().timestamp(),
-                sleep=self._clock.sleep,
-                poll=min(check_interval, 1.0),
-            )
-            self.stats.budget = self.budget.stats
-        self._calls = CallRunner(
-            budget=self.budget,
-            retry=retry,
-            penalty_policy=self._penalty_policy,
-            order_defaults=order_defaults,
-            stats=self.stats,
-            clock=self._clock,
-            rng=rng or random.Random(),
+        self._keeper = TokenKeeper(
+            config,
+            self._store,
+            self._time,
+            self.stats,
+            check_interval=check_seconds("check_interval", check_interval),
+            schedule=renewal_schedule(
+                renew_before, jitter, renewal_backoff, renewals_per_hour, rng
+            ),
+            pacing=LoginPacing(max_logins_per_hour, login_pause),
+            use_api_hosts=use_api_hosts,
+            penalty_policy=penalties,
+            token_bounds=token_bounds,
+            check_open=self._check_open,
+        )
+        self._http = SessionHttp(
+            net,
+            self._time,
+            self._keeper,
+            _call_runner(self, rate_limits, retry, penalties, check_interval, rng),
+            check_open=self._check_open,
             closed=lambda: self._state is _State.CLOSED,
         )
 
     def __repr__(self) -> str:
-        expiry = self._token.expiration_time.isoformat() if self._token else None
+        token = self._keeper.token
+        expiry = token.expiration_time.isoformat() if token else None
         return (
             f"TradovateSession(user={self.config.username!r}, api_url={self.config.api_url!r}, "
             f"state={self._state.value}, token_expires={expiry!r})"
@@ -296,40 +266,11 @@ class TradovateSession:
     # -- lifecycle --------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        if self._state is not _State.UNOPENED:
-            raise SessionClosedError(
-                "a TradovateSession can be opened once; create a new one"
-                if self._state is _State.CLOSED
-                else "this TradovateSession is already open"
-            )
+        self._state.check_unopened()
         self._state = _State.OPENED
-        self._auth_lock = anyio.Lock()
-        timeouts = self._timeouts
-        self._client = httpx.AsyncClient(
-            base_url=self.config.api_url + "/",
-            auth=BearerAuth(self),
-            headers={"Accept": "application/json"},
-            timeout=httpx.Timeout(
-                timeouts.request, connect=timeouts.connect_seconds, pool=timeouts.request
-            ),
-            verify=self._ssl_context if self._ssl_context is not None else True,
-            limits=self._limits,
-            event_hooks={"request": [self._on_request], "response": [self._on_response]},
-        )
-        self._auth = Authenticator(
-            self.config,
-            self._client,
-            penalty_policy=self._penalty_policy,
-            clock=self._clock,
-            bounds=self._token_bounds,
-        )
-        if self._http_backend == "aiohttp":
-            self._exchanger = AiohttpExchanger(
-                ssl_context=self._ssl_context, limits=self._limits, timeouts=timeouts
-            )
-            await self._exchanger.open()
+        await self._http.open(self.config.api_url + "/", BearerAuth(self))
         try:
-            await self._tasks.open(self._renew_forever)
+            await self._tasks.open(self._keeper.renew_forever)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await self._shutdown()
@@ -355,8 +296,7 @@ class TradovateSession:
             await self._tasks.stop()  # the opener leaving after another task closed
             return
         self._state = _State.CLOSED
-        for scope in list(self._in_flight):
-            scope.cancel()
+        self._http.cancel_in_flight()
         try:
             await self._tasks.stop()
         finally:
@@ -365,22 +305,12 @@ class TradovateSession:
 
     async def _shutdown(self) -> None:
         self._state = _State.CLOSED
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
-        exchanger, self._exchanger = self._exchanger, None
-        if exchanger is not None:
-            await exchanger.aclose()
+        await self._http.aclose()
         if self._owns_store:
             await self._store.aclose()
 
     def _check_open(self) -> None:
-        if self._state is not _State.OPENED:
-            raise SessionClosedError(
-                "the session is closed"
-                if self._state is _State.CLOSED
-                else "the session is not open: use 'async with TradovateSession(...)'"
-            )
+        self._state.check_open()
 
     # -- public API -------------------------------------------------------------------------
 
@@ -388,21 +318,20 @@ class TradovateSession:
     def token(self) -> AccessToken:
         """The current token (it may be due for renewal; requests wait for a usable one)."""
         self._check_open()
-        assert self._token is not None
-        return self._token
+        token = self._keeper.token
+        assert token is not None
+        return token
 
     @property
     def http(self) -> httpx.AsyncClient:
         """The underlying client, bearer-signed, with ``base_url`` set to the REST base."""
-        self._check_open()
-        assert self._client is not None
-        return self._client
+        return self._http.open_client()
 
     @property
     def endpoints(self) -> ResolvedEndpoints:
         """The URLs in use: the configured ones, or the hosts the server named in the
         ``apiHosts`` of its token answers (kept when a later answer names none)."""
-        return self._endpoints
+        return self._keeper.endpoints
 
     @property
     def store(self) -> TokenStore:
@@ -434,83 +363,7 @@ class TradovateSession:
         :class:`OrderOutcomeUnknownError` — see :meth:`reconcile_order`.
         """
         relative = path.lstrip("/")
-        return await self._call(method, relative, params, json, raw_lists=False)
-
-    async def _call(
-        self,
-        method: str,
-        relative: str,
-        params: Mapping[str, Any] | None,
-        json: Any,
-        *,
-        raw_lists: bool,
-    ) -> Any:
-        """One request, cancelled by ``aclose()``. With ``raw_lists`` a successful list answer
-        comes back as its JSON text, for the typed API to decode straight from bytes."""
-        outcome: Any = None
-        with anyio.CancelScope() as scope:
-            self._in_flight.add(scope)
-            try:
-                self._check_open()
-                outcome = await self._calls.call(
-                    self._exchange, self._scrub, method, relative, params, json, raw_lists
-                )
-            finally:
-                self._in_flight.discard(scope)
-        if scope.cancelled_caught:  # aclose() (from this or another task) cancelled it
-            raise SessionClosedError(f"{method} /{relative}: the session closed")
-        return outcome
-
-    async def _exchange(self, method: str, target: str, json: Any) -> Answer:
-        """The one place every API request goes through: one bounded exchange, signed with a
-        usable token (waited for outside the deadline: a renewal in progress has its own
-        bounds, and the deadline is for the server's answer)."""
-        auth = self._auth
-        assert auth is not None
-        token = await self.current_token()
-        try:
-            exchanger = self._exchanger
-            if exchanger is None:
-                return await bounded_exchange(
-                    self.http,
-                    method,
-                    target,
-                    bounds=self._request_bounds,
-                    scrub=auth.scrub,
-                    json=json,
-                )
-            answer = await self._signed_exchange(exchanger, method, target, json, token)
-            if not self.refuses(answer.status_code, token):
-                return answer
-            try:
-                fresh = await self.token_rejected(token)
-            except TokenRejectedError:
-                return answer  # the caller sees the refusal as TokenRejectedError
-            return await self._signed_exchange(exchanger, method, target, json, fresh)
-        except TransportError:
-            if self._state is _State.CLOSED:
-                raise SessionClosedError(f"{method} /{target}: the session closed") from None
-            raise
-
-    async def _signed_exchange(
-        self, exchanger: AiohttpExchanger, method: str, target: str, json: Any, token: AccessToken
-    ) -> Answer:
-        """One exchange over aiohttp, bearer-signed; its ``Date`` feeds the server clock."""
-        sent = self._time.elapsed()
-        answer = await exchanger.exchange(
-            method,
-            f"{self.http.base_url}{target}",  # one source of the REST base (apiHosts move it)
-            bounds=self._request_bounds,
-            json=json,
-            headers={"Authorization": f"Bearer {token.access_token.reveal()}"},
-        )
-        self._time.observe(answer.headers.get("date"), sent=sent, received=self._time.elapsed())
-        return answer
-
-    def _scrub(self, text: str) -> str:
-        auth = self._auth
-        assert auth is not None
-        return auth.scrub(text)
+        return await self._http.call(method, relative, params, json, raw_lists=False)
 
     async def reconcile_order(self, lost: OrderOutcomeUnknownError | str) -> Order | None:
         """Find out what became of an order command whose answer was lost.
@@ -520,18 +373,7 @@ class TradovateSession:
         Tradovate has no command with that client order id (it never arrived: placing it again
         is safe). Two reads: ``command/list`` and ``order/item``.
         """
-        cl_ord_id = lost.cl_ord_id if isinstance(lost, OrderOutcomeUnknownError) else lost
-        if not cl_ord_id:
-            raise ValueError(
-                "this command carries no client order id (liquidateposition, order "
-                "strategies): look at positions and orders instead"
-            )
-
-        async def get(endpoint: str, params: Any) -> Any:
-            return await self.request("GET", endpoint, params=dict(params) if params else None)
-
-        found = await find_order(get, cl_ord_id)
-        return None if found is None else decode_answer("order/item", found, Order)
+        return await self._http.reconcile_order(lost)
 
     # -- hooks for the sockets of this session ---------------------------------------------
 
@@ -544,12 +386,8 @@ class TradovateSession:
     def api(self) -> Api:
         """The typed API over REST: ``await session.api.account.list()``."""
         if self._api is None:
-            self._api = Api(BoundTransport(self._api_send))
+            self._api = Api(BoundTransport(self._http.api_send))
         return self._api
-
-    async def _api_send(self, call: ApiCall) -> Any:
-        """Send one typed-API call (see :meth:`_call`)."""
-        return await self._call(call.method, call.endpoint, call.query, call.body, raw_lists=True)
 
     async def get(self, path: str, *, params: dict[str, Any] | None = None) -> Any:
         """``GET path`` with the bearer token; the decoded JSON answer."""
@@ -590,9 +428,9 @@ class TradovateSession:
 
         self._check_open()
         if url is None:
-            urls = self._endpoints
+            urls = self._keeper.endpoints
             url = {"md": urls.md_url, "replay": urls.replay_url}.get(kind, urls.ws_url)
-        options.setdefault("verify", self._verify)
+        options.setdefault("verify", self._http.settings.verify)
         return TradovateWebSocket(self, url=url, kind=kind, **options)
 
     def market_data(self, **options: Unpack[WebSocketOptions]) -> MarketData:
@@ -651,41 +489,22 @@ class TradovateSession:
         awaited): to do async work, start a task from the listener or read ``session.token``.
         Returns a function that removes the listener. Exceptions in listeners are logged.
         """
-        if _is_async_callable(listener):
-            raise TypeError(
-                "add_token_listener takes a plain function, not a coroutine function: "
-                "its coroutine would never be awaited"
-            )
-        self._listeners.append(listener)
+        return self._keeper.add_listener(listener)
 
-        def remove() -> None:
-            with contextlib.suppress(ValueError):
-                self._listeners.remove(listener)
-
-        return remove
-
-    # -- TokenSource (used by BearerAuth and WebSockets) ------------------------------------
+    # -- TokenSource (used by BearerAuth and WebSockets): the keeper's ---------------------
 
     async def current_token(self) -> AccessToken:
         """A token usable right now, waiting for (or doing) the single-flight refresh if needed.
 
         Raises the standing permanent error (bad credentials, captcha, lockout) if there is one.
         """
-        self._check_open()
-        now = self._clock.now()
-        blocked = self._schedule.blocked(now)
-        if blocked is not None:
-            raise blocked.error
-        token = self._token
-        if token is not None and self._schedule.is_usable(token, now):
-            return token
-        return await self._refresh(token, "expired")
+        return await self._keeper.current_token()
 
     def refuses(self, status: int, token: AccessToken) -> bool:
         """Whether an answer with ``status`` to a request signed with ``token`` refuses the
         token: a 401, or a 400 once that token is spent (Tradovate answers an expired token
         with either; any other 400 is the request's own fault)."""
-        return status == 401 or (status == 400 and self.token_spent(token))
+        return self._keeper.refuses(status, token)
 
     def token_spent(self, token: AccessToken) -> bool:
         """Whether ``token`` had expired (or was within the safety margin) by now.
@@ -695,7 +514,7 @@ class TradovateSession:
         a 400 counts as a refused token only when the token that signed the request was spent;
         any other 400 is the request's own fault and is never answered with a renewal.
         """
-        return not self._schedule.is_usable(token, self._clock.now())
+        return self._keeper.token_spent(token)
 
     async def token_rejected(self, token: AccessToken) -> AccessToken:
         """The server refused ``token``: renew it once (single-flight) and return the current one.
@@ -705,211 +524,9 @@ class TradovateSession:
         ago, the refusal points to permissions or the wrong environment, not to expiry: this
         raises :class:`TokenRejectedError` instead of burning the renewal budget.
         """
-        self._check_open()
-        now = self._clock.now()
-        current = self._token
-        if current is not None and current is not token and self._schedule.is_usable(current, now):
-            return current
-        self.stats.rejected_tokens += 1
-        product, when = self._rejection_refresh
-        if (
-            token is product
-            and when is not None
-            and now - when < self._schedule.rejection_grace(token)
-        ):
-            raise TokenRejectedError(
-                "the server refused the token obtained moments ago after a refusal; not "
-                "renewing again. Either another login of this user keeps ending this session "
-                "(at most 2 sessions per user: share one token store between processes), or the "
-                "API key lacks permissions or points at the wrong environment (live/demo)"
-            )
-        fresh = await self._refresh(token, "rejected")
-        if fresh is not product:
-            self._rejection_refresh = (fresh, self._clock.now())
-        return fresh
-
-    # -- single-flight refresh --------------------------------------------------------------
-
-    async def _refresh(self, seen: AccessToken | None, reason: Reason) -> AccessToken:
-        lock = self._auth_lock
-        assert lock is not None
-        async with lock:
-            if self._time.needs_sample():  # the host's clock jumped: re-read the server's
-                await self._sample_server_time()
-                now, current = self._clock.now(), self._token
-                if (
-                    current is not None
-                    and current is seen
-                    and reason in ("expired", "renew")
-                    and self._schedule.is_usable(current, now)
-                    and (reason == "expired" or now < self._schedule.renew_at(current))
-                ):
-                    return current
-            now = self._clock.now()
-            current = self._token
-            if (
-                current is not None
-                and current is not seen
-                and self._schedule.is_usable(current, now)
-            ):
-                return current
-            blocked = self._schedule.blocked(now)
-            if blocked is not None:
-                raise blocked.error
-            if reason in ("expired", "rejected") and self._last_error is not None:
-                if self._schedule.retry_pending(now):
-                    # Requests do not hammer the token endpoint while the renewer backs off.
-                    raise self._last_error
-            # Without the store's lock a fleet sharing one token would renew it several times
-            # over, each renewal retiring the others' token: while the token has plenty of life
-            # left, a scheduled renewal waits for the store to come back instead.
-            may_defer = reason == "renew" and self._schedule.may_defer(current, now)
-            try:
-                async with self._store_lock(may_defer=may_defer):
-                    token, how = await self._obtain(seen, reason)
-            except TradovateError as exc:
-                self._last_error = exc
-                self._record_failure(exc, current)
-                raise
-            self._last_error = None
-            self._publish(token)
-            if how == "login":
-                self.stats.logins += 1
-            elif how == "renewal":
-                self.stats.renewals += 1
-            else:
-                self.stats.adopted_from_store += 1
-            return token
-
-    async def _obtain(
-        self, seen: AccessToken | None, reason: Reason
-    ) -> tuple[AccessToken, Literal["adopted", "renewal", "login"]]:
-        """Inside both locks: adopt the stored token, renew, or log in."""
-        auth = self._auth
-        assert auth is not None
-        now = self._clock.now()
-        current = self._token
-        stored = await self._store_load()
-        if stored is not None and not self._time.known:
-            # A stored record is judged on the server's clock: read it first (one request).
-            await self._sample_server_time()
-            now = self._clock.now()
-        self._merge_login_history(stored)
-        if (
-            stored is not None
-            and (seen is None or stored.access_token != seen.access_token)
-            and (current is None or stored.expiration_time >= current.expiration_time)
-            and self._schedule.is_usable(stored, now)
-        ):
-            current = stored
-            if reason in ("expired", "rejected") or self._schedule.is_fresh(stored, now):
-                logger.debug("adopted the token from the store")
-                return stored, "adopted"
-        elif current is None and stored is not None and not stored.is_expired(now):
-            current = stored  # not usable for requests any more, but still renewable
-
-        if current is not None and not current.is_expired(now):
-            if self._schedule.budget_free_at(now) is None:
-                self._schedule.record_renewal_attempt(now)
-                try:
-                    token = await auth.renew(current)
-                except TokenRejectedError as exc:
-                    logger.warning("renewal refused (%s); logging in again", exc)
-                else:
-                    token = self._stamped(token)
-                    await self._store_save(token)
-                    return token, "renewal"
-            else:
-                logger.warning(
-                    "renewal budget (%d/h) spent; logging in instead",
-                    self._schedule.renewals_per_hour,
-                )
-        self._check_login_pacing()
-        token = await auth.login()
-        self._pacing.record(self._time.steady())
-        token = self._stamped(token)
-        await self._store_save(token)
-        return token, "login"
-
-    def _record_failure(self, error: TradovateError, current: AccessToken | None) -> None:
-        now = self._clock.now()
-        if isinstance(error, LoginPacedError):  # no login until the floor allows one
-            self.stats.paced_logins += 1
-            self._schedule.on_paced(now + error.retry_after)
-            logger.warning("%s", error)
-            return
-        if is_permanent(error):
-            self.stats.permanent_failures += 1
-            blocked = self._schedule.on_permanent_failure(error, now)
-            until = blocked.until.isoformat() if blocked.until else "the session is recreated"
-            logger.error(
-                "authentication failed for good (%s); no retry until %s",
-                type(error).__name__,
-                until,
-            )
-            return
-        self.stats.transient_failures += 1
-        retry_at = self._schedule.on_transient_failure(now, current)
-        left = current.expires_in(now).total_seconds() if current is not None else 0.0
-        logger.warning(
-            "authentication failed (%s: %s); token valid for %.0f s more; retrying in %.1f s",
-            type(error).__name__,
-            error,
-            max(left, 0.0),
-            (retry_at - now).total_seconds(),
-        )
-
-    def _publish(self, token: AccessToken) -> None:
-        auth = self._auth
-        assert auth is not None
-        previous, self._token = self._token, token
-        auth.remember_token(token)
-        self._schedule.on_success()
-        if self._use_api_hosts and token.api_hosts:
-            self._apply_endpoints(resolve_endpoints(self.config, token))
-        if previous is not None and previous.access_token == token.access_token:
-            return
-        logger.info("new token in use; expires %s", token.expiration_time.isoformat())
-        for listener in list(self._listeners):
-            try:
-                result = listener(token)
-            except Exception:
-                logger.exception("token listener failed")
-                continue
-            if inspect.isawaitable(result):
-                if inspect.iscoroutine(result):
-                    result.close()  # never awaited: close it instead of leaking a warning
-                logger.error(
-                    "token listener %r returned an awaitable; it was not awaited", listener
-                )
-
-    def _apply_endpoints(self, endpoints: ResolvedEndpoints) -> None:
-        """Move requests, renewals and new sockets to the hosts the server named."""
-        previous, self._endpoints = self._endpoints, endpoints
-        if endpoints == previous:
-            return
-        logger.info(
-            "the server's apiHosts move this session to %s (trading socket %s, market data %s)",
-            endpoints.api_url,
-            endpoints.ws_url,
-            endpoints.md_url,
-        )
-        auth = self._auth
-        if endpoints.api_url != previous.api_url and self._client is not None and auth is not None:
-            self._client.base_url = httpx.URL(endpoints.api_url + "/")
-            auth.api_url = endpoints.api_url
+        return await self._keeper.token_rejected(token)
 
     # -- server time (issue 9) --------------------------------------------------------------
-
-    async def _on_request(self, request: httpx.Request) -> None:
-        request.extensions[_SENT_AT] = self._time.elapsed()
-
-    async def _on_response(self, response: httpx.Response) -> None:
-        """Every answer's ``Date`` is a sample of the server's clock."""
-        sent = response.request.extensions.get(_SENT_AT)
-        if isinstance(sent, float):
-            received = self._time.elapsed()
-            self._time.observe(response.headers.get("date"), sent=sent, received=received)
 
     def elapsed_stamp(self) -> float:
         """The host's elapsed time, for a socket to date its handshake (:meth:`observe_date`)."""
@@ -920,120 +537,36 @@ class TradovateSession:
         (:meth:`elapsed_stamp`): the WebSocket handshake feeds the server-clock estimate too."""
         self._time.observe(header, sent=sent, received=self._time.elapsed())
 
-    async def _sample_server_time(self) -> None:
-        """Read the server's clock from any answer of the API host: an unauthenticated
-        ``GET`` of the REST base, whose answer (a 404 is as good as any) carries ``Date``.
-        At most one every ``_PROBE_INTERVAL`` seconds; a failure leaves the estimate as is."""
-        elapsed = self._time.elapsed()
-        if self._probe_not_before is not None and elapsed < self._probe_not_before:
-            return
-        self._probe_not_before = elapsed + _PROBE_INTERVAL
-        client = self._client
-        assert client is not None
-        try:
-            await client.get(client.base_url, auth=None)
-        except httpx.HTTPError as exc:
-            logger.info("could not read the server's clock (%s)", type(exc).__name__)
 
-    def _stamped(self, token: AccessToken) -> AccessToken:
-        """``token`` with the clock facts a token store keeps for other processes."""
-        return dataclasses.replace(
-            token,
-            issued_on_server_clock=self._time.known,
-            host_clock_offset=self._time.host_offset(),
-            login_times=self._login_times(),
+def _call_runner(
+    session: TradovateSession,
+    rate_limits: RateLimits | None,
+    retry: RetryPolicy,
+    penalties: PenaltyPolicy,
+    check_interval: float,
+    rng: random.Random | None,
+) -> CallRunner:
+    """The REST call runner of a new ``session``, with the user's request budget (if any):
+    sets ``session.budget`` and ``session.stats.budget``."""
+    budget = None
+    if rate_limits is not None:
+        budget = RateBudget(
+            rate_limits,
+            budget_backend(session._store) or MemoryBudget(),
+            f"{session.config.api_url}|{session.config.username}",
+            clock=lambda: session._time.now().timestamp(),
+            sleep=session._time.sleep,
+            poll=min(check_interval, 1.0),
         )
-
-    def _check_login_pacing(self) -> None:
-        wait = self._pacing.wait_before_login(self._time.steady())
-        if wait > 0:
-            raise LoginPacedError(
-                f"login refused by the pacing floor: at most {self._pacing.per_hour} successful "
-                f"logins an hour, {self._pacing.pause:g} s apart; next one allowed in "
-                f"{wait:.0f} s. Something keeps asking for logins: look for another process of "
-                "this user without a shared token store, or a session that keeps being refused",
-                retry_after=dt.timedelta(seconds=wait),
-            )
-
-    def _merge_login_history(self, stored: AccessToken | None) -> None:
-        """Logins other processes recorded in the shared token record count here too."""
-        if stored is None or not stored.login_times:
-            return
-        wall, steady = self._clock.now(), self._time.steady()
-        for at in stored.login_times:
-            self._pacing.record(steady - (wall.timestamp() - at))
-
-    def _login_times(self) -> tuple[float, ...]:
-        """This user's recent logins on the server's clock, for the shared record."""
-        now, steady = self._clock.now().timestamp(), self._time.steady()
-        return tuple(now - (steady - at) for at in self._pacing.history(steady))
-
-    # -- store access that never takes the session down -------------------------------------
-
-    @contextlib.asynccontextmanager
-    async def _store_lock(self, *, may_defer: bool = False) -> AsyncIterator[None]:
-        lock_cm = self._store.lock(self.config.token_key)
-        try:
-            await lock_cm.__aenter__()
-        except TokenStoreError as exc:
-            self.stats.store_errors += 1
-            if may_defer:
-                logger.warning("token store lock unavailable (%s); renewal deferred", exc)
-                raise
-            logger.warning("token store lock unavailable (%s); going on without it", exc)
-            yield
-            return
-        try:
-            yield
-        finally:
-            try:
-                await lock_cm.__aexit__(None, None, None)
-            except TokenStoreError as exc:
-                self.stats.store_errors += 1
-                logger.warning("token store lock release failed: %s", exc)
-
-    async def _store_load(self) -> AccessToken | None:
-        try:
-            return await self._store.load(self.config.token_key)
-        except TokenStoreError as exc:
-            self.stats.store_errors += 1
-            logger.warning("token store unreadable (%s); going on without it", exc)
-            return None
-
-    async def _store_save(self, token: AccessToken) -> None:
-        try:
-            await self._store.save(self.config.token_key, token)
-        except TokenStoreError as exc:
-            self.stats.store_errors += 1
-            logger.warning("token store write failed (%s); the token is kept in memory", exc)
-
-    # -- the renewer task -------------------------------------------------------------------
-
-    async def _renew_forever(
-        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
-    ) -> None:
-        await self._refresh(None, "start")
-        task_status.started()
-        while True:
-            now = self._clock.now()
-            action = self._schedule.next_action(self._token, now)
-            if isinstance(action, Wait | Blocked):
-                until = action.until
-                delay = self._check_interval
-                if until is not None:
-                    delay = min(delay, max((until - now).total_seconds(), 0.001))
-                await self._clock.sleep(delay)
-                continue
-            assert isinstance(action, Renew | Login)
-            try:
-                await self._refresh(
-                    self._token, "renew" if isinstance(action, Renew) else "expired"
-                )
-            except TradovateError:
-                pass  # recorded in the schedule and logged by _record_failure
-            except Exception:
-                # A bug or an unforeseen answer must not end the renewer: its task group would
-                # cancel the bot's own task. Log it and back off as after a transient failure.
-                logger.exception("unexpected error while renewing the token; retrying later")
-                self.stats.transient_failures += 1
-                self._schedule.on_transient_failure(self._clock.now(), self._token)
+        session.stats.budget = budget.stats
+    session.budget = budget
+    return CallRunner(
+        budget=budget,
+        retry=retry,
+        penalty_policy=penalties,
+        order_defaults=session.order_defaults,
+        stats=session.stats,
+        clock=session._time,
+        rng=rng or random.Random(),
+        closed=lambda: session._state is _State.CLOSED,
+    )

@@ -147,7 +147,7 @@ class Lab:
 
 
 async def _close_leaked_client(session: TradovateSession) -> None:
-    client = session._client
+    client = session._http.client
     if client is not None:
         await client.aclose()
 

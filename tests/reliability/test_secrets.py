@@ -85,12 +85,7 @@ async def test_no_secret_in_any_record_repr_or_error(debug_logs: RecordCollector
     clock = WarpClock()
     async with SimulatedTradovate(users=[USER], clock=clock.time, **SIM_DEFAULTS) as sim:
         # 1. A login with a wrong password: refused, never retried.
-        wrong = sim.config(USER, password=WRONG_PASSWORD)
-        with pytest.raises(InvalidCredentialsError) as refused:
-            async with TradovateSession(wrong, clock=clock):
-                pass  # pragma: no cover
-        errors.append(refused.value)
-        shown.append(wrong)
+        await _wrong_password(sim, clock, errors, shown)
 
         # 2. A login served a penalty ticket: waited out, resent with the ticket.
         sim.inject(LOGIN, Fault.penalty(0.1))
@@ -116,50 +111,7 @@ async def test_no_secret_in_any_record_repr_or_error(debug_logs: RecordCollector
             order = {**ORDER, "accountId": account["id"], "accountSpec": account["name"]}
             assert (await session.post("order/placeorder", json=order))["orderId"]
 
-            async with (
-                session.websocket("trading", **FAST) as trading,
-                session.websocket("md", **FAST) as md,
-            ):
-                await trading.request(
-                    "user/syncrequest", json={"users": [USER.user_id]}, replay=True
-                )
-                await md.subscribe("md/subscribeQuote", {"symbol": "ESZ5"})
-                await next_event(md, "md")
-                assert (await trading.request("order/placeorder", json=order))["orderId"]
-                with pytest.raises(RequestFailedError) as failed:
-                    await trading.request("nope/list")
-                errors.append(failed.value)
-
-                # 3. A renewal: the wall clock jumps to 86 of 90 minutes.
-                first = session.token
-                clock.jump(86 * MINUTE)
-                await wait_until(lambda: session.token is not first)
-                assert sim.renewals == 1
-
-                # 4. Both sockets dropped under a pending order; they come back and
-                #    authorize with the renewed tokens.
-                sim.inject("order/placeorder", Fault.delay(3.0), transport="ws")
-                async with anyio.create_task_group() as tg:
-
-                    async def place() -> None:
-                        try:
-                            await trading.request("order/placeorder", json=order)
-                        except OrderOutcomeUnknownError as exc:
-                            errors.append(exc)
-
-                    tg.start_soon(place)
-                    await wait_until(
-                        lambda: "order/placeorder" in sim.ws_connections("trading")[0].requests
-                    )
-                    assert sim.drop_sockets() == 2
-                await trading.wait_connected(after=1, timeout=10)
-                await md.wait_connected(after=1, timeout=10)
-                await next_event(md, "md")
-                await trading.request("account/list")
-                prefixes = {c.kind: c.token_prefix for c in sim.ws_connections()}
-                assert prefixes["trading"] == session.token.access_token.prefix()
-                assert prefixes["md"] == session.token.market_data_token.prefix()
-                shown += [trading, md, trading.stats, md.stats, trading.subscriptions]
+            await _sockets(sim, session, clock, order, errors, shown)
             shown += [session, config, session.stats, store, *tokens, me]
         shown += [sim, USER]
 
@@ -173,6 +125,82 @@ async def test_no_secret_in_any_record_repr_or_error(debug_logs: RecordCollector
     for token in tokens:
         scanner.add_token(token)
 
+    texts = _records_that_can_fail_the_scan(debug_logs, scanner, tokens[0])
+    texts += [text for obj in shown for text in (repr(obj), str(obj))]
+    texts += [text for error in errors for text in exception_texts(error)]
+    assert scanner.leaks(texts) == []
+
+
+async def _wrong_password(
+    sim: SimulatedTradovate, clock: WarpClock, errors: list[BaseException], shown: list[object]
+) -> None:
+    """A login with a wrong password: refused, never retried."""
+    wrong = sim.config(USER, password=WRONG_PASSWORD)
+    with pytest.raises(InvalidCredentialsError) as refused:
+        async with TradovateSession(wrong, clock=clock):
+            pass  # pragma: no cover
+    errors.append(refused.value)
+    shown.append(wrong)
+
+
+async def _sockets(
+    sim: SimulatedTradovate,
+    session: TradovateSession,
+    clock: WarpClock,
+    order: dict[str, object],
+    errors: list[BaseException],
+    shown: list[object],
+) -> None:
+    """A trading and a market-data socket through orders, a failed request, a renewal (3.)
+    and a drop under a pending order (4.)."""
+    async with (
+        session.websocket("trading", **FAST) as trading,
+        session.websocket("md", **FAST) as md,
+    ):
+        await trading.request("user/syncrequest", json={"users": [USER.user_id]}, replay=True)
+        await md.subscribe("md/subscribeQuote", {"symbol": "ESZ5"})
+        await next_event(md, "md")
+        assert (await trading.request("order/placeorder", json=order))["orderId"]
+        with pytest.raises(RequestFailedError) as failed:
+            await trading.request("nope/list")
+        errors.append(failed.value)
+
+        # 3. A renewal: the wall clock jumps to 86 of 90 minutes.
+        first = session.token
+        clock.jump(86 * MINUTE)
+        await wait_until(lambda: session.token is not first)
+        assert sim.renewals == 1
+
+        # 4. Both sockets dropped under a pending order; they come back and
+        #    authorize with the renewed tokens.
+        sim.inject("order/placeorder", Fault.delay(3.0), transport="ws")
+        async with anyio.create_task_group() as tg:
+
+            async def place() -> None:
+                try:
+                    await trading.request("order/placeorder", json=order)
+                except OrderOutcomeUnknownError as exc:
+                    errors.append(exc)
+
+            tg.start_soon(place)
+            await wait_until(
+                lambda: "order/placeorder" in sim.ws_connections("trading")[0].requests
+            )
+            assert sim.drop_sockets() == 2
+        await trading.wait_connected(after=1, timeout=10)
+        await md.wait_connected(after=1, timeout=10)
+        await next_event(md, "md")
+        await trading.request("account/list")
+        prefixes = {c.kind: c.token_prefix for c in sim.ws_connections()}
+        assert prefixes["trading"] == session.token.access_token.prefix()
+        assert prefixes["md"] == session.token.market_data_token.prefix()
+        shown += [trading, md, trading.stats, md.stats, trading.subscriptions]
+
+
+def _records_that_can_fail_the_scan(
+    debug_logs: RecordCollector, scanner: Scanner, token: AccessToken
+) -> list[str]:
+    """The texts of every record so far, once the scan is shown able to fail."""
     # The scan must be able to fail: it sees many records of every library involved, including
     # the websockets frame log that carried the authorize frames and the httpcore request log,
     # and it catches a planted secret.
@@ -182,9 +210,6 @@ async def test_no_secret_in_any_record_repr_or_error(debug_logs: RecordCollector
         assert any(name.startswith(prefix) for name in names), (prefix, sorted(names))
     assert any("authorize" in t for t in debug_logs.texts if t.startswith("websockets.client"))
     texts = list(debug_logs.texts)
-    logging.getLogger("httpcore.canary").debug("planted %s", tokens[0].access_token.reveal())
+    logging.getLogger("httpcore.canary").debug("planted %s", token.access_token.reveal())
     assert scanner.leaks(debug_logs.texts[len(texts) :]) != []  # the scanner catches a leak
-
-    texts += [text for obj in shown for text in (repr(obj), str(obj))]
-    texts += [text for error in errors for text in exception_texts(error)]
-    assert scanner.leaks(texts) == []
+    return texts

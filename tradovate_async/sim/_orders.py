@@ -625,11 +625,7 @@ class OrderEngine(_Desk):
         position = self._position(account_id, contract_id)
         created = position is None
         if position is None:
-            contract = self.store.contract(contract_id)
-            position = self.store.add(
-                "position", position_entity(account_id, contract, 0, price, t)
-            )
-            position.update(bought=0, boughtValue=0.0, sold=0, soldValue=0.0)
+            position = self._new_position(account_id, contract_id, price, t)
         lots = self._lots.setdefault(int(position["id"]), collections.deque())
         net = int(position.get("netPos", 0))
         if net and not lots:  # a seeded position: one lot at its net price
@@ -640,8 +636,39 @@ class OrderEngine(_Desk):
         side = ("bought", "boughtValue") if order.buy else ("sold", "soldValue")
         position[side[0]] = int(position.get(side[0], 0)) + order.qty
         position[side[1]] = float(position.get(side[1], 0.0)) + order.qty * price
+        realized, remaining = self._close_lots(order, position, lots, fill_id, price)
+        if remaining:
+            lots.append([fill_id, remaining, price, sign])
+        position["netPos"] = net + sign * order.qty
+        position["timestamp"] = iso_time(t)
+        if lots:
+            position["netPrice"] = sum(q * p for _, q, p, _ in lots) / sum(q for _, q, _, _ in lots)
+        else:
+            position.pop("netPrice", None)
+        self.publish("position", position, "Created" if created else "Updated")
+        self._book_realized(account_id, realized, t)
+
+    def _new_position(
+        self, account_id: int, contract_id: int, price: float, t: float
+    ) -> dict[str, Any]:
+        contract = self.store.contract(contract_id)
+        position = self.store.add("position", position_entity(account_id, contract, 0, price, t))
+        position.update(bought=0, boughtValue=0.0, sold=0, soldValue=0.0)
+        return position
+
+    def _close_lots(
+        self,
+        order: _Order,
+        position: dict[str, Any],
+        lots: collections.deque[list[Any]],
+        fill_id: int,
+        price: float,
+    ) -> tuple[float, int]:
+        """Close the opposite lots ``order`` meets, oldest first, each closed part a
+        ``fillPair``: the realized P&L and the quantity left to open a new lot with."""
+        sign = 1 if order.buy else -1
         realized, remaining = 0.0, order.qty
-        point_value = self.prices.point_value(contract_id)
+        point_value = self.prices.point_value(int(order.record["contractId"]))
         while remaining and lots and lots[0][3] != sign:
             lot = lots[0]
             closed = min(remaining, lot[1])
@@ -664,15 +691,9 @@ class OrderEngine(_Desk):
             remaining -= closed
             if lot[1] == 0:
                 lots.popleft()
-        if remaining:
-            lots.append([fill_id, remaining, price, sign])
-        position["netPos"] = net + sign * order.qty
-        position["timestamp"] = iso_time(t)
-        if lots:
-            position["netPrice"] = sum(q * p for _, q, p, _ in lots) / sum(q for _, q, _, _ in lots)
-        else:
-            position.pop("netPrice", None)
-        self.publish("position", position, "Created" if created else "Updated")
+        return realized, remaining
+
+    def _book_realized(self, account_id: int, realized: float, t: float) -> None:
         cash = self.store.get("cashBalance", account_id)
         if realized and cash is not None:
             cash["amount"] = round(float(cash.get("amount", 0.0)) + realized, 2)

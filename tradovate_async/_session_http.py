@@ -1,0 +1,264 @@
+"""The HTTP side of a session: its clients, and the one path every REST call takes.
+
+:class:`SessionHttp` owns what :class:`~tradovate_async.TradovateSession` sends requests with:
+the bearer-signed ``httpx.AsyncClient`` (token exchanges, clock probes, ``session.http``), the
+aiohttp exchanger that carries API calls by default, the :class:`CallRunner` (budget, retries,
+penalties) and the requests in flight that ``aclose()`` cancels. The token comes from the
+session's :class:`~tradovate_async._token_keeper.TokenKeeper`. Split out of the session class
+(issue 8), which keeps the public methods.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import ssl
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+import anyio
+import httpx
+
+from ._aiohttp_exchange import AiohttpExchanger
+from ._calls import CallRunner
+from ._errors import (
+    OrderOutcomeUnknownError,
+    SessionClosedError,
+    TokenRejectedError,
+    TransportError,
+)
+from ._http import Answer, ExchangeBounds, bounded_exchange
+from ._models import AccessToken
+from ._options import Timeouts, TimeoutsLike, Verify, ssl_context
+from ._orders import find_order
+from ._server_time import SessionTime
+from ._token_keeper import TokenKeeper
+from .api import ApiCall
+from .api._base import decode_answer
+from .api._models import Order
+
+__all__ = ["HttpSettings", "SessionHttp"]
+
+logger = logging.getLogger(__name__)
+
+_SENT_AT = "tradovate_async.sent_at"  # request extension: elapsed time the request was sent
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HttpSettings:
+    """How a session's HTTP clients are built: checked once, when the session is created."""
+
+    timeouts: Timeouts
+    verify: Verify
+    ssl_context: ssl.SSLContext | None
+    limits: httpx.Limits
+    backend: Literal["aiohttp", "httpx"]
+    request_bounds: ExchangeBounds
+
+    @classmethod
+    def of(
+        cls,
+        timeout: TimeoutsLike,
+        verify: Verify,
+        limits: httpx.Limits | None,
+        backend: Literal["aiohttp", "httpx"],
+        request_bounds: ExchangeBounds,
+    ) -> HttpSettings:
+        """The settings from the session's arguments (``ValueError`` on a bad one)."""
+        timeouts = Timeouts.of(timeout)
+        context = ssl_context(verify)
+        if backend not in ("aiohttp", "httpx"):
+            raise ValueError("http_backend must be 'aiohttp' or 'httpx'")
+        return cls(
+            timeouts,
+            verify,
+            context,
+            limits or httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            backend,
+            request_bounds,
+        )
+
+
+class SessionHttp:
+    """The clients and the call path of one session (see the module notes).
+
+    Args:
+        settings: how to build the clients.
+        time: the session's clock; every answer's ``Date`` feeds it.
+        keeper: the session's token.
+        calls: the REST call runner.
+        check_open: raises :class:`SessionClosedError` unless the session is open.
+        closed: whether the session was closed (a transport error then means just that).
+    """
+
+    def __init__(
+        self,
+        settings: HttpSettings,
+        time: SessionTime,
+        keeper: TokenKeeper,
+        calls: CallRunner,
+        *,
+        check_open: Callable[[], None],
+        closed: Callable[[], bool],
+    ) -> None:
+        self.settings = settings
+        self.calls = calls
+        self.client: httpx.AsyncClient | None = None
+        self.in_flight: set[anyio.CancelScope] = set()
+        self._exchanger: AiohttpExchanger | None = None
+        self._time = time
+        self._keeper = keeper
+        self._check_open = check_open
+        self._closed = closed
+
+    async def open(self, base_url: str, auth: httpx.Auth) -> None:
+        """Build the clients: ``auth`` signs the httpx client's requests."""
+        net = self.settings
+        timeouts = net.timeouts
+        self.client = httpx.AsyncClient(
+            base_url=base_url,
+            auth=auth,
+            headers={"Accept": "application/json"},
+            timeout=httpx.Timeout(
+                timeouts.request, connect=timeouts.connect_seconds, pool=timeouts.request
+            ),
+            verify=net.ssl_context if net.ssl_context is not None else True,
+            limits=net.limits,
+            event_hooks={"request": [self._on_request], "response": [self._on_response]},
+        )
+        self._keeper.attach(self.client)
+        if net.backend == "aiohttp":
+            self._exchanger = AiohttpExchanger(
+                ssl_context=net.ssl_context, limits=net.limits, timeouts=timeouts
+            )
+            await self._exchanger.open()
+
+    def cancel_in_flight(self) -> None:
+        """Cancel every request in flight (they raise :class:`SessionClosedError`)."""
+        for scope in list(self.in_flight):
+            scope.cancel()
+
+    async def aclose(self) -> None:
+        """Close the clients (idempotent)."""
+        client, self.client = self.client, None
+        self._keeper.detach()
+        if client is not None:
+            await client.aclose()
+        exchanger, self._exchanger = self._exchanger, None
+        if exchanger is not None:
+            await exchanger.aclose()
+
+    def open_client(self) -> httpx.AsyncClient:
+        """The httpx client of the open session (else :class:`SessionClosedError`)."""
+        self._check_open()
+        assert self.client is not None
+        return self.client
+
+    async def call(
+        self,
+        method: str,
+        relative: str,
+        params: Mapping[str, Any] | None,
+        json: Any,
+        *,
+        raw_lists: bool,
+    ) -> Any:
+        """One request, cancelled by ``aclose()``. With ``raw_lists`` a successful list answer
+        comes back as its JSON text, for the typed API to decode straight from bytes."""
+        outcome: Any = None
+        with anyio.CancelScope() as scope:
+            self.in_flight.add(scope)
+            try:
+                self._check_open()
+                outcome = await self.calls.call(
+                    self._exchange, self._scrub, method, relative, params, json, raw_lists
+                )
+            finally:
+                self.in_flight.discard(scope)
+        if scope.cancelled_caught:  # aclose() (from this or another task) cancelled it
+            raise SessionClosedError(f"{method} /{relative}: the session closed")
+        return outcome
+
+    async def _exchange(self, method: str, target: str, json: Any) -> Answer:
+        """The one place every API request goes through: one bounded exchange, signed with a
+        usable token (waited for outside the deadline: a renewal in progress has its own
+        bounds, and the deadline is for the server's answer)."""
+        keeper = self._keeper
+        auth = keeper.auth
+        assert auth is not None
+        token = await keeper.current_token()
+        try:
+            exchanger = self._exchanger
+            if exchanger is None:
+                return await bounded_exchange(
+                    self.open_client(),
+                    method,
+                    target,
+                    bounds=self.settings.request_bounds,
+                    scrub=auth.scrub,
+                    json=json,
+                )
+            answer = await self._signed_exchange(exchanger, method, target, json, token)
+            if not keeper.refuses(answer.status_code, token):
+                return answer
+            try:
+                fresh = await keeper.token_rejected(token)
+            except TokenRejectedError:
+                return answer  # the caller sees the refusal as TokenRejectedError
+            return await self._signed_exchange(exchanger, method, target, json, fresh)
+        except TransportError:
+            if self._closed():
+                raise SessionClosedError(f"{method} /{target}: the session closed") from None
+            raise
+
+    async def _signed_exchange(
+        self, exchanger: AiohttpExchanger, method: str, target: str, json: Any, token: AccessToken
+    ) -> Answer:
+        """One exchange over aiohttp, bearer-signed; its ``Date`` feeds the server clock."""
+        sent = self._time.elapsed()
+        answer = await exchanger.exchange(
+            method,
+            # one source of the REST base (apiHosts move it)
+            f"{self.open_client().base_url}{target}",
+            bounds=self.settings.request_bounds,
+            json=json,
+            headers={"Authorization": f"Bearer {token.access_token.reveal()}"},
+        )
+        self._time.observe(answer.headers.get("date"), sent=sent, received=self._time.elapsed())
+        return answer
+
+    def _scrub(self, text: str) -> str:
+        auth = self._keeper.auth
+        assert auth is not None
+        return auth.scrub(text)
+
+    async def api_send(self, call: ApiCall) -> Any:
+        """Send one typed-API call (see :meth:`call`)."""
+        return await self.call(call.method, call.endpoint, call.query, call.body, raw_lists=True)
+
+    async def reconcile_order(self, lost: OrderOutcomeUnknownError | str) -> Order | None:
+        """See :meth:`TradovateSession.reconcile_order`: two reads through :meth:`call`."""
+        cl_ord_id = lost.cl_ord_id if isinstance(lost, OrderOutcomeUnknownError) else lost
+        if not cl_ord_id:
+            raise ValueError(
+                "this command carries no client order id (liquidateposition, order "
+                "strategies): look at positions and orders instead"
+            )
+
+        async def get(endpoint: str, params: Any) -> Any:
+            query = dict(params) if params else None
+            return await self.call("GET", endpoint.lstrip("/"), query, None, raw_lists=False)
+
+        found = await find_order(get, cl_ord_id)
+        return None if found is None else decode_answer("order/item", found, Order)
+
+    # -- server time (issue 9): every answer's ``Date`` is a sample of the server's clock ----
+
+    async def _on_request(self, request: httpx.Request) -> None:
+        request.extensions[_SENT_AT] = self._time.elapsed()
+
+    async def _on_response(self, response: httpx.Response) -> None:
+        sent = response.request.extensions.get(_SENT_AT)
+        if isinstance(sent, float):
+            received = self._time.elapsed()
+            self._time.observe(response.headers.get("date"), sent=sent, received=received)
