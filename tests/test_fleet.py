@@ -74,7 +74,7 @@ async def test_a_fleet_flat_out_stays_within_one_shared_budget(
     """Three processes of one user send as fast as they can for 1.2 simulated hours; the server
     locks the user out past 100 requests an hour. The shared budget (90 of them) keeps every
     process under it together: requests are refused locally, the server never says 429."""
-    clock = WarpClock(speed=1200.0)  # a simulated hour in 3 real seconds
+    clock = WarpClock(speed=600.0)  # a simulated hour in 6 real seconds
     async with SimulatedTradovate(
         clock=clock.time, max_requests_per_hour=100, max_syncrequests_per_hour=6
     ) as sim:

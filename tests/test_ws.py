@@ -483,6 +483,23 @@ async def test_garbage_frames_are_counted_and_the_stream_goes_on(
             assert all(len(w) < 400 for w in warnings)
 
 
+async def test_an_event_whose_data_is_not_json_is_dropped_and_the_next_one_delivered(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The frame is well formed but one event's data is not valid JSON (a number no float
+    holds): it is found when the consumer takes it, counted, logged and skipped."""
+    async with environment(quote_interval=None) as (sim, session):
+        async with session.websocket(kind="md", **FAST) as ws:
+            with caplog.at_level(logging.WARNING, logger="tradovate_async._ws"):
+                sim.send_raw('a[{"e":"md","d":{"quotes":[{"v":1e999}]}}]', kind="md")
+                sim.send_raw('a[{"e":"md","d":{"quotes":[{"v":1.5}]}}]', kind="md")
+                event = await next_event(ws, "md")
+            assert event.data == {"quotes": [{"v": 1.5}]}
+            assert ws.stats.malformed_frames == 1
+            assert any("not valid JSON" in r.getMessage() for r in caplog.records)
+            assert ws.connected and ws.generation == 1
+
+
 async def test_event_buffer_drops_old_market_data_when_nobody_reads() -> None:
     async with environment(quote_interval=None) as (sim, session):
         async with session.websocket(kind="md", event_buffer=20, **FAST) as ws:

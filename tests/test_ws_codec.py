@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from typing import Any
@@ -33,6 +34,7 @@ from tradovate_async._ws_codec import (
     is_read_only,
     normalize_endpoint,
     penalty_of,
+    undecoded_data,
 )
 
 # 200 examples per property: the decoder's robustness is fuzzed at 1,000 cases per target in
@@ -432,3 +434,30 @@ def test_backoff_delays_stay_within_bounds(script: list[tuple[str, float]]) -> N
         else:
             backoff.disconnected(now, quota=action == "quota")
             quota = quota or action == "quota"
+
+
+def test_event_data_is_decoded_when_first_read_and_equals_the_eager_event() -> None:
+    [event] = decode_frame(b'a[{"e":"props","d":{"entityType":"order","entity":{"id":1}}}]').items
+    assert isinstance(event, Event)
+    assert undecoded_data(event) is not None
+    assert event == Event("props", {"entityType": "order", "entity": {"id": 1}})
+    assert undecoded_data(event) is None  # read once, kept
+    assert repr(event) == "Event(kind='props', data={'entityType': 'order', 'entity': {'id': 1}})"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        event.kind = "md"  # type: ignore[misc]
+    match event:
+        case Event("props", {"entity": {"id": 1}}):
+            pass
+        case _:  # pragma: no cover
+            pytest.fail("an event matches by position")
+
+
+@pytest.mark.parametrize(
+    "payload", [b'{"v":1e999}', b'{"v":"' + bytes([0xFF]) + b'"}'], ids=["huge-number", "not-utf8"]
+)
+def test_event_data_that_is_not_json_raises_protocol_error_when_read(payload: bytes) -> None:
+    [event] = decode_frame(b'a[{"e":"md","d":' + payload + b"}]").items
+    assert isinstance(event, Event)
+    with pytest.raises(ProtocolError, match="not valid JSON"):
+        event.data  # noqa: B018
+    assert "malformed" in repr(event)
