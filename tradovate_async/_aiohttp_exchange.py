@@ -19,6 +19,7 @@ token): they are never chained, and their messages are not shown, only their typ
 
 from __future__ import annotations
 
+import asyncio
 import json as jsonlib
 import logging
 import ssl
@@ -78,6 +79,19 @@ class AiohttpExchanger:
             total=None, sock_connect=timeouts.connect_seconds, sock_read=timeouts.request
         )
         self._session: aiohttp.ClientSession | None = None
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+
+    def _timeout_for(self, bounds: ExchangeBounds) -> aiohttp.ClientTimeout:
+        """The session's socket timeouts with the exchange's deadline as aiohttp's total: one
+        timer that aiohttp keeps anyway, rather than a cancel scope of our own per request."""
+        timeout = self._timeouts.get(bounds.deadline)
+        if timeout is None:
+            timeout = self._timeouts[bounds.deadline] = aiohttp.ClientTimeout(
+                total=bounds.deadline,
+                sock_connect=self._timeout.sock_connect,
+                sock_read=self._timeout.sock_read,
+            )
+        return timeout
 
     async def open(self) -> None:
         connector = aiohttp.TCPConnector(
@@ -118,22 +132,29 @@ class AiohttpExchanger:
             body = _encode_json(json)
             sent["Content-Type"] = "application/json"
         failure: TradovateError | None = None
-        with anyio.move_on_after(bounds.deadline) as scope:
-            try:
-                async with session.request(
-                    method, url, data=body, headers=sent, allow_redirects=False
-                ) as response:
-                    content = await read_capped(
-                        response.content_length,
-                        response.content.iter_any(),
-                        status=response.status,
-                        limit=bounds.max_body,
-                        where=where,
-                    )
-                    return Answer(response.status, response.headers, content)
-            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            async with session.request(
+                method,
+                url,
+                data=body,
+                headers=sent,
+                allow_redirects=False,
+                timeout=self._timeout_for(bounds),
+            ) as response:
+                content = await read_capped(
+                    response.content_length,
+                    response.content.iter_any(),
+                    status=response.status,
+                    limit=bounds.max_body,
+                    where=where,
+                )
+                return Answer(response.status, response.headers, content)
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            # aiohttp's total timeout is the deadline; its socket timeouts are the operations'.
+            if type(exc) is TimeoutError and loop.time() - started >= bounds.deadline * 0.999:
+                failure = deadline_error(where, bounds)
+            else:
                 failure = translate_aiohttp_error(exc, where)
-        if failure is not None:  # raised here, not in the except block: no __context__ either
-            raise failure
-        assert scope.cancelled_caught
-        raise deadline_error(where, bounds)
+        raise failure
