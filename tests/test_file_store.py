@@ -343,8 +343,10 @@ async def test_lock_wait_raises_and_load_does_not_wait(tmp_path: Path) -> None:
                                 pytest.fail("got a lock that is held")
 
                     tg.start_soon(try_lock)
-        with anyio.fail_after(0.2):
-            assert await other_instance.load(KEY) is not None
+        # A load that waited for the lock would take reader's 30 s: it does not wait.
+        reader = FileTokenStore(tmp_path / "tokens.json", lock_wait=30.0)
+        with anyio.fail_after(5):
+            assert await reader.load(KEY) is not None
     async with other_instance.lock(KEY):  # free again
         pass
 

@@ -118,7 +118,7 @@ async def test_renewal_500_once_is_retried_while_the_old_token_serves(
     assert warped.token_requests == 1
 
 
-@pytest.mark.parametrize("fault", [Fault.delay(1.0), Fault.drop()], ids=["timeout", "reset"])
+@pytest.mark.parametrize("fault", [Fault.delay(2.0), Fault.drop()], ids=["timeout", "reset"])
 async def test_renewal_lost_on_the_way_back_recovers_with_one_login(
     warped: SimulatedTradovate, clock: WarpClock, fault: Fault
 ) -> None:

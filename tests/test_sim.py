@@ -520,7 +520,7 @@ async def test_body_faults(server: SimulatedTradovate, http: httpx.AsyncClient) 
 
 
 async def test_delay_and_drop_faults(server: SimulatedTradovate, http: httpx.AsyncClient) -> None:
-    server.inject(LOGIN, Fault.delay(0.5))
+    server.inject(LOGIN, Fault.delay(1.5))
     with pytest.raises(httpx.ReadTimeout):
         await http.post(f"/{LOGIN}", json=GOOD, timeout=0.1)
     server.inject(LOGIN, Fault.delay(0.05))

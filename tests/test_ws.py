@@ -331,7 +331,7 @@ async def test_failed_requests_raise_typed_errors() -> None:
             sim.inject("account/list", Fault.status(429), transport="ws")
             with pytest.raises(RateLimitedError):
                 await ws.request("account/list")
-            sim.inject("account/list", Fault.delay(1.0), transport="ws")
+            sim.inject("account/list", Fault.delay(2.0), transport="ws")
             with pytest.raises(RequestTimeoutError, match="no answer"):
                 await ws.request("account/list", timeout=0.2)
             assert (await ws.request("account/list"))[0]["name"] == "DEMO70001"
@@ -508,9 +508,10 @@ async def test_event_buffer_drops_old_market_data_when_nobody_reads() -> None:
             assert sent == 300
             await eventually(lambda: ws.stats.dropped_events >= 280)
             received = []
-            with anyio.move_on_after(0.3):
-                async for event in ws.events():
-                    received.append(event)
+            stream = ws.events()
+            with anyio.fail_after(5):
+                while ws._core.events:  # what the buffer kept, taken without waiting for more
+                    received.append(await anext(stream))
             # Quotes of one contract supersede each other: what is left is the newest few.
             assert 1 <= len(received) <= 20
             assert all(e.kind == "md" for e in received)
