@@ -12,6 +12,11 @@ Why it is built this way:
   (the socket replays ``user/syncrequest``) and emits the difference as changes
   (``Change.resync``). ``await state.resync()`` does the same on demand, and so does the
   dispatcher if the socket ever reports dropped events.
+* **It never shows a state with a hole in it.** When the socket drops ``props`` events (its
+  buffer overflowed), events after the gap are not applied over the gap: the mirror keeps its
+  last whole state (``live`` is False) until the fresh snapshot comes, which covers every
+  event that arrived before it. A predicate of :meth:`AccountState.wait_for` therefore never
+  sees some entities newer than the gap and others missing their changes.
 * **Changes never pile up.** ``state.changes()`` keeps at most one pending change per entity
   (a newer version supersedes the older one; created-then-deleted cancels out), so a slow
   consumer costs memory bounded by the number of entities and still ends up with the truth.
@@ -178,6 +183,10 @@ class AccountState:
         self.live = False
         self.resyncs = 0
         self._since_loss: list[Any] | None = None
+        #: props events were dropped by the socket and no snapshot since covers them
+        self._gap = False
+        self._gaps = 0  # gaps seen so far (a resync heals only those before its request)
+        self._recordings: list[_Recording] = []
 
     def __repr__(self) -> str:
         return (
@@ -451,11 +460,15 @@ class AccountState:
 
     def _on_event(self, kind: str, data: Any) -> None:
         if kind == "props":
+            for recording in self._recordings:
+                recording.add(data)
             if self._since_loss is not None:
                 self._since_loss.append(data)
                 if len(self._since_loss) > _MAX_HELD:
                     self._since_loss = None
                     self._spawn_resync("too many events before the reconnect settled")
+            if self._gap:
+                return  # not over a gap: the coming snapshot covers this event
             self._publish(self.store.apply(data, want_changes=bool(self._streams)))
             if self._md is not None and data.get("entityType") == "position":
                 self._track_positions()
@@ -463,6 +476,7 @@ class AccountState:
             held, self._since_loss = self._since_loss or [], None
             fresh = next((r for r in data.replayed if r.subscription.endpoint == _SYNC), None)
             if fresh is not None and fresh.error is None and isinstance(fresh.data, Mapping):
+                self._gap = False  # taken on the new connection, after anything dropped
                 self._load(fresh.data, "reconnected", held)
             else:
                 self._spawn_resync("reconnected without a fresh snapshot")
@@ -477,6 +491,8 @@ class AccountState:
                 "account state: %d props event(s) dropped; resyncing", data.dropped["props"]
             )
             self.live = False
+            self._gap = True
+            self._gaps += 1
             if "props" not in data.resync:
                 self._spawn_resync("props events dropped")
             self._notify()
@@ -488,6 +504,7 @@ class AccountState:
                 # and apply on top. (Re-applying the held ones could be stale: more of them may
                 # have been dropped meanwhile.)
                 self._since_loss = None
+                self._gap = False
                 self._load(fresh.data, "events dropped by the socket buffer")
             elif fresh is not None:
                 self._spawn_resync("the socket's resync failed")
@@ -508,7 +525,7 @@ class AccountState:
             assert state_before is not None
             changes = difference(state_before, self.store.dump())
         self.resyncs += 1
-        self.live = True
+        self.live = not self._gap
         logger.info(
             "account state rebuilt from a fresh snapshot (%s): %d change(s)", why, len(changes)
         )
@@ -532,10 +549,43 @@ class AccountState:
         emits) the differences."""
         if self.finished:
             raise SessionClosedError("the account state is closed")
-        snapshot = await self._ws.request(_SYNC, json=self._sync_body, idempotent=True)
+        # The answer reaches this task some time after the dispatcher went past it: events it
+        # handled meanwhile are newer than the snapshot and are applied again on top of it
+        # (those older than the snapshot change nothing: each carries a whole entity).
+        recording = _Recording(self._gaps)
+        self._recordings.append(recording)
+        try:
+            snapshot = await self._ws.request(_SYNC, json=self._sync_body, idempotent=True)
+        finally:
+            self._recordings.remove(recording)
         if not isinstance(snapshot, Mapping):
             raise TradovateError("user/syncrequest answer is not an object")
-        return self._load(snapshot, why)
+        if recording.events is None:
+            self._gap = True  # events after the answer are lost: hold still until the next
+            self._spawn_resync("too many events while a snapshot was taken")
+            return self._load(snapshot, why)
+        if self._gaps == recording.gaps:
+            # Asked after every gap seen so far was dropped: the snapshot covers them. (A gap
+            # seen meanwhile may have been dropped after the answer: the next snapshot heals.)
+            self._gap = False
+        return self._load(snapshot, why, recording.events)
+
+
+class _Recording:
+    """``props`` events handled while a :meth:`AccountState.resync` waits for its snapshot
+    (``events`` is None once more than ``_MAX_HELD`` came)."""
+
+    __slots__ = ("events", "gaps")
+
+    def __init__(self, gaps: int) -> None:
+        self.gaps = gaps
+        self.events: list[Any] | None = []
+
+    def add(self, data: Any) -> None:
+        if self.events is not None:
+            self.events.append(data)
+            if len(self.events) > _MAX_HELD:
+                self.events = None
 
 
 def _mark_price(quote: Quote) -> float | None:
