@@ -141,7 +141,94 @@ def _merge(earlier: Change, later: Change) -> Change | None:
     return Change(later.entity_type, event, later.id, later.entity, earlier.previous, later.resync)
 
 
-class AccountState:
+class _Queries:
+    """The read side of :class:`AccountState`: answers from the mirror's tables."""
+
+    store: EntityStore
+
+    def accounts(self) -> list[Any]:
+        """Every account in the mirror."""
+        return list(self.store.table("account").values())
+
+    def account_id(self, account: int | str | Any) -> int:
+        """An account id from an id, an account name (``DEMO70001``) or an account entity."""
+        if isinstance(account, int) and not isinstance(account, bool):
+            return account
+        if isinstance(account, str):
+            for entity in self.store.table("account").values():
+                if field(entity, "name") == account:
+                    return int(field(entity, "id"))
+            raise KeyError(f"no account named {account!r} in the mirror")
+        return int(field(account, "id"))
+
+    def positions(self, account: int | str | Any | None = None) -> list[Any]:
+        """Positions (of one account when given), including flat ones of the day."""
+        items = self.store.table("position").values()
+        if account is None:
+            return list(items)
+        ident = self.account_id(account)
+        return [p for p in items if field(p, "accountId") == ident]
+
+    def working_orders(self, account: int | str | Any | None = None) -> list[Any]:
+        """Orders that may still fill (Working, PendingNew/Replace/Cancel, Suspended)."""
+        ident = None if account is None else self.account_id(account)
+        return [
+            o
+            for o in self.store.table("order").values()
+            if field(o, "ordStatus") in WORKING_STATUSES
+            and (ident is None or field(o, "accountId") == ident)
+        ]
+
+    def order(self, ident: int) -> Any:
+        """The order with id ``ident`` (``None`` if unknown)."""
+        return self.store.get("order", ident)
+
+    def order_versions(self, order_id: int) -> list[Any]:
+        """Versions of an order, oldest first (each modify adds one)."""
+        versions = [
+            v for v in self.store.table("orderVersion").values() if field(v, "orderId") == order_id
+        ]
+        return sorted(versions, key=lambda v: field(v, "id"))
+
+    def fills(self, order_id: int | None = None) -> list[Any]:
+        """Fills, of one order if ``order_id`` is given."""
+        items = self.store.table("fill").values()
+        return [f for f in items if order_id is None or field(f, "orderId") == order_id]
+
+    def order_strategies(self) -> list[Any]:
+        """Every order strategy in the mirror."""
+        return list(self.store.table("orderStrategy").values())
+
+    def cash(self, account: int | str | Any) -> Any:
+        """The cash balance of an account (the newest if several are held)."""
+        ident = self.account_id(account)
+        balances = [
+            c for c in self.store.table("cashBalance").values() if field(c, "accountId") == ident
+        ]
+        if not balances:
+            return None
+        return max(balances, key=lambda c: (str(field(c, "timestamp", "")), field(c, "id")))
+
+    def contract(self, ident: int) -> Any:
+        """The contract with id ``ident`` (``None`` if unknown)."""
+        return self.store.get("contract", ident)
+
+    def value_per_point(self, contract_id: int) -> float | None:
+        """``valuePerPoint`` of the contract's product: contract -> contractMaturity ->
+        product (or the contract's own ``productId``); None when the mirror lacks one."""
+        contract = self.store.get("contract", contract_id)
+        if contract is None:
+            return None
+        product_id = field(contract, "productId")
+        maturity = self.store.get("contractMaturity", field(contract, "contractMaturityId"))
+        if maturity is not None:
+            product_id = field(maturity, "productId", product_id)
+        product = self.store.get("product", product_id) if product_id is not None else None
+        value = field(product, "valuePerPoint") if product is not None else None
+        return float(value) if value is not None else None
+
+
+class AccountState(_Queries):
     """A live, typed copy of what the user's ``user/syncrequest`` covers.
 
     Args:
@@ -261,89 +348,6 @@ class AccountState:
                 await func(*args)
         finally:
             self._scopes.discard(scope)
-
-    # -- queries ------------------------------------------------------------------------------
-
-    def accounts(self) -> list[Any]:
-        """Every account in the mirror."""
-        return list(self.store.table("account").values())
-
-    def account_id(self, account: int | str | Any) -> int:
-        """An account id from an id, an account name (``DEMO70001``) or an account entity."""
-        if isinstance(account, int) and not isinstance(account, bool):
-            return account
-        if isinstance(account, str):
-            for entity in self.store.table("account").values():
-                if field(entity, "name") == account:
-                    return int(field(entity, "id"))
-            raise KeyError(f"no account named {account!r} in the mirror")
-        return int(field(account, "id"))
-
-    def positions(self, account: int | str | Any | None = None) -> list[Any]:
-        """Positions (of one account when given), including flat ones of the day."""
-        items = self.store.table("position").values()
-        if account is None:
-            return list(items)
-        ident = self.account_id(account)
-        return [p for p in items if field(p, "accountId") == ident]
-
-    def working_orders(self, account: int | str | Any | None = None) -> list[Any]:
-        """Orders that may still fill (Working, PendingNew/Replace/Cancel, Suspended)."""
-        ident = None if account is None else self.account_id(account)
-        return [
-            o
-            for o in self.store.table("order").values()
-            if field(o, "ordStatus") in WORKING_STATUSES
-            and (ident is None or field(o, "accountId") == ident)
-        ]
-
-    def order(self, ident: int) -> Any:
-        """The order with id ``ident`` (``None`` if unknown)."""
-        return self.store.get("order", ident)
-
-    def order_versions(self, order_id: int) -> list[Any]:
-        """Versions of an order, oldest first (each modify adds one)."""
-        versions = [
-            v for v in self.store.table("orderVersion").values() if field(v, "orderId") == order_id
-        ]
-        return sorted(versions, key=lambda v: field(v, "id"))
-
-    def fills(self, order_id: int | None = None) -> list[Any]:
-        """Fills, of one order if ``order_id`` is given."""
-        items = self.store.table("fill").values()
-        return [f for f in items if order_id is None or field(f, "orderId") == order_id]
-
-    def order_strategies(self) -> list[Any]:
-        """Every order strategy in the mirror."""
-        return list(self.store.table("orderStrategy").values())
-
-    def cash(self, account: int | str | Any) -> Any:
-        """The cash balance of an account (the newest if several are held)."""
-        ident = self.account_id(account)
-        balances = [
-            c for c in self.store.table("cashBalance").values() if field(c, "accountId") == ident
-        ]
-        if not balances:
-            return None
-        return max(balances, key=lambda c: (str(field(c, "timestamp", "")), field(c, "id")))
-
-    def contract(self, ident: int) -> Any:
-        """The contract with id ``ident`` (``None`` if unknown)."""
-        return self.store.get("contract", ident)
-
-    def value_per_point(self, contract_id: int) -> float | None:
-        """``valuePerPoint`` of the contract's product: contract -> contractMaturity ->
-        product (or the contract's own ``productId``); None when the mirror lacks one."""
-        contract = self.store.get("contract", contract_id)
-        if contract is None:
-            return None
-        product_id = field(contract, "productId")
-        maturity = self.store.get("contractMaturity", field(contract, "contractMaturityId"))
-        if maturity is not None:
-            product_id = field(maturity, "productId", product_id)
-        product = self.store.get("product", product_id) if product_id is not None else None
-        value = field(product, "valuePerPoint") if product is not None else None
-        return float(value) if value is not None else None
 
     # -- P&L ------------------------------------------------------------------------------------
 
