@@ -31,9 +31,10 @@ Why it is built this way:
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import math
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self
 
@@ -141,10 +142,124 @@ def _merge(earlier: Change, later: Change) -> Change | None:
     return Change(later.entity_type, event, later.id, later.entity, earlier.previous, later.resync)
 
 
-class _Queries:
-    """The read side of :class:`AccountState`: answers from the mirror's tables."""
+class AccountState:
+    """A live, typed copy of what the user's ``user/syncrequest`` covers.
 
-    store: EntityStore
+    Args:
+        ws: a trading socket (opened and closed with this object when ``own_socket``).
+        sync_body: the ``user/syncrequest`` body (``{"users": [user_id]}``).
+        market_data: when given, quotes of every contract with an open position are tracked
+            for :meth:`open_pnl` / :meth:`account_pnl`.
+        decoder: ``(entity_type, raw) -> stored entity``; default :func:`typed_decoder`
+            (the typed API's models, read-only mappings for what does not validate).
+    """
+
+    def __init__(
+        self,
+        ws: TradovateWebSocket,
+        *,
+        sync_body: Mapping[str, Any],
+        own_socket: bool = False,
+        market_data: MarketData | None = None,
+        decoder: Decoder | None = None,
+        dispatch: bool = True,
+    ) -> None:
+        self._ws = ws
+        self._own_dispatch = dispatch
+        #: the snapshot is loaded and events are being applied
+        self.started = False
+        self._sync_body = dict(sync_body)
+        self._own_socket = own_socket
+        self._md = market_data
+        self.store = EntityStore(decoder or typed_decoder())
+        self._streams: set[ChangeStream] = set()
+        self._changed: anyio.Event | None = None
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._scopes: set[anyio.CancelScope] = set()
+        self._tracked: set[int] = set()
+        self._failure: BaseException | None = None
+        self.prices: dict[int, float] = {}
+        self.finished = False
+        #: False between a lost connection and the snapshot of the next one.
+        self.live = False
+        self.resyncs = 0
+        self._holds = _Holds()
+
+    def __repr__(self) -> str:
+        return (
+            f"AccountState(entities={self.store.count()}, events={self.store.events_applied}, "
+            f"resyncs={self.resyncs}, live={self.live})"
+        )
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._own_socket:
+            await self._ws.__aenter__()
+        try:
+            snapshot = await self._ws.subscribe(_SYNC, self._sync_body)
+            self.store.load(snapshot)
+        except BaseException:
+            if self._own_socket:
+                await self._ws.aclose()
+            raise
+        self.live = True
+        task_group = anyio.create_task_group()
+        await task_group.__aenter__()
+        self._task_group = task_group
+        if self._own_dispatch:
+            task_group.start_soon(self._guarded, self._dispatch)
+        self.started = True
+        self._track_positions()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        self._finish()
+        task_group, self._task_group = self._task_group, None
+        if task_group is not None:
+            for scope in list(self._scopes):
+                scope.cancel()
+            await task_group.__aexit__(None, None, None)
+        if self._own_socket:
+            await self._ws.aclose()
+
+    def _finish(self, failure: BaseException | None = None) -> None:
+        if failure is not None and self._failure is None:
+            self._failure = failure
+        self.finished = True
+        self._notify()
+        for stream in list(self._streams):
+            stream._wake.set()
+
+    def finish(self, failure: BaseException | None = None) -> None:
+        """End waits and change streams (with ``failure``): for an outside dispatcher."""
+        self._finish(failure)
+
+    def raise_failure(self) -> None:
+        """Raise the error that stopped the mirror, if any."""
+        if self._failure is not None:
+            raise self._failure
+
+    async def _guarded(self, func: Callable[..., Awaitable[None]], *args: Any) -> None:
+        if self._task_group is None:
+            return
+        scope = anyio.CancelScope()
+        self._scopes.add(scope)
+        try:
+            with scope:
+                await func(*args)
+        finally:
+            self._scopes.discard(scope)
+
+    # -- queries ------------------------------------------------------------------------------
 
     def accounts(self) -> list[Any]:
         """Every account in the mirror."""
@@ -226,128 +341,6 @@ class _Queries:
         product = self.store.get("product", product_id) if product_id is not None else None
         value = field(product, "valuePerPoint") if product is not None else None
         return float(value) if value is not None else None
-
-
-class AccountState(_Queries):
-    """A live, typed copy of what the user's ``user/syncrequest`` covers.
-
-    Args:
-        ws: a trading socket (opened and closed with this object when ``own_socket``).
-        sync_body: the ``user/syncrequest`` body (``{"users": [user_id]}``).
-        market_data: when given, quotes of every contract with an open position are tracked
-            for :meth:`open_pnl` / :meth:`account_pnl`.
-        decoder: ``(entity_type, raw) -> stored entity``; default :func:`typed_decoder`
-            (the typed API's models, read-only mappings for what does not validate).
-    """
-
-    def __init__(
-        self,
-        ws: TradovateWebSocket,
-        *,
-        sync_body: Mapping[str, Any],
-        own_socket: bool = False,
-        market_data: MarketData | None = None,
-        decoder: Decoder | None = None,
-        dispatch: bool = True,
-    ) -> None:
-        self._ws = ws
-        self._own_dispatch = dispatch
-        #: the snapshot is loaded and events are being applied
-        self.started = False
-        self._sync_body = dict(sync_body)
-        self._own_socket = own_socket
-        self._md = market_data
-        self.store = EntityStore(decoder or typed_decoder())
-        self._streams: set[ChangeStream] = set()
-        self._changed: anyio.Event | None = None
-        self._task_group: anyio.abc.TaskGroup | None = None
-        self._scopes: set[anyio.CancelScope] = set()
-        self._tracked: set[int] = set()
-        self._failure: BaseException | None = None
-        self.prices: dict[int, float] = {}
-        self.finished = False
-        #: False between a lost connection and the snapshot of the next one.
-        self.live = False
-        self.resyncs = 0
-        self._since_loss: list[Any] | None = None
-        #: props events were dropped by the socket and no snapshot since covers them
-        self._gap = False
-        self._gaps = 0  # gaps seen so far (a resync heals only those before its request)
-        self._recordings: list[_Recording] = []
-
-    def __repr__(self) -> str:
-        return (
-            f"AccountState(entities={self.store.count()}, events={self.store.events_applied}, "
-            f"resyncs={self.resyncs}, live={self.live})"
-        )
-
-    # -- lifecycle --------------------------------------------------------------------------
-
-    async def __aenter__(self) -> Self:
-        if self._own_socket:
-            await self._ws.__aenter__()
-        try:
-            snapshot = await self._ws.subscribe(_SYNC, self._sync_body)
-            self.store.load(snapshot)
-        except BaseException:
-            if self._own_socket:
-                await self._ws.aclose()
-            raise
-        self.live = True
-        task_group = anyio.create_task_group()
-        await task_group.__aenter__()
-        self._task_group = task_group
-        if self._own_dispatch:
-            task_group.start_soon(self._guarded, self._dispatch)
-        self.started = True
-        self._track_positions()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        self._finish()
-        task_group, self._task_group = self._task_group, None
-        if task_group is not None:
-            for scope in list(self._scopes):
-                scope.cancel()
-            await task_group.__aexit__(None, None, None)
-        if self._own_socket:
-            await self._ws.aclose()
-
-    def _finish(self, failure: BaseException | None = None) -> None:
-        if failure is not None and self._failure is None:
-            self._failure = failure
-        self.finished = True
-        self._notify()
-        for stream in list(self._streams):
-            stream._wake.set()
-
-    def finish(self, failure: BaseException | None = None) -> None:
-        """End waits and change streams (with ``failure``): for an outside dispatcher."""
-        self._finish(failure)
-
-    def raise_failure(self) -> None:
-        """Raise the error that stopped the mirror, if any."""
-        if self._failure is not None:
-            raise self._failure
-
-    async def _guarded(self, func: Callable[..., Awaitable[None]], *args: Any) -> None:
-        if self._task_group is None:
-            return
-        scope = anyio.CancelScope()
-        self._scopes.add(scope)
-        try:
-            with scope:
-                await func(*args)
-        finally:
-            self._scopes.discard(scope)
 
     # -- P&L ------------------------------------------------------------------------------------
 
@@ -463,52 +456,44 @@ class AccountState(_Queries):
             logger.exception("account state: handling a %s event failed", kind)
 
     def _on_event(self, kind: str, data: Any) -> None:
+        holds = self._holds
         if kind == "props":
-            for recording in self._recordings:
-                recording.add(data)
-            if self._since_loss is not None:
-                self._since_loss.append(data)
-                if len(self._since_loss) > _MAX_HELD:
-                    self._since_loss = None
-                    self._spawn_resync("too many events before the reconnect settled")
-            if self._gap:
+            if not holds.props(data):
+                self._spawn_resync("too many events before the reconnect settled")
+            if holds.gap:
                 return  # not over a gap: the coming snapshot covers this event
             self._publish(self.store.apply(data, want_changes=bool(self._streams)))
             if self._md is not None and data.get("entityType") == "position":
                 self._track_positions()
         elif kind == EVENT_RECONNECTED and isinstance(data, Reconnected):
-            held, self._since_loss = self._since_loss or [], None
+            held, holds.since_loss = holds.since_loss or [], None
             fresh = next((r for r in data.replayed if r.subscription.endpoint == _SYNC), None)
             if fresh is not None and fresh.error is None and isinstance(fresh.data, Mapping):
-                self._gap = False  # taken on the new connection, after anything dropped
+                holds.gap = False  # taken on the new connection, after anything dropped
                 self._load(fresh.data, "reconnected", held)
             else:
                 self._spawn_resync("reconnected without a fresh snapshot")
         elif kind == EVENT_DISCONNECTED:
             self.live = False
-            self._since_loss = []
+            holds.since_loss = []
             self._notify()
         elif kind == EVENT_OVERFLOW and isinstance(data, Overflow) and data.dropped.get("props"):
-            # The socket dropped props events it could not keep (its overflow policy) and asks
-            # for a fresh snapshot, which comes as a ``resynced`` event.
+            # props the socket could not keep (its overflow policy); a ``resynced`` snapshot follows
             logger.warning(
                 "account state: %d props event(s) dropped; resyncing", data.dropped["props"]
             )
             self.live = False
-            self._gap = True
-            self._gaps += 1
+            holds.dropped()
             if "props" not in data.resync:
                 self._spawn_resync("props events dropped")
             self._notify()
         elif kind == EVENT_RESYNCED and isinstance(data, tuple):
             fresh = next((r for r in data if r.subscription.endpoint == _SYNC), None)
             if fresh is not None and fresh.error is None and isinstance(fresh.data, Mapping):
-                # The socket hands this over where the answer arrived: every event before it
-                # in the buffer came earlier and is in the snapshot; those after it are newer
-                # and apply on top. (Re-applying the held ones could be stale: more of them may
-                # have been dropped meanwhile.)
-                self._since_loss = None
-                self._gap = False
+                # Handed over where the answer arrived: events before it are in the snapshot,
+                # those after it are newer and apply on top. (Re-applying the held ones could
+                # be stale: more of them may have been dropped meanwhile.)
+                holds.since_loss, holds.gap = None, False
                 self._load(fresh.data, "events dropped by the socket buffer")
             elif fresh is not None:
                 self._spawn_resync("the socket's resync failed")
@@ -517,10 +502,7 @@ class AccountState(_Queries):
         self, snapshot: Mapping[str, Any], why: str, after: list[Any] | None = None
     ) -> list[Change]:
         """Rebuild from ``snapshot``, then apply ``after``: events the dispatcher already saw
-        that may be newer than the snapshot (the socket announces a reconnect only after
-        replaying ``user/syncrequest``, so events sent after that snapshot can be dispatched
-        before it). Events the snapshot already reflects change nothing when applied again:
-        each carries a whole entity, and the last one of each entity is the snapshot's."""
+        that may be newer than the snapshot (see :class:`_Holds`)."""
         state_before = self.store.dump() if after else None
         changes = self.store.load(snapshot)
         if after:
@@ -529,7 +511,7 @@ class AccountState(_Queries):
             assert state_before is not None
             changes = difference(state_before, self.store.dump())
         self.resyncs += 1
-        self.live = not self._gap
+        self.live = not self._holds.gap
         logger.info(
             "account state rebuilt from a fresh snapshot (%s): %d change(s)", why, len(changes)
         )
@@ -553,31 +535,18 @@ class AccountState(_Queries):
         emits) the differences."""
         if self.finished:
             raise SessionClosedError("the account state is closed")
-        # The answer reaches this task some time after the dispatcher went past it: events it
-        # handled meanwhile are newer than the snapshot and are applied again on top of it
-        # (those older than the snapshot change nothing: each carries a whole entity).
-        recording = _Recording(self._gaps)
-        self._recordings.append(recording)
-        try:
+        with self._holds.recording() as recording:
             snapshot = await self._ws.request(_SYNC, json=self._sync_body, idempotent=True)
-        finally:
-            self._recordings.remove(recording)
         if not isinstance(snapshot, Mapping):
             raise TradovateError("user/syncrequest answer is not an object")
-        if recording.events is None:
-            self._gap = True  # events after the answer are lost: hold still until the next
+        if not self._holds.answered(recording):
             self._spawn_resync("too many events while a snapshot was taken")
-            return self._load(snapshot, why)
-        if self._gaps == recording.gaps:
-            # Asked after every gap seen so far was dropped: the snapshot covers them. (A gap
-            # seen meanwhile may have been dropped after the answer: the next snapshot heals.)
-            self._gap = False
         return self._load(snapshot, why, recording.events)
 
 
 class _Recording:
     """``props`` events handled while a :meth:`AccountState.resync` waits for its snapshot
-    (``events`` is None once more than ``_MAX_HELD`` came)."""
+    (``events`` is None once more than ``_MAX_HELD`` came), and the gaps seen before."""
 
     __slots__ = ("events", "gaps")
 
@@ -585,11 +554,67 @@ class _Recording:
         self.gaps = gaps
         self.events: list[Any] | None = []
 
-    def add(self, data: Any) -> None:
-        if self.events is not None:
-            self.events.append(data)
-            if len(self.events) > _MAX_HELD:
-                self.events = None
+
+class _Holds:
+    """What the dispatcher keeps for the next rebuild, and whether it may apply events now.
+
+    * ``since_loss``: events since a lost connection. The socket announces a reconnect only
+      after replaying ``user/syncrequest``, so events sent after that snapshot can be
+      dispatched before it: they are applied again on top of it. Events the snapshot already
+      reflects change nothing when applied again: each carries a whole entity, and the last
+      one of each entity is the snapshot's;
+    * ``gap``: the socket dropped ``props`` events and no snapshot since covers them: events
+      are not applied over the gap (the coming snapshot covers those that arrived before it);
+    * recordings: events handled while a ``resync()`` waits for its answer, which reaches that
+      task some time after the dispatcher went past it: those are applied again on top of it
+      (the ones older than the snapshot change nothing: each carries a whole entity).
+    """
+
+    __slots__ = ("gap", "gaps", "recordings", "since_loss")
+
+    def __init__(self) -> None:
+        self.since_loss: list[Any] | None = None
+        self.gap = False
+        self.gaps = 0  # gaps seen so far (a resync heals only those before its request)
+        self.recordings: list[_Recording] = []
+
+    def props(self, data: Any) -> bool:
+        """Hold one ``props`` event; False when more came since the loss than are held."""
+        for recording in self.recordings:
+            if recording.events is not None:
+                recording.events.append(data)
+                if len(recording.events) > _MAX_HELD:
+                    recording.events = None
+        if self.since_loss is not None:
+            self.since_loss.append(data)
+            if len(self.since_loss) > _MAX_HELD:
+                self.since_loss = None
+                return False
+        return True
+
+    def dropped(self) -> None:
+        self.gap = True
+        self.gaps += 1
+
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[_Recording]:
+        recording = _Recording(self.gaps)
+        self.recordings.append(recording)
+        try:
+            yield recording
+        finally:
+            self.recordings.remove(recording)
+
+    def answered(self, recording: _Recording) -> bool:
+        """A resync's answer came: whether the events after it are all held."""
+        if recording.events is None:
+            self.gap = True  # events after the answer are lost: hold still until the next
+            return False
+        if self.gaps == recording.gaps:
+            # Asked after every gap seen so far was dropped: the snapshot covers them. (A gap
+            # seen meanwhile may have been dropped after the answer: the next snapshot heals.)
+            self.gap = False
+        return True
 
 
 def _mark_price(quote: Quote) -> float | None:
