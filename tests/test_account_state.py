@@ -13,7 +13,9 @@ from tests.conftest import SIM_USER
 from tradovate_async import Backoff, TradovateSession
 from tradovate_async._account_state import AccountState, open_pnl
 from tradovate_async._entity_store import Change, EntityStore, typed_decoder
-from tradovate_async.sim import SimulatedTradovate
+from tradovate_async._event_buffer import EVENT_OVERFLOW, EVENT_RESYNCED, Overflow
+from tradovate_async._ws_types import ReplayResult
+from tradovate_async.sim import Fault, SimulatedTradovate
 
 FAST: dict[str, Any] = {
     "heartbeat_interval": 0.2,
@@ -200,6 +202,61 @@ async def test_wait_for_an_order_to_fill_and_changes_coalesce(sim: SimulatedTrad
         stream.aclose()
 
 
+async def test_events_after_a_gap_wait_for_the_snapshot(sim: SimulatedTradovate) -> None:
+    """Issue 13: props after a dropped backlog were applied over the gap, so the mirror showed
+    a state that never existed (here: the fill of an order it still held as working, whose
+    ``Filled`` update was dropped) and ``wait_for`` could see it before the fresh snapshot came.
+    The mirror now holds its last whole state until the snapshot, which covers them."""
+    order = {"id": 5, "accountId": ACCOUNT, "ordStatus": "Working", "action": "Buy"}
+    fill = {"id": 9, "accountId": ACCOUNT, "orderId": 5, "qty": 1}
+    async with (
+        TradovateSession(sim.config()) as session,
+        session.account_state(**FAST) as state,
+    ):
+        await sim.push_props(USER, [("order", "Created", order)])
+        await state.wait_for(lambda s: s.order(5) is not None, timeout=10)
+        whole = state.store.dump()
+        # what the socket hands over when it dropped the order's update: the gap, then a newer
+        # event, then the fresh snapshot (as the socket delivers them; no await in between,
+        # so the dispatcher of the real socket adds nothing)
+        state.handle_event(EVENT_OVERFLOW, Overflow({"props": 1}, ("props",)))
+        state.handle_event("props", {"entityType": "fill", "eventType": "Created", "entity": fill})
+        assert not state.live
+        assert state.store.dump() == whole, "nothing applied over the gap"
+        assert state.fills(5) == []
+        snapshot = await session.post("user/syncrequest", json={"users": [session.token.user_id]})
+        snapshot["orders"] = [o for o in snapshot["orders"] if o["id"] != 5]
+        snapshot["orders"].append(order | {"ordStatus": "Filled"})
+        snapshot["fills"] = [*snapshot.get("fills", []), fill]
+        (sync,) = state._ws.subscriptions
+        state.handle_event(EVENT_RESYNCED, (ReplayResult(sync, snapshot),))
+        assert state.live and state.resyncs == 1
+        assert state.order(5)["ordStatus"] == "Filled"
+        assert [f["id"] for f in state.fills(5)] == [9]
+        # and events apply again from here on
+        state.handle_event("props", {"entityType": "fill", "eventType": "Deleted", "entity": fill})
+        assert state.fills(5) == []
+
+
+async def test_events_handled_while_a_resync_waits_are_kept(sim: SimulatedTradovate) -> None:
+    """``resync()`` gets its snapshot some time after the dispatcher went past the answer:
+    events handled meanwhile are applied again on top of it, not wiped by it."""
+    async with (
+        TradovateSession(sim.config()) as session,
+        session.account_state(**FAST) as state,
+    ):
+        sim.inject("user/syncrequest", Fault.delay(1.0), transport="ws")
+        newer = {"id": 77, "accountId": ACCOUNT, "ordStatus": "Working", "action": "Sell"}
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(state.resync)
+            await anyio.wait_all_tasks_blocked()  # the request is out, its answer delayed
+            state.handle_event(
+                "props", {"entityType": "order", "eventType": "Created", "entity": newer}
+            )
+        assert state.resyncs == 1
+        assert state.order(77) is not None, "the event handled during the resync survived it"
+
+
 # -- P&L ----------------------------------------------------------------------------------
 
 
@@ -283,11 +340,6 @@ def test_store_changes_and_snapshot_differences() -> None:
     assert isinstance(diff[0], Change)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known race, about 1 run in 7 under load: after a props overflow the rebuilt mirror "
-    "can differ from a fresh snapshot (contract/order/orderVersion entries); open in issue 13",
-)
 async def test_props_dropped_by_the_socket_buffer_rebuild_the_mirror(
     sim: SimulatedTradovate,
 ) -> None:

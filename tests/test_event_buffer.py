@@ -8,7 +8,7 @@ from typing import Any
 import anyio
 import pytest
 
-from tradovate_async._event_buffer import EVENT_OVERFLOW, EventBuffer, Overflow
+from tradovate_async._event_buffer import EVENT_OVERFLOW, EVENT_RESYNCED, EventBuffer, Overflow
 from tradovate_async._ws_codec import Event
 
 
@@ -126,6 +126,33 @@ def test_mixed_order_is_kept() -> None:
     assert kinds == ["props", "md"] * 10
 
 
+def test_events_dropped_after_an_unread_snapshot_are_marked_after_it() -> None:
+    """A ``resynced`` snapshot covers what was dropped before it (its answer came later), not
+    what was dropped after it: the marker that tells a consumer it has a gap again must come
+    after the snapshot, else the consumer rebuilds from it and believes itself whole."""
+    snapshot = Event(EVENT_RESYNCED, ("snapshot",))
+    buffer = EventBuffer(4)
+    for event in (props(0), snapshot, props(1), props(2), props(3)):
+        buffer.put(event)  # the fifth put makes room: 0, 1 and 2 are dropped
+    assert buffer.take_resync() == {"props"}
+    events = list(buffer)
+    assert [e.kind for e in events] == [EVENT_RESYNCED, EVENT_OVERFLOW, "props"]
+    assert events[1].data.dropped == {"props": 3}
+    assert events[2].data["entity"]["id"] == 3
+
+
+def test_events_dropped_only_before_the_snapshot_are_marked_before_it() -> None:
+    buffer = EventBuffer(4)
+    buffer.put(props(0))
+    buffer.put(Event(EVENT_OVERFLOW, Overflow({"props": 5}, ("props",))))
+    buffer.put(props(1))
+    buffer.put(Event(EVENT_RESYNCED, ("snapshot",)))
+    buffer.put(quote(1, 0))  # makes room: the props before the snapshot go
+    events = list(buffer)
+    assert [e.kind for e in events] == [EVENT_OVERFLOW, EVENT_RESYNCED, "md"]
+    assert events[0].data.dropped == {"props": 7}
+
+
 def test_get_on_empty_raises() -> None:
     buffer = EventBuffer(4)
     with pytest.raises(IndexError):
@@ -140,7 +167,6 @@ def test_get_on_empty_raises() -> None:
 async def test_props_flood_with_no_consumer_stays_bounded_and_resyncs() -> None:
     from tests.test_ws import FAST
     from tradovate_async import TradovateSession
-    from tradovate_async._event_buffer import EVENT_RESYNCED
     from tradovate_async.sim import SimulatedTradovate
 
     async with SimulatedTradovate() as sim:

@@ -240,6 +240,44 @@ async def test_chart_stitches_across_two_reconnects(fast_sim: SimulatedTradovate
         await _close(session, md)
 
 
+async def test_chart_refetch_after_a_long_outage_takes_pages(fast_sim: SimulatedTradovate) -> None:
+    """The server caps one getChart answer (here at 20 bars): an outage of about 60 market
+    minutes takes several pages (``closestTimestamp`` = the oldest bar so far), and the
+    consumer sees one series, in time order, with no gap and no bar twice."""
+    fast_sim._market.max_history = 20
+    session, md = await _open(fast_sim)
+    try:
+        new_times: list[float] = []
+        with anyio.fail_after(30):
+            async with md.chart("ESZ6", bars=Minute(1), history=10) as chart:
+                async for update in chart:
+                    if update.new:
+                        new_times.append(update.bar.timestamp.timestamp())
+                    if len(new_times) == 15 and chart.resyncs == 0:
+                        requests = fast_sim.count("md/getChart")
+                        generation = md.websocket.generation
+                        fast_sim.authorize_delay = 0.5  # the socket stays down meanwhile
+                        fast_sim.drop_sockets("md")
+                        fast_sim.advance_clock(6)  # 60 market minutes pass while it is down
+                        await md.websocket.wait_connected(after=generation)
+                        fast_sim.authorize_delay = 0.0
+                    if chart.resyncs == 1 and not chart.loading and len(new_times) >= 90:
+                        break
+                bars = list(chart.series.bars)
+        assert new_times == sorted(set(new_times)), "each bar new once, in time order"
+        steps = {b - a for a, b in zip(new_times, new_times[1:], strict=False)}
+        assert steps == {60.0}, f"gaps in what the consumer saw: {sorted(steps)}"
+        _check_continuous(bars, 60.0)
+        for bar in bars[:-1]:
+            assert bar == _sim_bar(fast_sim, "ESZ6", bar.timestamp.timestamp(), 60)
+        assert fast_sim.count("md/getChart") - requests >= 3, "the refetch took several pages"
+        # every page's own subscription was cancelled once its history had come
+        (conn,) = fast_sim.ws_connections("md")
+        assert len([s for s in conn.subscriptions if s[0] == "md/getChart"]) == 0
+    finally:
+        await _close(session, md)
+
+
 @pytest.mark.parametrize("cancel_by", ["realtime", "historical"])
 async def test_closing_a_chart_cancels_it_whichever_id_the_server_wants(cancel_by: str) -> None:
     async with SimulatedTradovate(
@@ -281,6 +319,34 @@ async def test_tick_chart_history_then_live_across_a_reconnect(
         assert ids == list(range(ids[0], ids[0] + len(ids)))
         second = ids[-1]
         assert fast_sim.price("ESZ6", second) > 0
+    finally:
+        await _close(session, md)
+
+
+async def test_tick_chart_refetch_after_a_long_outage_takes_pages(
+    fast_sim: SimulatedTradovate,
+) -> None:
+    """Ticks too: an outage of about 3,600 trades against answers of at most 500 (the
+    simulator's cap without ``asMuchAsElements``) is filled page by page, every id once."""
+    session, md = await _open(fast_sim)
+    try:
+        ids: list[int] = []
+        with anyio.fail_after(30):
+            async with md.ticks("ESZ6", history=50) as ticks:
+                async for tick in ticks:
+                    ids.append(tick.id)
+                    if len(ids) == 100:
+                        requests = fast_sim.count("md/getChart")
+                        generation = md.websocket.generation
+                        fast_sim.authorize_delay = 0.5  # the socket stays down meanwhile
+                        fast_sim.drop_sockets("md")
+                        fast_sim.advance_clock(6)  # an hour of one trade a second
+                        await md.websocket.wait_connected(after=generation)
+                        fast_sim.authorize_delay = 0.0
+                    if ticks.resyncs == 1 and not ticks.series.loading and len(ids) >= 4_000:
+                        break
+        assert ids == list(range(ids[0], ids[0] + len(ids))), "consecutive ids, none twice"
+        assert fast_sim.count("md/getChart") - requests >= 8, "the refetch took several pages"
     finally:
         await _close(session, md)
 
@@ -392,6 +458,43 @@ def test_series_orders_history_pages_and_holds_live_bars_until_the_end_of_histor
     out = list(series.take_all())
     assert [(u.bar.close, u.new, u.resynced) for u in out] == [(6.25, False, True), (7, True, True)]
     assert [b.close for b in series.bars] == [1, 2, 3, 5, 6.25, 7]
+
+
+def test_a_held_refetch_merges_its_pages_in_time_order_once_released() -> None:
+    series = BarSeries()
+    series.begin(1, 2, resync=False)
+    t = 1_800_000_000
+    series.feed({"id": 1, "bars": [_wire_bar(t, 1)]})
+    series.feed({"id": 1, "eoh": True})
+    assert [u.bar.close for u in series.take_all()] == [1]
+    # the refetch: its first answer is capped (the newest bars only), live bars keep coming
+    token = series.begin(3, 4, resync=True, hold=True)
+    series.feed({"id": 3, "bars": [_wire_bar(t + 180, 4), _wire_bar(t + 240, 5)]})
+    series.feed({"id": 4, "bars": [_wire_bar(t + 300, 6)]})
+    series.feed({"id": 3, "eoh": True})
+    assert series.history_ready and series.loading
+    assert series.oldest_held == _stamp(t + 180)
+    # a page of older bars (up to the oldest so far), its live bars ignored
+    series.add_page(5, 6)
+    assert not series.history_ready
+    series.feed({"id": 5, "bars": [_wire_bar(t, 1), _wire_bar(t + 60, 2), _wire_bar(t + 120, 3)]})
+    series.feed({"id": 6, "bars": [_wire_bar(t + 300, 99)]})
+    assert series.take() is None, "nothing until released"
+    series.feed({"id": 5, "eoh": True})
+    assert series.history_ready and series.oldest_held == _stamp(t)
+    assert series.current(token)
+    series.release()
+    out = list(series.take_all())
+    assert [(u.bar.close, u.new) for u in out] == [
+        (2, True),
+        (3, True),
+        (4, True),
+        (5, True),
+        (6, True),
+    ]
+    assert not series.loading
+    series.begin(7, 8, resync=True)  # a newer refetch: the older one's token is outdated
+    assert not series.current(token)
 
 
 def test_undelivered_updates_of_one_bar_coalesce() -> None:

@@ -432,6 +432,31 @@ def test_a_props_backlog_is_dropped_marked_and_resynchronised() -> None:
     assert core.subscriptions[sub] == {"snapshot": 2}
 
 
+def test_a_resync_answer_is_delivered_where_it_stands_in_its_frame() -> None:
+    """A frame may carry the fresh snapshot's answer and newer events after it: ``resynced``
+    goes between them, so that a consumer rebuilding from it applies those events on top of
+    the snapshot instead of before it (where the rebuild would wipe them)."""
+    driver = started(event_buffer=4)
+    core = driver.core
+    sub = Subscription("user/syncrequest", '{"users":[1]}')
+    submit(core, "user/syncrequest", None, {"users": [1]}, 1.0, subscription=sub)
+    (_, rid, _, _) = driver.request_frame(driver.take_sent(1.0)[0])
+    driver.answer(rid, 200, {"snapshot": 1}, 1.1)
+    for n in range(6):  # nobody reads: the backlog is dropped, a resync goes out
+        core.receive("a" + json.dumps([{"e": "props", "d": {"n": n}}]), 2.0)
+    (resync,) = driver.take_sent(2.0)
+    list(core.events)  # the consumer catches up
+    items = [
+        {"e": "props", "d": {"n": 6}},
+        {"i": driver.request_frame(resync)[1], "s": 200, "d": {"snapshot": 2}},
+        {"e": "props", "d": {"n": 7}},
+    ]
+    core.receive("a" + json.dumps(items), 3.0)
+    events = list(core.events)
+    assert [e.kind for e in events] == ["props", EVENT_RESYNCED, "props"]
+    assert [events[0].data["n"], events[2].data["n"]] == [6, 7]
+
+
 def test_malformed_frames_are_counted_and_ignored() -> None:
     driver = started()
     driver.core.receive("a[not json", 1.0)

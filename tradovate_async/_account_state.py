@@ -12,6 +12,11 @@ Why it is built this way:
   (the socket replays ``user/syncrequest``) and emits the difference as changes
   (``Change.resync``). ``await state.resync()`` does the same on demand, and so does the
   dispatcher if the socket ever reports dropped events.
+* **It never shows a state with a hole in it.** When the socket drops ``props`` events (its
+  buffer overflowed), events after the gap are not applied over the gap: the mirror keeps its
+  last whole state (``live`` is False) until the fresh snapshot comes, which covers every
+  event that arrived before it. A predicate of :meth:`AccountState.wait_for` therefore never
+  sees some entities newer than the gap and others missing their changes.
 * **Changes never pile up.** ``state.changes()`` keeps at most one pending change per entity
   (a newer version supersedes the older one; created-then-deleted cancels out), so a slow
   consumer costs memory bounded by the number of entities and still ends up with the truth.
@@ -26,9 +31,10 @@ Why it is built this way:
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import math
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self
 
@@ -177,7 +183,7 @@ class AccountState:
         #: False between a lost connection and the snapshot of the next one.
         self.live = False
         self.resyncs = 0
-        self._since_loss: list[Any] | None = None
+        self._holds = _Holds()
 
     def __repr__(self) -> str:
         return (
@@ -450,44 +456,44 @@ class AccountState:
             logger.exception("account state: handling a %s event failed", kind)
 
     def _on_event(self, kind: str, data: Any) -> None:
+        holds = self._holds
         if kind == "props":
-            if self._since_loss is not None:
-                self._since_loss.append(data)
-                if len(self._since_loss) > _MAX_HELD:
-                    self._since_loss = None
-                    self._spawn_resync("too many events before the reconnect settled")
+            if not holds.props(data):
+                self._spawn_resync("too many events before the reconnect settled")
+            if holds.gap:
+                return  # not over a gap: the coming snapshot covers this event
             self._publish(self.store.apply(data, want_changes=bool(self._streams)))
             if self._md is not None and data.get("entityType") == "position":
                 self._track_positions()
         elif kind == EVENT_RECONNECTED and isinstance(data, Reconnected):
-            held, self._since_loss = self._since_loss or [], None
+            held, holds.since_loss = holds.since_loss or [], None
             fresh = next((r for r in data.replayed if r.subscription.endpoint == _SYNC), None)
             if fresh is not None and fresh.error is None and isinstance(fresh.data, Mapping):
+                holds.gap = False  # taken on the new connection, after anything dropped
                 self._load(fresh.data, "reconnected", held)
             else:
                 self._spawn_resync("reconnected without a fresh snapshot")
         elif kind == EVENT_DISCONNECTED:
             self.live = False
-            self._since_loss = []
+            holds.since_loss = []
             self._notify()
         elif kind == EVENT_OVERFLOW and isinstance(data, Overflow) and data.dropped.get("props"):
-            # The socket dropped props events it could not keep (its overflow policy) and asks
-            # for a fresh snapshot, which comes as a ``resynced`` event.
+            # props the socket could not keep (its overflow policy); a ``resynced`` snapshot follows
             logger.warning(
                 "account state: %d props event(s) dropped; resyncing", data.dropped["props"]
             )
             self.live = False
+            holds.dropped()
             if "props" not in data.resync:
                 self._spawn_resync("props events dropped")
             self._notify()
         elif kind == EVENT_RESYNCED and isinstance(data, tuple):
             fresh = next((r for r in data if r.subscription.endpoint == _SYNC), None)
             if fresh is not None and fresh.error is None and isinstance(fresh.data, Mapping):
-                # The socket hands this over where the answer arrived: every event before it
-                # in the buffer came earlier and is in the snapshot; those after it are newer
-                # and apply on top. (Re-applying the held ones could be stale: more of them may
-                # have been dropped meanwhile.)
-                self._since_loss = None
+                # Handed over where the answer arrived: events before it are in the snapshot,
+                # those after it are newer and apply on top. (Re-applying the held ones could
+                # be stale: more of them may have been dropped meanwhile.)
+                holds.since_loss, holds.gap = None, False
                 self._load(fresh.data, "events dropped by the socket buffer")
             elif fresh is not None:
                 self._spawn_resync("the socket's resync failed")
@@ -496,10 +502,7 @@ class AccountState:
         self, snapshot: Mapping[str, Any], why: str, after: list[Any] | None = None
     ) -> list[Change]:
         """Rebuild from ``snapshot``, then apply ``after``: events the dispatcher already saw
-        that may be newer than the snapshot (the socket announces a reconnect only after
-        replaying ``user/syncrequest``, so events sent after that snapshot can be dispatched
-        before it). Events the snapshot already reflects change nothing when applied again:
-        each carries a whole entity, and the last one of each entity is the snapshot's."""
+        that may be newer than the snapshot (see :class:`_Holds`)."""
         state_before = self.store.dump() if after else None
         changes = self.store.load(snapshot)
         if after:
@@ -508,7 +511,7 @@ class AccountState:
             assert state_before is not None
             changes = difference(state_before, self.store.dump())
         self.resyncs += 1
-        self.live = True
+        self.live = not self._holds.gap
         logger.info(
             "account state rebuilt from a fresh snapshot (%s): %d change(s)", why, len(changes)
         )
@@ -532,10 +535,86 @@ class AccountState:
         emits) the differences."""
         if self.finished:
             raise SessionClosedError("the account state is closed")
-        snapshot = await self._ws.request(_SYNC, json=self._sync_body, idempotent=True)
+        with self._holds.recording() as recording:
+            snapshot = await self._ws.request(_SYNC, json=self._sync_body, idempotent=True)
         if not isinstance(snapshot, Mapping):
             raise TradovateError("user/syncrequest answer is not an object")
-        return self._load(snapshot, why)
+        if not self._holds.answered(recording):
+            self._spawn_resync("too many events while a snapshot was taken")
+        return self._load(snapshot, why, recording.events)
+
+
+class _Recording:
+    """``props`` events handled while a :meth:`AccountState.resync` waits for its snapshot
+    (``events`` is None once more than ``_MAX_HELD`` came), and the gaps seen before."""
+
+    __slots__ = ("events", "gaps")
+
+    def __init__(self, gaps: int) -> None:
+        self.gaps = gaps
+        self.events: list[Any] | None = []
+
+
+class _Holds:
+    """What the dispatcher keeps for the next rebuild, and whether it may apply events now.
+
+    * ``since_loss``: events since a lost connection. The socket announces a reconnect only
+      after replaying ``user/syncrequest``, so events sent after that snapshot can be
+      dispatched before it: they are applied again on top of it. Events the snapshot already
+      reflects change nothing when applied again: each carries a whole entity, and the last
+      one of each entity is the snapshot's;
+    * ``gap``: the socket dropped ``props`` events and no snapshot since covers them: events
+      are not applied over the gap (the coming snapshot covers those that arrived before it);
+    * recordings: events handled while a ``resync()`` waits for its answer, which reaches that
+      task some time after the dispatcher went past it: those are applied again on top of it
+      (the ones older than the snapshot change nothing: each carries a whole entity).
+    """
+
+    __slots__ = ("gap", "gaps", "recordings", "since_loss")
+
+    def __init__(self) -> None:
+        self.since_loss: list[Any] | None = None
+        self.gap = False
+        self.gaps = 0  # gaps seen so far (a resync heals only those before its request)
+        self.recordings: list[_Recording] = []
+
+    def props(self, data: Any) -> bool:
+        """Hold one ``props`` event; False when more came since the loss than are held."""
+        for recording in self.recordings:
+            if recording.events is not None:
+                recording.events.append(data)
+                if len(recording.events) > _MAX_HELD:
+                    recording.events = None
+        if self.since_loss is not None:
+            self.since_loss.append(data)
+            if len(self.since_loss) > _MAX_HELD:
+                self.since_loss = None
+                return False
+        return True
+
+    def dropped(self) -> None:
+        self.gap = True
+        self.gaps += 1
+
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[_Recording]:
+        recording = _Recording(self.gaps)
+        self.recordings.append(recording)
+        try:
+            yield recording
+        finally:
+            self.recordings.remove(recording)
+
+    def answered(self, recording: _Recording) -> bool:
+        """A resync's answer came: whether the events after it are all held."""
+        if recording.events is None:
+            self.gap = True  # events after the answer are lost: hold still until the next
+            return False
+        if self.gaps == recording.gaps:
+            # Asked after every gap seen so far was dropped: the snapshot covers them. (A gap
+            # seen meanwhile may have been dropped after the answer: the next snapshot heals.)
+            self.gap = False
+        return True
 
 
 def _mark_price(quote: Quote) -> float | None:

@@ -16,7 +16,12 @@ again and again until the next one starts (``francis2/api`` ``MarketData.md``;
   only if the bar changed; an identical bar is not delivered twice;
 * after a reconnect (or lost events) the caller asks for history again from the last bar held
   and calls :meth:`BarSeries.begin` with the new ids and ``resync=True``: packets of the old
-  ids are ignored from then on, and the refetched bars merge in by timestamp.
+  ids are ignored from then on, and the refetched bars merge in by timestamp;
+* the server caps one answer, so after a long outage the refetch takes pages: ``begin(...,
+  hold=True)`` keeps the history at its end marker, :meth:`BarSeries.add_page` adds the ids
+  of each further ``md/getChart`` (older bars, up to the oldest held so far), and
+  :meth:`BarSeries.release` merges everything at once, sorted, then the live bars that
+  waited. The consumer sees the outage filled in time order, never a gap that closes later.
 
 Undelivered updates coalesce per timestamp (a newer version of a bar supersedes the older
 one), so a slow consumer costs at most one pending entry per bar held and nothing is dropped.
@@ -44,17 +49,65 @@ logger = logging.getLogger(__name__)
 
 class _Request:
     """The ids of the current ``md/getChart`` and what arrived for it before its history
-    ended."""
+    ended (``history``: decoded bars or ticks, of every page; ``live``: raw packets)."""
 
-    __slots__ = ("historical_id", "history", "live", "loading", "realtime_id", "resync")
+    __slots__ = (
+        "ended",
+        "historical_id",
+        "history",
+        "hold",
+        "live",
+        "loading",
+        "pages",
+        "realtime_id",
+        "resync",
+        "silenced",
+    )
 
-    def __init__(self, historical_id: int | None, realtime_id: int | None, resync: bool) -> None:
+    def __init__(
+        self, historical_id: int | None, realtime_id: int | None, resync: bool, hold: bool = False
+    ) -> None:
         self.historical_id = historical_id
         self.realtime_id = realtime_id
         self.resync = resync
         self.loading = historical_id is not None
         self.history: list[Any] = []
         self.live: list[Any] = []
+        #: history is kept at its end marker until ``release`` (a refetch taking pages)
+        self.hold = hold
+        #: the end marker of the main request came
+        self.ended = False
+        #: historical ids of further pages whose end marker has not come yet
+        self.pages: set[int] = set()
+        #: realtime ids of further pages: their live bars are the main request's again
+        self.silenced: set[int] = set()
+
+    def owns(self, chart_id: Any) -> bool:
+        return (
+            chart_id == self.historical_id
+            or chart_id == self.realtime_id
+            or chart_id in self.pages
+            or chart_id in self.silenced
+        )
+
+    def history_ready(self) -> bool:
+        return self.ended and not self.pages
+
+    def add_page(self, historical_id: int | None, realtime_id: int | None) -> None:
+        if historical_id is not None:
+            self.pages.add(historical_id)
+        if realtime_id is not None:
+            self.silenced.add(realtime_id)
+
+    def page_packet(self, packet: Mapping[str, Any], chart_id: Any) -> bool:
+        """Handle a packet of a further page or of its realtime id; False if not one."""
+        if chart_id in self.silenced:
+            return True
+        if chart_id not in self.pages:
+            return False
+        if packet.get("eoh"):
+            self.pages.discard(chart_id)
+        return True
 
 
 class BarSeries:
@@ -90,30 +143,70 @@ class BarSeries:
 
     # -- input ------------------------------------------------------------------------------
 
-    def begin(self, historical_id: int | None, realtime_id: int | None, *, resync: bool) -> None:
-        """A new ``md/getChart`` answer: packets of earlier ids are ignored from now on."""
-        self._request = _Request(historical_id, realtime_id, resync)
+    def begin(
+        self,
+        historical_id: int | None,
+        realtime_id: int | None,
+        *,
+        resync: bool,
+        hold: bool = False,
+    ) -> object:
+        """A new ``md/getChart`` answer: packets of earlier ids are ignored from now on. With
+        ``hold``, its history waits for :meth:`release` (pages may follow). Returns a token
+        for :meth:`current`."""
+        self._request = _Request(historical_id, realtime_id, resync, hold)
         self.requests += 1
         if resync:
             self.resyncs += 1
+        return self._request
+
+    def current(self, token: object) -> bool:
+        """Whether ``token`` (from :meth:`begin`) is still the current request."""
+        return token is self._request
 
     def owns(self, chart_id: int) -> bool:
+        return self._request.owns(chart_id)
+
+    def add_page(self, historical_id: int | None, realtime_id: int | None) -> None:
+        """A further ``md/getChart`` answer of the current (held) refetch: its history joins
+        the held one; its live bars are ignored (the main request's carry them)."""
+        self._request.add_page(historical_id, realtime_id)
+
+    @property
+    def history_ready(self) -> bool:
+        """The held history ended, for the main request and every page asked for."""
+        return self._request.history_ready()
+
+    @property
+    def oldest_held(self) -> dt.datetime | None:
+        """The oldest bar of the held history (None if it has none)."""
+        history = self._request.history
+        return min((bar.timestamp for bar in history), default=None)
+
+    def release(self) -> None:
+        """Merge the held history (all pages) and the live bars that waited for it."""
         request = self._request
-        return chart_id == request.historical_id or chart_id == request.realtime_id
+        request.hold = False
+        if request.ended and request.loading:
+            self._end_history(request)
 
     def feed(self, packet: Mapping[str, Any]) -> bool:
         """One element of a ``chart`` event's ``charts``; returns whether it was ours."""
         request = self._request
         chart_id = packet.get("id")
-        if chart_id is None or not (
-            chart_id == request.historical_id or chart_id == request.realtime_id
-        ):
+        if chart_id is None or not request.owns(chart_id):
             return False
+        if request.page_packet(packet, chart_id):
+            if not packet.get("eoh"):
+                request.history += self._decode(packet.get("bars"))
+            return True
         if chart_id == request.historical_id and request.loading:
-            if packet.get("eoh"):
-                self._end_history(request)
+            if not packet.get("eoh"):
+                request.history += self._decode(packet.get("bars"))
+            elif request.hold:
+                request.ended = True
             else:
-                request.history.append(packet.get("bars"))
+                self._end_history(request)
             return True
         if packet.get("eoh"):
             return True
@@ -136,7 +229,8 @@ class BarSeries:
 
     def _end_history(self, request: _Request) -> None:
         request.loading = False
-        bars = [bar for raw in request.history for bar in self._decode(raw)]
+        request.ended = True
+        bars: list[Bar] = request.history
         bars.sort(key=lambda b: b.timestamp)
         for bar in bars:
             self._merge(bar, historical=True, resynced=request.resync)
@@ -211,31 +305,70 @@ class TickSeries:
     def loading(self) -> bool:
         return self._request.loading
 
-    def begin(self, historical_id: int | None, realtime_id: int | None, *, resync: bool) -> None:
-        self._request = _Request(historical_id, realtime_id, resync)
+    def begin(
+        self,
+        historical_id: int | None,
+        realtime_id: int | None,
+        *,
+        resync: bool,
+        hold: bool = False,
+    ) -> object:
+        """As :meth:`BarSeries.begin`."""
+        self._request = _Request(historical_id, realtime_id, resync, hold)
         self.requests += 1
         if resync:
             self.resyncs += 1
+        return self._request
+
+    def current(self, token: object) -> bool:
+        return token is self._request
 
     def owns(self, chart_id: int) -> bool:
+        return self._request.owns(chart_id)
+
+    def add_page(self, historical_id: int | None, realtime_id: int | None) -> None:
+        self._request.add_page(historical_id, realtime_id)
+
+    @property
+    def history_ready(self) -> bool:
+        return self._request.history_ready()
+
+    @property
+    def oldest_held(self) -> dt.datetime | None:
+        history = self._request.history
+        return min((tick.timestamp for tick in history), default=None)
+
+    def release(self) -> None:
         request = self._request
-        return chart_id == request.historical_id or chart_id == request.realtime_id
+        request.hold = False
+        if request.ended and request.loading:
+            self._end_history(request)
+
+    def _end_history(self, request: _Request) -> None:
+        request.loading = False
+        request.ended = True
+        ticks: list[Tick] = request.history
+        ticks += [t for p in request.live for t in self._decode(p)]
+        request.history = []
+        request.live.clear()
+        self._accept(ticks)
 
     def feed(self, packet: Mapping[str, Any]) -> bool:
         request = self._request
         chart_id = packet.get("id")
-        if chart_id is None or not self.owns(chart_id):
+        if chart_id is None or not request.owns(chart_id):
             return False
+        if request.page_packet(packet, chart_id):
+            if not packet.get("eoh"):
+                request.history += self._decode(packet)
+            return True
         if chart_id == request.historical_id and request.loading:
-            if packet.get("eoh"):
-                request.loading = False
-                ticks = [t for p in request.history for t in self._decode(p)]
-                ticks += [t for p in request.live for t in self._decode(p)]
-                request.history.clear()
-                request.live.clear()
-                self._accept(ticks)
+            if not packet.get("eoh"):
+                request.history += self._decode(packet)
+            elif request.hold:
+                request.ended = True
             else:
-                request.history.append(packet)
+                self._end_history(request)
             return True
         if packet.get("eoh"):
             return True

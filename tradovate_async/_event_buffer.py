@@ -195,8 +195,13 @@ class EventBuffer:
 
     def _drop_backlog(self, events: list[Event]) -> list[Event]:
         """Drop every event that is neither the latest of its key nor the library's own, and
-        mark the gap with one ``overflow`` event where it begins (unread earlier markers merge
-        into it; of several unread ``resynced`` events only the newest is kept)."""
+        mark the gap with one ``overflow`` event (unread earlier markers merge into it; of
+        several unread ``resynced`` events only the newest is kept).
+
+        The marker goes where the gap begins, or, when a kept ``resynced`` event is followed
+        by dropped events, right after it: that snapshot covers what was dropped before it
+        (it arrived later) but not what was dropped after it, so a consumer that rebuilt from
+        it must learn that it has a gap again."""
         dropped: dict[str, int] = {}
         earlier: dict[str, int] = {}
         kept: list[Event] = []
@@ -204,6 +209,7 @@ class EventBuffer:
         last_resynced = max(
             (i for i, e in enumerate(events) if e.kind == EVENT_RESYNCED), default=-1
         )
+        resynced_at = -1  # where the kept ``resynced`` event is in ``kept``
         for index, event in enumerate(events):
             if event.kind == EVENT_OVERFLOW and isinstance(event.data, Overflow):
                 for kind, count in event.data.dropped.items():
@@ -211,13 +217,15 @@ class EventBuffer:
             elif event.kind == EVENT_RESYNCED and index != last_resynced:
                 pass  # superseded by the newer snapshot
             elif event.kind in _NEVER_DROPPED or _superseding_keys(event) is not None:
+                if index == last_resynced:
+                    resynced_at = len(kept)
                 kept.append(event)
                 continue
             else:
                 kind = _drop_kind(event)
                 dropped[kind] = dropped.get(kind, 0) + 1
-            if gap_at is None:
-                gap_at = len(kept)
+            if gap_at is None or gap_at <= resynced_at < len(kept):
+                gap_at = len(kept)  # the first gap after the kept snapshot
         if gap_at is None:
             return events  # only latest quotes and the library's events: they may exceed maxlen
         self.dropped += sum(dropped.values())

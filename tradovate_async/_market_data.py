@@ -21,7 +21,9 @@ Why it is built this way:
   socket after a reconnect. Charts are not: after a reconnect, or when the socket reports
   events dropped by its buffer (``stats.dropped_events`` grew), every chart fetches its history
   again from the last bar it holds and merges it in (``ChartUpdate.resynced`` and a WARNING say
-  so), and every histogram is subscribed again so that the server sends a full refresh.
+  so), in as many pages as the server's cap on one answer makes it take (bounded:
+  :mod:`._md_charts`), and every histogram is subscribed again so that the server sends a full
+  refresh.
 * **Cancelling a chart** sends ``md/cancelChart`` with the ``realtimeId`` (the reference's
   prose, the partner docs) and then with the ``historicalId`` (the reference's parameter
   comment, the official JS tutorial EX-10 and the strategy example): sources disagree, the
@@ -30,7 +32,6 @@ Why it is built this way:
 
 from __future__ import annotations
 
-import collections
 import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -41,8 +42,9 @@ import anyio
 import anyio.abc
 import msgspec
 
-from ._errors import ConnectionLostError, SessionClosedError, TradovateError
+from ._errors import SessionClosedError, TradovateError
 from ._event_buffer import EVENT_OVERFLOW, Overflow
+from ._md_charts import ChartRequests
 from ._md_models import BarSpec, DomSnapshot, Histogram, Minute, Quote, ReplayClock, Ticks
 from ._md_streams import ChartStream, LatestStream, TickStream
 from ._ws import EVENT_DISCONNECTED, EVENT_RECONNECTED, TradovateWebSocket
@@ -61,7 +63,6 @@ _SUBSCRIBE = {
     "dom": "md/subscribeDOM",
     "histogram": "md/subscribeHistogram",
 }
-_ORPHANS = 10_000
 _CONVERT = msgspec.convert  # bound once: the hot path calls it per event
 # The list types, made once: ``list[Quote]`` spelt inline would be a new object per event, and
 # msgspec would build its decoding plan again each time.
@@ -111,11 +112,7 @@ class MarketData:
         self._latest: dict[str, list[LatestStream[Any]]] = {k: [] for k in _SUBSCRIBE}
         self._refs: dict[tuple[str, int], int] = {}
         self._histograms: dict[int, Histogram] = {}
-        self._charts: list[ChartStream | TickStream] = []
-        # chart packets nobody owns yet: ``md/getChart``'s answer and the first packets for its
-        # ids arrive back to back, and the packets may reach the dispatcher before the answer
-        # reaches the requesting task
-        self._orphans: collections.deque[Mapping[str, Any]] = collections.deque(maxlen=_ORPHANS)
+        self._chart_requests = ChartRequests(ws)
         self._clock_listeners: list[ClockListener] = []
         self._task_group: anyio.abc.TaskGroup | None = None
         self._scopes: set[anyio.CancelScope] = set()
@@ -126,7 +123,7 @@ class MarketData:
         self.malformed = 0
 
     def __repr__(self) -> str:
-        return f"MarketData(ws={self._ws!r}, charts={len(self._charts)})"
+        return f"MarketData(ws={self._ws!r}, charts={len(self._chart_requests.charts)})"
 
     @property
     def websocket(self) -> TradovateWebSocket:
@@ -173,8 +170,7 @@ class MarketData:
         for streams in self._latest.values():
             for stream in streams:
                 stream.wake()
-        for chart in self._charts:
-            chart.wake()
+        self._chart_requests.wake_all()
 
     def finish(self, failure: BaseException | None = None) -> None:
         """End every stream (with ``failure`` if given): for a dispatcher run by someone else."""
@@ -301,62 +297,17 @@ class MarketData:
     async def open_chart(self, chart: ChartStream | TickStream) -> None:
         """Request a chart or tick stream and deliver its bars or ticks."""
         self._check_open()
-        self._charts.append(chart)
-        try:
-            await self._request_chart(chart, chart.time_range, resync=False)
-        except BaseException:
-            self._charts.remove(chart)
-            raise
-
-    async def _request_chart(
-        self, chart: ChartStream | TickStream, time_range: dict[str, object], *, resync: bool
-    ) -> None:
-        body = {
-            "symbol": chart.contract_id,
-            "chartDescription": chart.spec.chart_description(),
-            "timeRange": time_range,
-        }
-        while True:
-            try:
-                data = await self._ws.request("md/getChart", json=body, idempotent=True)
-                break
-            except ConnectionLostError:
-                await self._ws.wait_connected()
-        ids = _chart_ids(data)
-        chart.ids = ids
-        chart.series.begin(ids[0], ids[1], resync=resync)
-        orphans = self._orphans
-        if orphans:
-            kept = [p for p in orphans if not chart.series.feed(p)]
-            orphans.clear()
-            orphans.extend(kept)
-        chart.wake()
+        await self._chart_requests.open(chart)
 
     async def close_chart(self, chart: ChartStream | TickStream) -> None:
         """Stop a chart or tick stream and cancel it on the server."""
-        if chart not in self._charts:
-            return
-        self._charts.remove(chart)
-        if not self.finished and self._ws.connected:
-            await self.cancel_chart(*chart.ids)
+        connected = not self.finished and self._ws.connected
+        await self._chart_requests.close(chart, connected=connected)
 
     async def cancel_chart(self, historical_id: int | None, realtime_id: int | None) -> bool:
         """``md/cancelChart`` with the realtime id, then the historical id; True if the server
         accepted either (see the module docstring for why both)."""
-        accepted = False
-        for ident in (realtime_id, historical_id):
-            if ident is None:
-                continue
-            try:
-                await self._ws.request(
-                    "md/cancelChart", json={"subscriptionId": ident}, idempotent=True
-                )
-                accepted = True
-            except TradovateError as exc:
-                logger.debug("md/cancelChart %d refused: %s", ident, exc)
-        if not accepted:
-            logger.warning("md/cancelChart refused both ids %s/%s", realtime_id, historical_id)
-        return accepted
+        return await self._chart_requests.cancel(historical_id, realtime_id)
 
     # -- the dispatcher -------------------------------------------------------------------------
 
@@ -395,7 +346,7 @@ class MarketData:
         if kind == "md":
             self._on_md(data)
         elif kind == "chart":
-            self._on_chart(data)
+            self._chart_requests.on_chart(data)
         elif kind == EVENT_RECONNECTED:
             self._resync("reconnected", refetch_histograms=False)
         elif kind == EVENT_DISCONNECTED:
@@ -461,20 +412,6 @@ class MarketData:
                         update.symbol = symbol
                     stream.put(cid, update)
 
-    def _on_chart(self, data: Any) -> None:
-        packets = data.get("charts") if isinstance(data, Mapping) else None
-        if not isinstance(packets, list):
-            return
-        for packet in packets:
-            if not isinstance(packet, Mapping):
-                continue
-            for chart in self._charts:
-                if chart.series.feed(packet):
-                    chart.wake()
-                    break
-            else:
-                self._orphans.append(packet)
-
     def _on_clock(self, data: Any) -> None:
         try:
             if isinstance(data, str):
@@ -497,7 +434,7 @@ class MarketData:
         task_group = self._task_group
         if task_group is None:
             return
-        for chart in list(self._charts):
+        for chart in list(self._chart_requests.charts):
             logger.warning(
                 "chart %s: %s; fetching history again from %s",
                 chart.symbol,
@@ -505,21 +442,15 @@ class MarketData:
                 chart.series.last_time,
             )
             task_group.start_soon(
-                self._guarded, self._refetch, chart, not why.startswith("reconnected")
+                self._guarded,
+                self._chart_requests.refetch,
+                chart,
+                not why.startswith("reconnected"),
             )
         if refetch_histograms:
             for cid in [c for (kind, c) in self._refs if kind == "histogram"]:
                 logger.warning("histogram %d: %s; subscribing again for a refresh", cid, why)
                 task_group.start_soon(self._guarded, self._resubscribe_histogram, cid)
-
-    async def _refetch(self, chart: ChartStream | TickStream, cancel_old: bool) -> None:
-        try:
-            if cancel_old:
-                await self.cancel_chart(*chart.ids)
-            if chart in self._charts:
-                await self._request_chart(chart, chart.resync_range(), resync=True)
-        except TradovateError as exc:
-            logger.warning("chart %s: refetch failed: %s", chart.symbol, exc)
 
     async def _resubscribe_histogram(self, cid: int) -> None:
         try:
@@ -547,14 +478,3 @@ def _time_range(history: int | None, closest: str | None, as_far_as: str | None)
     if not time_range:
         raise ValueError("md/getChart needs at least one of history, closest, as_far_as")
     return time_range
-
-
-def _chart_ids(data: Any) -> tuple[int | None, int | None]:
-    if not isinstance(data, Mapping):
-        raise TradovateError(f"md/getChart answer is not an object: {data!r}"[:200])
-    hist = data.get("historicalId")
-    real = data.get("realtimeId")
-    return (
-        hist if isinstance(hist, int) else None,
-        real if isinstance(real, int) else None,
-    )

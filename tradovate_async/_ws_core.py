@@ -541,6 +541,8 @@ class SocketConnection:
             else:
                 self.calls.answer(item, now)  # type: ignore[arg-type]
                 answered = True
+                if self._resyncing:  # ``resynced`` where its answer is: newer events follow
+                    self._collect(now)
         if answered:
             self._collect(now)
         if delivered:

@@ -97,6 +97,10 @@ class MarketSim:
         self.cancel_chart_by: CancelBy = cancel_chart_by
         self._ids = itertools.count(101)
         self.cancelled: list[int] = []
+        #: the most bars (or ticks) one ``md/getChart`` answer holds, whatever
+        #: ``asMuchAsElements`` asks: the real server caps an answer too, so a long history
+        #: takes several requests (``closestTimestamp`` = the oldest bar received)
+        self.max_history = _MAX_HISTORY
 
     # -- prices ---------------------------------------------------------------------------------
 
@@ -301,7 +305,7 @@ class MarketSim:
         self, sub: ChartSub, end: int, far: float | None, limit: int | None
     ) -> list[tuple[int, int]]:
         """Completed segments ending at or before ``end``, newest last, at most ``limit``."""
-        cap = min(limit or _MAX_HISTORY, _MAX_HISTORY)
+        cap = min(limit or self.max_history, self.max_history)
         out: list[tuple[int, int]] = []
         if sub.kind == "time":
             stop = end - end % sub.length
@@ -396,7 +400,7 @@ class MarketSim:
     def _tick_history(
         self, sub: ChartSub, end: int, far: float | None, limit: int | None
     ) -> list[str]:
-        count = min(limit or 500, _MAX_HISTORY)
+        count = min(limit or 500, self.max_history)
         first = end - count + 1
         if far is not None:
             first = max(first, int(far))
