@@ -154,7 +154,9 @@ async def test_dom_and_histogram_are_typed_and_histograms_merge(
         with anyio.fail_after(10):
             async with md.histogram("ESZ6") as hists:
                 first = await hists.__anext__()
-                assert first.refresh
+                # The subscription's answer is a refresh; a slow consumer may get it already
+                # merged with the next update (coalesced per contract): whole either way.
+                assert first.items and first.trade_date is not None
                 later = first
                 while later.refresh or later.timestamp <= first.timestamp:
                     later = await hists.__anext__()

@@ -42,12 +42,13 @@ import anyio
 import anyio.abc
 import msgspec
 
-from ._errors import SessionClosedError, TradovateError
+from ._errors import ProtocolError, SessionClosedError, TradovateError
 from ._event_buffer import EVENT_OVERFLOW, Overflow
 from ._md_charts import ChartRequests
 from ._md_models import BarSpec, DomSnapshot, Histogram, Minute, Quote, ReplayClock, Ticks
 from ._md_streams import ChartStream, LatestStream, TickStream
 from ._ws import EVENT_DISCONNECTED, EVENT_RECONNECTED, TradovateWebSocket
+from ._ws_codec import Event, undecoded_data
 
 if TYPE_CHECKING:
     from ._session import TradovateSession
@@ -70,6 +71,36 @@ _LISTS: Final[dict[type[Any], Any]] = {
     model: list[model]  # type: ignore[valid-type]
     for model in (Quote, DomSnapshot, Histogram)
 }
+
+
+#: (stream kind, list in an ``md`` event, model) for the generic route.
+_MD_LISTS: Final = (
+    ("quote", "quotes", Quote),
+    ("dom", "doms", DomSnapshot),
+    ("histogram", "histograms", Histogram),
+)
+
+
+class _WireMd(msgspec.Struct, gc=False):
+    """The ``d`` of an ``md`` event, decoded straight into the models."""
+
+    quotes: list[Quote] | None = None
+    doms: list[DomSnapshot] | None = None
+    histograms: list[Histogram] | None = None
+
+
+_decode_md = msgspec.json.Decoder(_WireMd, strict=False).decode
+
+
+def _typed_md_message(event: Event) -> _WireMd | None:
+    """An ``md`` event's JSON decoded into the models, if nobody decoded it yet and it fits."""
+    raw = undecoded_data(event)
+    if raw is None:
+        return None
+    try:
+        return _decode_md(raw)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
 
 
 def session_resolver(session: TradovateSession) -> Resolver:
@@ -325,12 +356,38 @@ class MarketData:
 
     async def _dispatch(self) -> None:
         try:
-            async for event in self._ws.events():
-                self.handle_event(event.kind, event.data)
+            async for event in self._ws.undecoded_events():
+                if event.kind == "md" and self._typed_md(event):
+                    continue
+                try:
+                    data = event.data
+                except ProtocolError as exc:
+                    self.malformed += 1
+                    logger.warning("ignoring malformed market data: %s", exc)
+                    continue
+                self.handle_event(event.kind, data)
         except TradovateError as exc:
             self._finish(exc)
             return
         self._finish()
+
+    def _typed_md(self, event: Event) -> bool:
+        """Route an ``md`` event decoded straight into the models (the hot path: no dicts in
+        between); ``False`` when it does not fit them, for the generic route to say why."""
+        message = _typed_md_message(event)
+        if message is None:
+            return False
+        try:
+            if message.quotes:
+                self._route_items("quote", message.quotes)
+            if message.doms:
+                self._route_items("dom", message.doms)
+            if message.histograms:
+                self._merge_histograms(message.histograms)
+        except Exception:
+            self.malformed += 1
+            logger.exception("market data: handling an md event failed")
+        return True
 
     def handle_event(self, kind: str, data: Any) -> None:
         """Route one socket event (the dispatcher calls this; so does a replay session, which
@@ -362,15 +419,14 @@ class MarketData:
     def _on_md(self, data: Any) -> None:
         if not isinstance(data, Mapping):
             return
-        quotes = data.get("quotes")
-        if quotes:
-            self._route("quote", quotes, Quote)
-        doms = data.get("doms")
-        if doms:
-            self._route("dom", doms, DomSnapshot)
-        histograms = data.get("histograms")
-        if histograms:
-            self._route_histograms(histograms)
+        for kind, name, model in _MD_LISTS:
+            raw = data.get(name)
+            if raw and (kind == "histogram" or self._latest[kind]):
+                items = self._decode(raw, model)
+                if kind == "histogram":
+                    self._merge_histograms(items)
+                else:
+                    self._route_items(kind, items)
 
     def _decode(self, raw: Any, model: type[Any]) -> list[Any]:
         try:
@@ -380,11 +436,11 @@ class MarketData:
             logger.warning("ignoring malformed market data: %s", exc)
             return []
 
-    def _route(self, kind: str, raw: Any, model: type[Any]) -> None:
+    def _route_items(self, kind: str, items: list[Any]) -> None:
         streams = self._latest[kind]
         if not streams:
             return
-        for item in self._decode(raw, model):
+        for item in items:
             cid = item.contract_id
             for stream in streams:
                 symbol = stream.contract_ids.get(cid)
@@ -393,9 +449,9 @@ class MarketData:
                         item.symbol = symbol
                     stream.put(cid, item)
 
-    def _route_histograms(self, raw: Any) -> None:
+    def _merge_histograms(self, updates: list[Histogram]) -> None:
         streams = self._latest["histogram"]
-        for update in self._decode(raw, Histogram):
+        for update in updates:
             cid = update.contract_id
             held = self._histograms.get(cid)
             if held is not None and not update.refresh:

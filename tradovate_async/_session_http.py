@@ -11,6 +11,7 @@ session's :class:`~tradovate_async._token_keeper.TokenKeeper`. Split out of the 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import ssl
 from collections.abc import Callable, Mapping
@@ -79,6 +80,14 @@ class HttpSettings:
         )
 
 
+@functools.cache
+def default_trust() -> ssl.SSLContext:
+    """httpx's default trust (certifi, verification on), built once per process: loading the
+    CA bundle costs about 20 ms, which every session paid twice (httpx and aiohttp). Nothing
+    changes a context after it is built, so the sessions can share it."""
+    return httpx.create_ssl_context()
+
+
 class SessionHttp:
     """The clients and the call path of one session (see the module notes).
 
@@ -115,6 +124,7 @@ class SessionHttp:
         """Build the clients: ``auth`` signs the httpx client's requests."""
         net = self.settings
         timeouts = net.timeouts
+        context = net.ssl_context if net.ssl_context is not None else default_trust()
         self.client = httpx.AsyncClient(
             base_url=base_url,
             auth=auth,
@@ -122,14 +132,14 @@ class SessionHttp:
             timeout=httpx.Timeout(
                 timeouts.request, connect=timeouts.connect_seconds, pool=timeouts.request
             ),
-            verify=net.ssl_context if net.ssl_context is not None else True,
+            verify=context,
             limits=net.limits,
             event_hooks={"request": [self._on_request], "response": [self._on_response]},
         )
         self._keeper.attach(self.client)
         if net.backend == "aiohttp":
             self._exchanger = AiohttpExchanger(
-                ssl_context=net.ssl_context, limits=net.limits, timeouts=timeouts
+                ssl_context=context, limits=net.limits, timeouts=timeouts
             )
             await self._exchanger.open()
 

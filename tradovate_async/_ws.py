@@ -105,10 +105,11 @@ class WebSocketOptions(TypedDict, total=False):
 class _EventStream:
     """The iterator :meth:`TradovateWebSocket.events` returns (one consumer at a time)."""
 
-    __slots__ = ("_ws",)
+    __slots__ = ("_decode", "_ws")
 
-    def __init__(self, ws: TradovateWebSocket) -> None:
+    def __init__(self, ws: TradovateWebSocket, *, decode: bool = True) -> None:
         self._ws = ws
+        self._decode = decode
 
     def __aiter__(self) -> Self:
         return self
@@ -122,7 +123,7 @@ class _EventStream:
             except IndexError:
                 pass
             else:
-                if undecoded_data(event) is None:
+                if not self._decode or undecoded_data(event) is None:
                     return event
                 try:
                     event.data  # noqa: B018 - decoded here, as the consumer takes it
@@ -369,6 +370,12 @@ class TradovateWebSocket:
         Use one consumer at a time: events are handed out once.
         """
         return _EventStream(self)
+
+    def undecoded_events(self) -> AsyncIterator[Event]:
+        """:meth:`events` without reading ``data`` first: for the library's typed streams,
+        which decode a server event's JSON straight into their models (see
+        ``_ws_codec.undecoded_data``); ``event.data`` may then raise :class:`ProtocolError`."""
+        return _EventStream(self, decode=False)
 
     # -- requests ---------------------------------------------------------------------------
 
