@@ -24,7 +24,7 @@ import zlib
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _CHUNK = 1 << 20
-_CONTRACTS = (3570918, 3570919, 2665267, 3128733)
+CONTRACTS = (3570918, 3570919, 2665267, 3128733)
 
 
 def quote_event(n: int) -> dict[str, object]:
@@ -36,7 +36,7 @@ def quote_event(n: int) -> dict[str, object]:
             "quotes": [
                 {
                     "timestamp": f"2026-12-01T14:{(n // 60) % 60:02d}:{n % 60:02d}.{n % 1000:03d}Z",
-                    "contractId": _CONTRACTS[n % len(_CONTRACTS)],
+                    "contractId": CONTRACTS[n % len(CONTRACTS)],
                     "entries": {
                         "Bid": {"price": base, "size": 7 + n % 13},
                         "TotalTradeVolume": {"size": 1_204_118 + n},
@@ -150,8 +150,7 @@ class _Connection:
                 continue
             endpoint, _, rest = data.decode().partition("\n")
             request_id, _, rest = rest.partition("\n")
-            if endpoint in ("authorize", "bench/stream"):
-                self.send_text(b'a[{"s":200,"i":%d}]' % int(request_id))
+            self.send_text(b'a[{"s":200,"i":%d}]' % int(request_id))  # any request: 200
             if endpoint == "bench/stream":
                 body = json.loads(rest.partition("\n")[2])
                 blob, _ = burst_blob(body["events"], body["batch"], self.compressed)
