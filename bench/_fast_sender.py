@@ -150,6 +150,8 @@ class _Connection:
                 continue
             endpoint, _, rest = data.decode().partition("\n")
             request_id, _, rest = rest.partition("\n")
+            if not request_id.isdigit():
+                continue  # the client's heartbeat "[]"
             self.send_text(b'a[{"s":200,"i":%d}]' % int(request_id))  # any request: 200
             if endpoint == "bench/stream":
                 body = json.loads(rest.partition("\n")[2])

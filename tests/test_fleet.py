@@ -72,8 +72,10 @@ async def test_a_fleet_flat_out_stays_within_one_shared_budget(
     tmp_path: Path, redis_server: RedisServer, store_kind: str
 ) -> None:
     """Three processes of one user send as fast as they can for 1.2 simulated hours; the server
-    locks the user out past 100 requests an hour. The shared budget (90 of them) keeps every
-    process under it together: requests are refused locally, the server never says 429."""
+    locks the user out past 100 requests an hour. The shared budget (80 of them) keeps every
+    process under it together: requests are refused locally, the server never says 429. The
+    20 left over are 15 simulated minutes, 1.5 real seconds at this speed: a loaded machine's
+    stalls cannot bunch requests past the server's limit."""
     clock = WarpClock(speed=600.0)  # a simulated hour in 6 real seconds
     async with SimulatedTradovate(
         clock=clock.time, max_requests_per_hour=100, max_syncrequests_per_hour=6
@@ -87,7 +89,7 @@ async def test_a_fleet_flat_out_stays_within_one_shared_budget(
             sim,
             store,
             FLEET_MODE="budget",
-            FLEET_PER_HOUR="90",
+            FLEET_PER_HOUR="80",
             FLEET_SYNC_PER_HOUR="5",
             FLEET_SECONDS=str(1.2 * 3600 / clock.speed),
             FLEET_CLOCK_SPEED=str(clock.speed),
@@ -99,4 +101,4 @@ async def test_a_fleet_flat_out_stays_within_one_shared_budget(
         assert sim.rate_limited == 0
         assert sum(r["counts"]["429"] for r in reports) == 0  # type: ignore[index]
         assert refused > 0  # they did try to go past it
-        assert 90 <= sent <= 2 * 90  # one full hour's budget, plus what the next 0.2 h freed
+        assert 80 <= sent <= 2 * 80  # one full hour's budget, plus what the next 0.2 h freed

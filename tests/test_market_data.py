@@ -98,6 +98,35 @@ async def test_quotes_are_typed_and_symbols_resolve_once(fast_sim: SimulatedTrad
         await _close(session, md)
 
 
+async def test_quotes_skip_the_socket_buffer_so_a_tiny_one_drops_nothing() -> None:
+    """Typed quotes are decoded and routed as the socket reads them (its event tap): a socket
+    buffer of 4 events under 300 unread quotes drops none of them; the stream keeps the latest
+    per contract and counts the rest as superseded."""
+    async with SimulatedTradovate(quote_interval=None) as sim:
+        async with TradovateSession(sim.config()) as session:
+            async with session.market_data(**FAST, event_buffer=4) as md:
+                es = contract_id("ESZ6")
+                async with md.quotes("ESZ6") as stream:
+                    with anyio.fail_after(10):
+                        await stream.__anext__()  # the snapshot sent on subscribe
+                    for i in range(300):
+                        quote = {
+                            "timestamp": _iso(1_800_000_000 + i),
+                            "contractId": es,
+                            "entries": {"Trade": {"price": 100.0 + i, "size": 1}},
+                        }
+                        sim.send_raw(
+                            "a" + json.dumps([{"e": "md", "d": {"quotes": [quote]}}]), "md"
+                        )
+                    with anyio.fail_after(10):
+                        while stream.superseded < 299:
+                            await anyio.sleep(0.01)
+                    latest = await stream.__anext__()
+                assert latest.trade == 399.0
+                assert md.websocket.stats.dropped_events == 0
+                assert md.websocket.stats.malformed_frames == 0
+
+
 async def test_quotes_coalesce_per_contract_under_a_sleeping_consumer() -> None:
     """The consumer sleeps while 200 quotes of two contracts arrive: it then gets exactly the
     latest quote of each contract, in the order the contracts first appeared."""

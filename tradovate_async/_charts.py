@@ -110,7 +110,47 @@ class _Request:
         return True
 
 
-class BarSeries:
+class _HeldRequest:
+    """What bar and tick series share about their current ``md/getChart`` request: whether an
+    answer is theirs, and a refetch held back until all its pages came (see ``_md_charts``)."""
+
+    _request: _Request
+
+    def _end_history(self, request: _Request) -> None:
+        raise NotImplementedError
+
+    def current(self, token: object) -> bool:
+        """Whether ``token`` (from :meth:`begin`) is still the current request."""
+        return token is self._request
+
+    def owns(self, chart_id: int) -> bool:
+        return self._request.owns(chart_id)
+
+    def add_page(self, historical_id: int | None, realtime_id: int | None) -> None:
+        """A further ``md/getChart`` answer of the current (held) refetch: its history joins
+        the held one; its live bars are ignored (the main request's carry them)."""
+        self._request.add_page(historical_id, realtime_id)
+
+    @property
+    def history_ready(self) -> bool:
+        """The held history ended, for the main request and every page asked for."""
+        return self._request.history_ready()
+
+    @property
+    def oldest_held(self) -> dt.datetime | None:
+        """The oldest bar or tick of the held history (None if it has none)."""
+        history = self._request.history
+        return min((item.timestamp for item in history), default=None)
+
+    def release(self) -> None:
+        """Merge the held history (all pages) and the live data that waited for it."""
+        request = self._request
+        request.hold = False
+        if request.ended and request.loading:
+            self._end_history(request)
+
+
+class BarSeries(_HeldRequest):
     """The bars of one chart and the updates not yet handed to the consumer."""
 
     def __init__(self) -> None:
@@ -159,36 +199,6 @@ class BarSeries:
         if resync:
             self.resyncs += 1
         return self._request
-
-    def current(self, token: object) -> bool:
-        """Whether ``token`` (from :meth:`begin`) is still the current request."""
-        return token is self._request
-
-    def owns(self, chart_id: int) -> bool:
-        return self._request.owns(chart_id)
-
-    def add_page(self, historical_id: int | None, realtime_id: int | None) -> None:
-        """A further ``md/getChart`` answer of the current (held) refetch: its history joins
-        the held one; its live bars are ignored (the main request's carry them)."""
-        self._request.add_page(historical_id, realtime_id)
-
-    @property
-    def history_ready(self) -> bool:
-        """The held history ended, for the main request and every page asked for."""
-        return self._request.history_ready()
-
-    @property
-    def oldest_held(self) -> dt.datetime | None:
-        """The oldest bar of the held history (None if it has none)."""
-        history = self._request.history
-        return min((bar.timestamp for bar in history), default=None)
-
-    def release(self) -> None:
-        """Merge the held history (all pages) and the live bars that waited for it."""
-        request = self._request
-        request.hold = False
-        if request.ended and request.loading:
-            self._end_history(request)
 
     def feed(self, packet: Mapping[str, Any]) -> bool:
         """One element of a ``chart`` event's ``charts``; returns whether it was ours."""
@@ -286,7 +296,7 @@ class BarSeries:
             yield self._pending.popitem(last=False)[1]
 
 
-class TickSeries:
+class TickSeries(_HeldRequest):
     """The ticks of one tick chart, deduplicated by tick id, in id order per packet batch."""
 
     def __init__(self, *, max_pending: int = 100_000) -> None:
@@ -319,30 +329,6 @@ class TickSeries:
         if resync:
             self.resyncs += 1
         return self._request
-
-    def current(self, token: object) -> bool:
-        return token is self._request
-
-    def owns(self, chart_id: int) -> bool:
-        return self._request.owns(chart_id)
-
-    def add_page(self, historical_id: int | None, realtime_id: int | None) -> None:
-        self._request.add_page(historical_id, realtime_id)
-
-    @property
-    def history_ready(self) -> bool:
-        return self._request.history_ready()
-
-    @property
-    def oldest_held(self) -> dt.datetime | None:
-        history = self._request.history
-        return min((tick.timestamp for tick in history), default=None)
-
-    def release(self) -> None:
-        request = self._request
-        request.hold = False
-        if request.ended and request.loading:
-            self._end_history(request)
 
     def _end_history(self, request: _Request) -> None:
         request.loading = False

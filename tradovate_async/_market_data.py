@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self
 
@@ -170,6 +170,7 @@ class MarketData:
         await task_group.__aenter__()
         self._task_group = task_group
         if self._own_dispatch:
+            self._ws.set_event_tap(self._typed_md)
             task_group.start_soon(self._guarded, self._dispatch)
         return self
 
@@ -184,6 +185,8 @@ class MarketData:
     async def aclose(self) -> None:
         """End every stream, stop the dispatcher, close the socket if this object owns it."""
         self._finish()
+        if self._own_dispatch:
+            self._ws.set_event_tap(None)
         task_group, self._task_group = self._task_group, None
         if task_group is not None:
             # Cancel only the tasks this object started (their own scope): cancelling the task
@@ -357,8 +360,6 @@ class MarketData:
     async def _dispatch(self) -> None:
         try:
             async for event in self._ws.undecoded_events():
-                if event.kind == "md" and self._typed_md(event):
-                    continue
                 try:
                     data = event.data
                 except ProtocolError as exc:
@@ -372,16 +373,17 @@ class MarketData:
         self._finish()
 
     def _typed_md(self, event: Event) -> bool:
-        """Route an ``md`` event decoded straight into the models (the hot path: no dicts in
-        between); ``False`` when it does not fit them, for the generic route to say why."""
+        """The socket's event tap: an ``md`` event decoded into the models and routed as it
+        is read (no dicts, no socket buffer: the streams keep the latest per contract).
+        ``False`` for other events or a misfit: the dispatcher's generic route says why."""
+        if event.kind != "md":
+            return False
         message = _typed_md_message(event)
         if message is None:
             return False
         try:
-            if message.quotes:
-                self._route_items("quote", message.quotes)
-            if message.doms:
-                self._route_items("dom", message.doms)
+            self._route_items("quote", message.quotes or ())
+            self._route_items("dom", message.doms or ())
             if message.histograms:
                 self._merge_histograms(message.histograms)
         except Exception:
@@ -436,7 +438,7 @@ class MarketData:
             logger.warning("ignoring malformed market data: %s", exc)
             return []
 
-    def _route_items(self, kind: str, items: list[Any]) -> None:
+    def _route_items(self, kind: str, items: Sequence[Any]) -> None:
         streams = self._latest[kind]
         if not streams:
             return

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from types import TracebackType
 from typing import Any, Literal, Self, TypedDict
 
@@ -371,10 +371,14 @@ class TradovateWebSocket:
         """
         return _EventStream(self)
 
+    def set_event_tap(self, tap: Callable[[Event], bool] | None) -> None:
+        """Library-internal: ``tap`` sees each server event before the buffer and returns
+        ``True`` for one it handled (typed market data); it must not raise or wait."""
+        self._core.event_tap = tap
+
     def undecoded_events(self) -> AsyncIterator[Event]:
-        """:meth:`events` without reading ``data`` first: for the library's typed streams,
-        which decode a server event's JSON straight into their models (see
-        ``_ws_codec.undecoded_data``); ``event.data`` may then raise :class:`ProtocolError`."""
+        """:meth:`events` without reading ``data`` first (``event.data`` may then raise
+        :class:`ProtocolError`): for streams that decode the JSON into their own models."""
         return _EventStream(self, decode=False)
 
     # -- requests ---------------------------------------------------------------------------

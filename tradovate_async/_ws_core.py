@@ -25,8 +25,8 @@ import enum
 import logging
 import random
 from collections import deque
-from collections.abc import Mapping
-from typing import Any, TypeAlias
+from collections.abc import Callable, Mapping
+from typing import Any, Final, TypeAlias
 
 from ._errors import (
     ConnectFailedError,
@@ -301,6 +301,12 @@ class Handshake:
         return encode_json_auth(self.raw) if json_auth else encode_authorize(request_id, self.raw)
 
 
+_RESYNC_WARNING: Final = (
+    "%s: the consumer fell behind; %s events dropped (an 'overflow' event marks the gap); "
+    "asking for %d fresh snapshot(s)"
+)
+
+
 class SocketConnection:
     """The state of one socket object over all its connections (see the module docstring)."""
 
@@ -321,6 +327,7 @@ class SocketConnection:
         self.changed = False
         #: Set when events were buffered (the I/O layer clears it and wakes the consumer).
         self.events_added = False
+        self.event_tap: Callable[[Event], bool] | None = None
         self._handshake = Handshake()
         self._live = Liveness(settings.heartbeat_interval, settings.silence_timeout)
         self._shutdown_reason: str | None = None
@@ -514,13 +521,8 @@ class SocketConnection:
         subs = [sub for sub in self.subscriptions if sub.endpoint.lower() in endpoints]
         if not subs:
             return
-        logger.warning(
-            "%s: the consumer fell behind; %s events dropped (an 'overflow' event marks the "
-            "gap); asking for %d fresh snapshot(s)",
-            self._name,
-            "/".join(sorted(kinds)),
-            len(subs),
-        )
+        dropped, count = "/".join(sorted(kinds)), len(subs)
+        logger.warning(_RESYNC_WARNING, self._name, dropped, count)
         calls = replay_calls(subs)
         for call in calls:
             self.calls.add(call, now)
@@ -531,9 +533,12 @@ class SocketConnection:
         """One pass over a frame: events to the buffer, answers to their calls."""
         buffer = self.events
         put = buffer.put
+        tap = self.event_tap
         answered = delivered = False
         for item in frame.items:
             if type(item) is Event:
+                if tap is not None and tap(item):
+                    continue
                 if item.kind == "shutdown":
                     self._shutdown_reason = shutdown_reason(item, self._name)
                 put(item)
