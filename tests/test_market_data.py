@@ -127,6 +127,42 @@ async def test_quotes_skip_the_socket_buffer_so_a_tiny_one_drops_nothing() -> No
                 assert md.websocket.stats.malformed_frames == 0
 
 
+async def test_md_events_in_mixed_frames_and_misfits_take_their_own_routes() -> None:
+    """An ``md`` event beside another kind in one frame is decoded from its own JSON (the
+    event tap); one that does not fit the models is counted and logged by the generic route,
+    and the next quote still arrives."""
+    async with SimulatedTradovate(quote_interval=None) as sim:
+        async with TradovateSession(sim.config()) as session:
+            async with session.market_data(**FAST) as md:
+                es = contract_id("ESZ6")
+                async with md.quotes("ESZ6") as stream:
+                    with anyio.fail_after(10):
+                        await stream.__anext__()  # the snapshot sent on subscribe
+
+                    def quote(price: float, contract: object = es) -> dict[str, object]:
+                        return {
+                            "timestamp": _iso(1_800_000_000),
+                            "contractId": contract,
+                            "entries": {"Trade": {"price": price, "size": 1}},
+                        }
+
+                    mixed = [
+                        {"e": "props", "d": {"entityType": "order", "eventType": "Updated"}},
+                        {"e": "md", "d": {"quotes": [quote(101.0)]}},
+                    ]
+                    sim.send_raw("a" + json.dumps(mixed), "md")
+                    with anyio.fail_after(10):
+                        assert (await stream.__anext__()).trade == 101.0
+                    misfit = [{"e": "md", "d": {"quotes": [quote(102.0, contract="ES")]}}]
+                    sim.send_raw("a" + json.dumps(misfit), "md")
+                    sim.send_raw(
+                        "a" + json.dumps([{"e": "md", "d": {"quotes": [quote(103.0)]}}]), "md"
+                    )
+                    with anyio.fail_after(10):
+                        assert (await stream.__anext__()).trade == 103.0
+                assert md.malformed == 1
+
+
 async def test_quotes_coalesce_per_contract_under_a_sleeping_consumer() -> None:
     """The consumer sleeps while 200 quotes of two contracts arrive: it then gets exactly the
     latest quote of each contract, in the order the contracts first appeared."""

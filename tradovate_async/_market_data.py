@@ -34,9 +34,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import anyio
 import anyio.abc
@@ -46,9 +46,9 @@ from ._errors import ProtocolError, SessionClosedError, TradovateError
 from ._event_buffer import EVENT_OVERFLOW, Overflow
 from ._md_charts import ChartRequests
 from ._md_models import BarSpec, DomSnapshot, Histogram, Minute, Quote, ReplayClock, Ticks
+from ._md_routes import MdRoutes
 from ._md_streams import ChartStream, LatestStream, TickStream
 from ._ws import EVENT_DISCONNECTED, EVENT_RECONNECTED, TradovateWebSocket
-from ._ws_codec import Event, undecoded_data
 
 if TYPE_CHECKING:
     from ._session import TradovateSession
@@ -64,43 +64,6 @@ _SUBSCRIBE = {
     "dom": "md/subscribeDOM",
     "histogram": "md/subscribeHistogram",
 }
-_CONVERT = msgspec.convert  # bound once: the hot path calls it per event
-# The list types, made once: ``list[Quote]`` spelt inline would be a new object per event, and
-# msgspec would build its decoding plan again each time.
-_LISTS: Final[dict[type[Any], Any]] = {
-    model: list[model]  # type: ignore[valid-type]
-    for model in (Quote, DomSnapshot, Histogram)
-}
-
-
-#: (stream kind, list in an ``md`` event, model) for the generic route.
-_MD_LISTS: Final = (
-    ("quote", "quotes", Quote),
-    ("dom", "doms", DomSnapshot),
-    ("histogram", "histograms", Histogram),
-)
-
-
-class _WireMd(msgspec.Struct, gc=False):
-    """The ``d`` of an ``md`` event, decoded straight into the models."""
-
-    quotes: list[Quote] | None = None
-    doms: list[DomSnapshot] | None = None
-    histograms: list[Histogram] | None = None
-
-
-_decode_md = msgspec.json.Decoder(_WireMd, strict=False).decode
-
-
-def _typed_md_message(event: Event) -> _WireMd | None:
-    """An ``md`` event's JSON decoded into the models, if nobody decoded it yet and it fits."""
-    raw = undecoded_data(event)
-    if raw is None:
-        return None
-    try:
-        return _decode_md(raw)
-    except (msgspec.ValidationError, msgspec.DecodeError):
-        return None
 
 
 def session_resolver(session: TradovateSession) -> Resolver:
@@ -140,9 +103,10 @@ class MarketData:
         self._own_socket = own_socket
         self._contracts: dict[str, int] = {}
         self._resolve_lock = anyio.Lock()
-        self._latest: dict[str, list[LatestStream[Any]]] = {k: [] for k in _SUBSCRIBE}
+        self._routes = MdRoutes()
+        self._latest = self._routes.latest
         self._refs: dict[tuple[str, int], int] = {}
-        self._histograms: dict[int, Histogram] = {}
+        self._histograms = self._routes.histograms
         self._chart_requests = ChartRequests(ws)
         self._clock_listeners: list[ClockListener] = []
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -151,10 +115,14 @@ class MarketData:
         self.finished = False
         #: the last replay ``clock`` event seen (replay sockets only)
         self.clock: ReplayClock | None = None
-        self.malformed = 0
 
     def __repr__(self) -> str:
         return f"MarketData(ws={self._ws!r}, charts={len(self._chart_requests.charts)})"
+
+    @property
+    def malformed(self) -> int:
+        """Market-data events ignored because they did not fit (each logged)."""
+        return self._routes.malformed
 
     @property
     def websocket(self) -> TradovateWebSocket:
@@ -170,7 +138,7 @@ class MarketData:
         await task_group.__aenter__()
         self._task_group = task_group
         if self._own_dispatch:
-            self._ws.set_event_tap(self._typed_md)
+            self._ws.set_taps(self._routes.typed_event, self._routes.typed_frame)
             task_group.start_soon(self._guarded, self._dispatch)
         return self
 
@@ -186,7 +154,7 @@ class MarketData:
         """End every stream, stop the dispatcher, close the socket if this object owns it."""
         self._finish()
         if self._own_dispatch:
-            self._ws.set_event_tap(None)
+            self._ws.set_taps(None, None)
         task_group, self._task_group = self._task_group, None
         if task_group is not None:
             # Cancel only the tasks this object started (their own scope): cancelling the task
@@ -363,7 +331,7 @@ class MarketData:
                 try:
                     data = event.data
                 except ProtocolError as exc:
-                    self.malformed += 1
+                    self._routes.malformed += 1
                     logger.warning("ignoring malformed market data: %s", exc)
                     continue
                 self.handle_event(event.kind, data)
@@ -372,25 +340,6 @@ class MarketData:
             return
         self._finish()
 
-    def _typed_md(self, event: Event) -> bool:
-        """The socket's event tap: an ``md`` event decoded into the models and routed as it
-        is read (no dicts, no socket buffer: the streams keep the latest per contract).
-        ``False`` for other events or a misfit: the dispatcher's generic route says why."""
-        if event.kind != "md":
-            return False
-        message = _typed_md_message(event)
-        if message is None:
-            return False
-        try:
-            self._route_items("quote", message.quotes or ())
-            self._route_items("dom", message.doms or ())
-            if message.histograms:
-                self._merge_histograms(message.histograms)
-        except Exception:
-            self.malformed += 1
-            logger.exception("market data: handling an md event failed")
-        return True
-
     def handle_event(self, kind: str, data: Any) -> None:
         """Route one socket event (the dispatcher calls this; so does a replay session, which
         reads the socket's events for market data and the mirror alike)."""
@@ -398,12 +347,12 @@ class MarketData:
             self._on_event(kind, data)
         except Exception:
             # one event the code did not expect must not end market data
-            self.malformed += 1
+            self._routes.malformed += 1
             logger.exception("market data: handling a %s event failed", kind)
 
     def _on_event(self, kind: str, data: Any) -> None:
         if kind == "md":
-            self._on_md(data)
+            self._routes.generic(data)
         elif kind == "chart":
             self._chart_requests.on_chart(data)
         elif kind == EVENT_RECONNECTED:
@@ -418,58 +367,6 @@ class MarketData:
             if data.dropped.get("chart"):
                 self._resync("chart events dropped by the socket buffer", refetch_histograms=False)
 
-    def _on_md(self, data: Any) -> None:
-        if not isinstance(data, Mapping):
-            return
-        for kind, name, model in _MD_LISTS:
-            raw = data.get(name)
-            if raw and (kind == "histogram" or self._latest[kind]):
-                items = self._decode(raw, model)
-                if kind == "histogram":
-                    self._merge_histograms(items)
-                else:
-                    self._route_items(kind, items)
-
-    def _decode(self, raw: Any, model: type[Any]) -> list[Any]:
-        try:
-            return _CONVERT(raw, _LISTS[model], strict=False)  # type: ignore[no-any-return]
-        except (msgspec.ValidationError, TypeError) as exc:
-            self.malformed += 1
-            logger.warning("ignoring malformed market data: %s", exc)
-            return []
-
-    def _route_items(self, kind: str, items: Sequence[Any]) -> None:
-        streams = self._latest[kind]
-        if not streams:
-            return
-        for item in items:
-            cid = item.contract_id
-            for stream in streams:
-                symbol = stream.contract_ids.get(cid)
-                if symbol is not None:
-                    if item.symbol is None:
-                        item.symbol = symbol
-                    stream.put(cid, item)
-
-    def _merge_histograms(self, updates: list[Histogram]) -> None:
-        streams = self._latest["histogram"]
-        for update in updates:
-            cid = update.contract_id
-            held = self._histograms.get(cid)
-            if held is not None and not update.refresh:
-                items = dict(held.items)
-                items.update(update.items)
-                update.items = items
-                if update.trade_date is None:
-                    update.trade_date = held.trade_date
-            self._histograms[cid] = update
-            for stream in streams:
-                symbol = stream.contract_ids.get(cid)
-                if symbol is not None:
-                    if update.symbol is None:
-                        update.symbol = symbol
-                    stream.put(cid, update)
-
     def _on_clock(self, data: Any) -> None:
         try:
             if isinstance(data, str):
@@ -477,7 +374,7 @@ class MarketData:
             else:
                 clock = msgspec.convert(data, _WireClock, strict=False)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            self.malformed += 1
+            self._routes.malformed += 1
             logger.warning("ignoring a malformed clock event: %s", exc)
             return
         self.clock = ReplayClock(clock.t, clock.s)

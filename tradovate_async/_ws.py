@@ -46,7 +46,7 @@ from ._penalty import PenaltyPolicy
 from ._retry import is_read
 from ._tasks import TaskHost
 from ._ws_calls import Call, Query
-from ._ws_codec import Event, is_read_only, normalize_endpoint, undecoded_data
+from ._ws_codec import Event, WireText, is_read_only, normalize_endpoint, undecoded_data
 from ._ws_core import SocketConnection, SocketSettings
 from ._ws_io import SocketDriver, bounded
 from ._ws_types import (
@@ -81,6 +81,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+EventTap = Callable[[Event], bool]
+FrameTap = Callable[[WireText], bool]
 
 
 class WebSocketOptions(TypedDict, total=False):
@@ -371,14 +374,14 @@ class TradovateWebSocket:
         """
         return _EventStream(self)
 
-    def set_event_tap(self, tap: Callable[[Event], bool] | None) -> None:
-        """Library-internal: ``tap`` sees each server event before the buffer and returns
-        ``True`` for one it handled (typed market data); it must not raise or wait."""
-        self._core.event_tap = tap
+    def set_taps(self, event: EventTap | None, frame: FrameTap | None) -> None:
+        """Library-internal (typed market data): ``event`` sees each server event before the
+        buffer, ``frame`` each message before decoding; ``True``: handled. No raising, no wait."""
+        self._core.event_tap = event
+        self._core.frame_tap = frame
 
     def undecoded_events(self) -> AsyncIterator[Event]:
-        """:meth:`events` without reading ``data`` first (``event.data`` may then raise
-        :class:`ProtocolError`): for streams that decode the JSON into their own models."""
+        """:meth:`events` without reading ``data`` first (it may then raise ProtocolError)."""
         return _EventStream(self, decode=False)
 
     # -- requests ---------------------------------------------------------------------------

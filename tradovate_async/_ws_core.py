@@ -323,11 +323,10 @@ class SocketConnection:
         self.outgoing: list[str] = []
         self.actions: list[Action] = []
         self.completed: list[Call] = []
-        #: Set when the phase or readiness changed (the I/O layer clears it).
-        self.changed = False
-        #: Set when events were buffered (the I/O layer clears it and wakes the consumer).
-        self.events_added = False
+        #: The phase or readiness changed; events were buffered (the I/O layer clears both).
+        self.changed = self.events_added = False
         self.event_tap: Callable[[Event], bool] | None = None
+        self.frame_tap: Callable[[WireText], bool] | None = None
         self._handshake = Handshake()
         self._live = Liveness(settings.heartbeat_interval, settings.silence_timeout)
         self._shutdown_reason: str | None = None
@@ -404,6 +403,8 @@ class SocketConnection:
     def receive(self, text: WireText, now: float) -> None:
         """One message from the server."""
         self._live.last_rx = now
+        if (tap := self.frame_tap) is not None and self.phase is Phase.OPEN and tap(text):
+            return
         try:
             frame = decode_frame(text)
         except ProtocolError as exc:
