@@ -110,3 +110,74 @@ async def test_what_came_before_a_close_is_delivered_before_the_loss(
     numbers = [e.data["n"] for e in seen if e.kind == "md"]
     assert numbers == list(range(200))
     assert "closed 4000 'bye'" in seen[-1].data.reason
+
+
+def _frame(payload: bytes, *, opcode: int = 0x1, fin: bool = True) -> bytes:
+    """A server frame (unmasked) as it goes on the wire."""
+    head = bytes([(0x80 if fin else 0) | opcode])
+    n = len(payload)
+    if n < 126:
+        return head + bytes([n]) + payload
+    if n < 1 << 16:
+        return head + bytes([126]) + n.to_bytes(2, "big") + payload
+    return head + bytes([127]) + n.to_bytes(8, "big") + payload
+
+
+async def test_frames_cut_anywhere_across_reads_are_put_back_together(
+    sim: SimulatedTradovate,
+) -> None:
+    """Raw bytes written in pieces that cut headers (the 2-, 4- and 10-byte forms) and
+    payloads at every kind of place, a ping among them: every message arrives whole and in
+    order, and the ping is answered."""
+    small, medium, large = (
+        ("a[" + md(n) + "]").encode() + pad
+        for n, pad in ((1, b""), (2, b" " * 300), (3, b" " * 70_000))
+    )
+    wire = _frame(small) + _frame(b"ping!", opcode=0x9) + _frame(medium) + _frame(large)
+    pongs: list[bytes] = []
+
+    async def script(conn: ServerConnection) -> None:
+        original = conn.protocol.receive_data
+
+        def spy(data: bytes) -> None:
+            if b"ping!" in data or b"\x8a" in data[:1]:
+                pongs.append(bytes(data))
+            original(data)
+
+        conn.protocol.receive_data = spy  # type: ignore[method-assign]
+        for cut in (1, 3, 5, 9, 40, 200, 1000, 30_000, len(wire)):
+            conn.transport.write(wire[:cut])
+            wire_rest = wire[cut:]
+            await anyio.sleep(0.01)
+            conn.transport.write(wire_rest)
+            await anyio.sleep(0.01)
+
+    async with plain_server(script) as url, TradovateSession(sim.config()) as session:
+        async with session.websocket(kind="md", url=url) as ws:
+            stream = ws.events()
+            with anyio.fail_after(10):
+                numbers = [(await anext(stream)).data["n"] for _ in range(27)]
+    assert numbers == [1, 2, 3] * 9
+    assert ws.stats.malformed_frames == 0
+    assert pongs  # the client answered the pings
+
+
+async def test_a_message_over_the_limit_fails_the_connection_and_the_socket_recovers(
+    sim: SimulatedTradovate,
+) -> None:
+    connections = 0
+
+    async def script(conn: ServerConnection) -> None:
+        nonlocal connections
+        connections += 1
+        if connections == 1:
+            await conn.send("a[" + md(1) + "]" + " " * 5000)
+        else:
+            await conn.send("a[" + md(2) + "]")
+
+    async with plain_server(script) as url, TradovateSession(sim.config()) as session:
+        async with session.websocket(kind="md", url=url, max_message_size=4096) as ws:
+            seen = await events_until(ws, "md")
+    assert [e.kind for e in seen] == ["disconnected", "reconnected", "md"]
+    assert "1009" in seen[0].data.reason
+    assert seen[-1].data["n"] == 2

@@ -310,6 +310,8 @@ class SocketDriver:
             reason = "reader error"
         elif (rcvd := conn.protocol.close_rcvd) is not None:
             reason = f"closed {rcvd.code} {rcvd.reason!r}"
+        elif (sent := conn.protocol.close_sent) is not None:
+            reason = f"failed by this side {sent.code} {sent.reason!r}"  # e.g. 1009: too big
         elif isinstance(conn.connection_exc, OSError):
             reason = f"transport error: {type(conn.connection_exc).__name__}"
         else:

@@ -19,11 +19,12 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import Any, TypeAlias
+from typing import Any, Final, TypeAlias
 
 from websockets.asyncio.client import ClientConnection
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
+from websockets.protocol import State
 
 __all__ = ["SLICE", "DirectConnection", "Message"]
 
@@ -35,6 +36,8 @@ SLICE = 32
 
 logger = logging.getLogger(__name__)
 
+#: First header byte of a final text or binary frame with no extension bits.
+_FINAL_DATA: Final = frozenset({0x81, 0x82})
 _TEXT = Opcode.TEXT
 _BINARY = Opcode.BINARY
 _CONT = Opcode.CONT
@@ -50,6 +53,9 @@ class DirectConnection(ClientConnection):
         self._sink: Callable[[Message], None] | None = None
         self._pending: deque[Message] = deque()
         self._fragments: list[Message] | None = None
+        self._partial = b""
+        limit = self.protocol.max_message_size  # websockets' own limit, checked here too
+        self._max_message = limit if limit is not None else 1 << 62
         self._scheduled = False
         self._reading_paused = False
         self.sink_failed = False
@@ -84,9 +90,56 @@ class DirectConnection(ClientConnection):
             super().process_event(event)  # ping, pong, close: websockets' own handling
 
     def data_received(self, data: bytes) -> None:
-        super().data_received(data)
+        if self._partial or self._at_frame_boundary():
+            self._split_frames(self._partial + data if self._partial else data)
+        else:
+            super().data_received(data)
         if not self._scheduled:
             self._feed()
+
+    def _at_frame_boundary(self) -> bool:
+        """Whether the next byte starts a frame that this class may read itself: the
+        connection is open, websockets holds no part of a frame, no message is fragmented."""
+        protocol = self.protocol
+        return (
+            self.response is not None
+            and protocol.state is State.OPEN
+            and not protocol.reader.buffer
+            and self._fragments is None
+        )
+
+    def _split_frames(self, buf: bytes) -> None:
+        """Cut complete, final, unmasked text and binary frames out of ``buf`` (the common
+        case: one header read, one slice). Every other frame (control frames, fragments,
+        compressed or invalid ones) goes whole to websockets' parser, which answers it as
+        usual; a frame not complete yet waits in ``_partial``."""
+        pending, end_of_data, limit = self._pending, len(buf), self._max_message
+        pos = 0
+        while end_of_data - pos >= 2:
+            head1, head2 = buf[pos], buf[pos + 1]
+            length, start = head2 & 0x7F, pos + 2
+            if length == 126:
+                length, start = int.from_bytes(buf[pos + 2 : pos + 4], "big"), pos + 4
+            elif length == 127:
+                length, start = int.from_bytes(buf[pos + 2 : pos + 10], "big"), pos + 10
+            end = start + length
+            if end > end_of_data or start > end_of_data:
+                if length <= limit and length < 1 << 62:
+                    break  # wait for the rest (a header may be cut too: start checks it)
+            elif head1 in _FINAL_DATA and head2 < 0x80 and length <= limit:
+                pending.append(buf[start:end])
+                pos = end
+                continue
+            elif length <= limit:
+                super().data_received(buf[pos:end])  # one whole frame for websockets
+                pos = end
+                if self._at_frame_boundary():
+                    continue
+            # Too large, a protocol error, or the closing handshake: websockets has the rest.
+            super().data_received(buf[pos:])
+            self._partial = b""
+            return
+        self._partial = buf[pos:]
 
     def finish(self) -> None:
         """The connection is closed: hand over what is still waiting, all of it now."""
