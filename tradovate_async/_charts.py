@@ -115,9 +115,28 @@ class _HeldRequest:
     answer is theirs, and a refetch held back until all its pages came (see ``_md_charts``)."""
 
     _request: _Request
+    requests: int
+    resyncs: int
 
     def _end_history(self, request: _Request) -> None:
         raise NotImplementedError
+
+    def begin(
+        self,
+        historical_id: int | None,
+        realtime_id: int | None,
+        *,
+        resync: bool,
+        hold: bool = False,
+    ) -> object:
+        """A new ``md/getChart`` answer: packets of earlier ids are ignored from now on. With
+        ``hold``, its history waits for :meth:`release` (pages may follow). Returns a token
+        for :meth:`current`."""
+        self._request = _Request(historical_id, realtime_id, resync, hold)
+        self.requests += 1
+        if resync:
+            self.resyncs += 1
+        return self._request
 
     def current(self, token: object) -> bool:
         """Whether ``token`` (from :meth:`begin`) is still the current request."""
@@ -182,23 +201,6 @@ class BarSeries(_HeldRequest):
         return len(self._times)
 
     # -- input ------------------------------------------------------------------------------
-
-    def begin(
-        self,
-        historical_id: int | None,
-        realtime_id: int | None,
-        *,
-        resync: bool,
-        hold: bool = False,
-    ) -> object:
-        """A new ``md/getChart`` answer: packets of earlier ids are ignored from now on. With
-        ``hold``, its history waits for :meth:`release` (pages may follow). Returns a token
-        for :meth:`current`."""
-        self._request = _Request(historical_id, realtime_id, resync, hold)
-        self.requests += 1
-        if resync:
-            self.resyncs += 1
-        return self._request
 
     def feed(self, packet: Mapping[str, Any]) -> bool:
         """One element of a ``chart`` event's ``charts``; returns whether it was ours."""
@@ -314,21 +316,6 @@ class TickSeries(_HeldRequest):
     @property
     def loading(self) -> bool:
         return self._request.loading
-
-    def begin(
-        self,
-        historical_id: int | None,
-        realtime_id: int | None,
-        *,
-        resync: bool,
-        hold: bool = False,
-    ) -> object:
-        """As :meth:`BarSeries.begin`."""
-        self._request = _Request(historical_id, realtime_id, resync, hold)
-        self.requests += 1
-        if resync:
-            self.resyncs += 1
-        return self._request
 
     def _end_history(self, request: _Request) -> None:
         request.loading = False

@@ -161,20 +161,15 @@ class MdRoutes:
                     stream.put(cid, item)
 
     def _merge_histograms(self, updates: list[Histogram]) -> None:
-        streams = self.latest["histogram"]
+        """Merge each update into the contract's histogram (whole ones replace it), then route
+        the whole histogram: coalescing can never lose an update."""
         for update in updates:
-            cid = update.contract_id
-            held = self.histograms.get(cid)
+            held = self.histograms.get(update.contract_id)
             if held is not None and not update.refresh:
                 items = dict(held.items)
                 items.update(update.items)
                 update.items = items
                 if update.trade_date is None:
                     update.trade_date = held.trade_date
-            self.histograms[cid] = update
-            for stream in streams:
-                symbol = stream.contract_ids.get(cid)
-                if symbol is not None:
-                    if update.symbol is None:
-                        update.symbol = symbol
-                    stream.put(cid, update)
+            self.histograms[update.contract_id] = update
+        self._route_items("histogram", updates)
