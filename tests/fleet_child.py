@@ -91,9 +91,12 @@ def make_store(spec: str) -> TokenStore:
     raise SystemExit(f"unknown store {spec!r}")
 
 
-async def hammer(session: TradovateSession, seconds: float, workers: int) -> dict[str, int]:
-    """Budget mode: ``workers`` tasks send as fast as they can for ``seconds`` (real): reads,
-    every 10th a command, every 25th a ``user/syncrequest``. Counts what came of each."""
+async def hammer(
+    session: TradovateSession, seconds: float, workers: int, pause: float = 0.0
+) -> dict[str, int]:
+    """Budget mode: ``workers`` tasks send as fast as they can for ``seconds`` (real), resting
+    ``pause`` seconds between tries: reads, every 10th a command, every 25th a
+    ``user/syncrequest``. Counts what came of each."""
     counts = {"tried": 0, "answered": 0, "refused": 0, "429": 0, "failed": 0}
     deadline = time.monotonic() + seconds
 
@@ -118,6 +121,7 @@ async def hammer(session: TradovateSession, seconds: float, workers: int) -> dic
                 counts["answered"] += 1  # the server answered the command (no such order)
             except TradovateError:
                 counts["failed"] += 1
+            await anyio.sleep(pause)
 
     async with anyio.create_task_group() as tg:
         for n in range(workers):
@@ -152,7 +156,9 @@ async def main() -> None:
             prefixes.append(session.token.access_token.prefix())
             counts: dict[str, int] = {}
             if os.environ.get("FLEET_MODE") == "budget":
-                counts = await hammer(session, seconds, int(os.environ.get("FLEET_WORKERS", "4")))
+                workers = int(os.environ.get("FLEET_WORKERS", "4"))
+                pause = float(os.environ.get("FLEET_PAUSE", "0"))
+                counts = await hammer(session, seconds, workers, pause)
             else:
                 await session.get("account/list")
                 deadline = time.monotonic() + seconds
