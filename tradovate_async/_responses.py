@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 from urllib.parse import urlencode
 
+import msgspec
+
 from ._errors import (
     APIError,
     CaptchaRequiredError,
@@ -51,10 +53,18 @@ def scrubbed_excerpt(body: bytes | str, scrub: Callable[[str], str]) -> str:
     return excerpt(scrub(text))
 
 
+#: JSON in C; ``json.loads`` stays the fallback, so what is accepted does not change.
+_fast_decode = msgspec.json.Decoder().decode
+
+
 def parse_json_body(status: int, body: bytes, scrub: Callable[[str], str]) -> Any:
     """Decode a JSON body or raise :class:`InvalidResponseError` with a scrubbed excerpt."""
     if not body.strip():
         raise InvalidResponseError("empty body where JSON was expected", status=status)
+    try:
+        return _fast_decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        pass  # what msgspec refuses and json.loads may take (NaN, 1e400, lone surrogates)
     try:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError):
