@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
+import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
 from tradovate_async import TradovateSession
@@ -181,3 +182,37 @@ async def test_a_message_over_the_limit_fails_the_connection_and_the_socket_reco
     assert [e.kind for e in seen] == ["disconnected", "reconnected", "md"]
     assert "1009" in seen[0].data.reason
     assert seen[-1].data["n"] == 2
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        (bytes([0x81, 0x85, 1, 2, 3, 4]) + b"hello", 1002),  # a server frame must not be masked
+        (bytes([0xC1, 0x02]) + b"a[", 1002),  # RSV1 set, no extension negotiated
+        (bytes([0x83, 0x00]), 1002),  # a reserved opcode
+        (bytes([0x81, 0x7F]) + (1 << 62).to_bytes(8, "big") + b"a[", 1009),  # claims 4 EiB
+        (bytes([0x80, 0x02]) + b"a[", 1002),  # a continuation with no message to continue
+    ],
+    ids=["masked", "rsv1", "reserved-opcode", "huge-length", "stray-continuation"],
+)
+async def test_a_broken_frame_fails_the_connection_and_the_socket_recovers(
+    sim: SimulatedTradovate, raw: bytes, code: int
+) -> None:
+    """What websockets' parser refuses, the frame splitter hands to it: the connection fails
+    with the code RFC 6455 gives, and the socket reconnects and goes on streaming."""
+    connections = 0
+
+    async def script(conn: ServerConnection) -> None:
+        nonlocal connections
+        connections += 1
+        if connections == 1:
+            conn.transport.write(raw)
+        else:
+            await conn.send("a[" + md(7) + "]")
+
+    async with plain_server(script) as url, TradovateSession(sim.config()) as session:
+        async with session.websocket(kind="md", url=url) as ws:
+            seen = await events_until(ws, "md")
+    assert [e.kind for e in seen] == ["disconnected", "reconnected", "md"]
+    assert f"failed by this side {code}" in seen[0].data.reason
+    assert seen[-1].data["n"] == 7
