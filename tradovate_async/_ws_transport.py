@@ -53,7 +53,7 @@ class DirectConnection(ClientConnection):
         self._sink: Callable[[Message], None] | None = None
         self._pending: deque[Message] = deque()
         self._fragments: list[Message] | None = None
-        self._partial = b""
+        self._partial = bytearray()
         limit = self.protocol.max_message_size  # websockets' own limit, checked here too
         self._max_message = limit if limit is not None else 1 << 62
         self._scheduled = False
@@ -90,8 +90,20 @@ class DirectConnection(ClientConnection):
             super().process_event(event)  # ping, pong, close: websockets' own handling
 
     def data_received(self, data: bytes) -> None:
-        if self._partial or self._at_frame_boundary():
-            self._split_frames(self._partial + data if self._partial else data)
+        partial = self._partial
+        if partial:
+            # Appending is amortised O(1): a large message arriving in many reads is copied
+            # about once, not once per read.
+            partial += data
+            used = self._split_frames(partial)
+            if used < 0:
+                self._partial = bytearray()
+            elif used:
+                del partial[:used]
+        elif self._at_frame_boundary():
+            used = self._split_frames(data)
+            if 0 <= used < len(data):
+                self._partial = bytearray(data[used:])
         else:
             super().data_received(data)
         if not self._scheduled:
@@ -108,11 +120,12 @@ class DirectConnection(ClientConnection):
             and self._fragments is None
         )
 
-    def _split_frames(self, buf: bytes) -> None:
+    def _split_frames(self, buf: bytes | bytearray) -> int:
         """Cut complete, final, unmasked text and binary frames out of ``buf`` (the common
         case: one header read, one slice). Every other frame (control frames, fragments,
         compressed or invalid ones) goes whole to websockets' parser, which answers it as
-        usual; a frame not complete yet waits in ``_partial``."""
+        usual. Returns how many bytes were used (the rest is an incomplete frame, for
+        ``_partial``), or -1 when websockets took everything from some frame on."""
         pending, end_of_data, limit = self._pending, len(buf), self._max_message
         pos = 0
         while end_of_data - pos >= 2:
@@ -127,19 +140,18 @@ class DirectConnection(ClientConnection):
                 if length <= limit and length < 1 << 62:
                     break  # wait for the rest (a header may be cut too: start checks it)
             elif head1 in _FINAL_DATA and head2 < 0x80 and length <= limit:
-                pending.append(buf[start:end])
+                pending.append(bytes(buf[start:end]))
                 pos = end
                 continue
             elif length <= limit:
-                super().data_received(buf[pos:end])  # one whole frame for websockets
+                super().data_received(bytes(buf[pos:end]))  # one whole frame for websockets
                 pos = end
                 if self._at_frame_boundary():
                     continue
             # Too large, a protocol error, or the closing handshake: websockets has the rest.
-            super().data_received(buf[pos:])
-            self._partial = b""
-            return
-        self._partial = buf[pos:]
+            super().data_received(bytes(buf[pos:]))
+            return -1
+        return pos
 
     def finish(self) -> None:
         """The connection is closed: hand over what is still waiting, all of it now."""
