@@ -31,13 +31,13 @@ async def _authorize(conn: ServerConnection) -> None:
 
 
 @contextlib.asynccontextmanager
-async def plain_server(script: Script) -> AsyncIterator[str]:
+async def plain_server(script: Script, *, compression: str | None = None) -> AsyncIterator[str]:
     async def handler(conn: ServerConnection) -> None:
         await _authorize(conn)
         await script(conn)
         await conn.wait_closed()
 
-    async with serve(handler, "127.0.0.1", 0, compression=None) as server:
+    async with serve(handler, "127.0.0.1", 0, compression=compression) as server:
         port = next(iter(server.sockets)).getsockname()[1]
         yield f"ws://127.0.0.1:{port}/v1/websocket"
 
@@ -216,3 +216,24 @@ async def test_a_broken_frame_fails_the_connection_and_the_socket_recovers(
     assert [e.kind for e in seen] == ["disconnected", "reconnected", "md"]
     assert f"failed by this side {code}" in seen[0].data.reason
     assert seen[-1].data["n"] == 7
+
+
+async def test_compressed_frames_take_websockets_parser_and_arrive_whole(
+    sim: SimulatedTradovate,
+) -> None:
+    """With permessage-deflate every frame has RSV1 set: none is split here, websockets'
+    parser inflates each one, and the messages arrive as with plain frames."""
+
+    async def script(conn: ServerConnection) -> None:
+        for n in range(500):
+            await conn.send("a[" + md(n) + "]")
+        await conn.send(iter(["a[", md(500), "]"]))
+
+    async with plain_server(script, compression="deflate") as url:
+        async with TradovateSession(sim.config()) as session:
+            async with session.websocket(kind="md", url=url, compression="deflate") as ws:
+                stream = ws.events()
+                with anyio.fail_after(10):
+                    numbers = [(await anext(stream)).data["n"] for _ in range(501)]
+    assert numbers == list(range(501))
+    assert ws.stats.malformed_frames == 0

@@ -54,8 +54,12 @@ class DirectConnection(ClientConnection):
         self._pending: deque[Message] = deque()
         self._fragments: list[Message] | None = None
         self._partial = bytearray()
-        limit = self.protocol.max_message_size  # websockets' own limit, checked here too
-        self._max_message = limit if limit is not None else 1 << 62
+        # websockets' own limit, checked here too. Splitting frames needs two internals of
+        # websockets (this limit and its reader's buffer): without them (another version),
+        # every frame goes through websockets' parser, as with recv().
+        limit = getattr(self.protocol, "max_message_size", -1)
+        self._max_message = 1 << 62 if limit is None else limit
+        self._can_split = limit != -1 and hasattr(self.protocol.reader, "buffer")
         self._scheduled = False
         self._reading_paused = False
         self.sink_failed = False
@@ -114,7 +118,8 @@ class DirectConnection(ClientConnection):
         connection is open, websockets holds no part of a frame, no message is fragmented."""
         protocol = self.protocol
         return (
-            self.response is not None
+            self._can_split
+            and self.response is not None
             and protocol.state is State.OPEN
             and not protocol.reader.buffer
             and self._fragments is None
