@@ -42,7 +42,7 @@ import anyio
 import anyio.abc
 import msgspec
 
-from ._errors import ProtocolError, SessionClosedError, TradovateError
+from ._errors import SessionClosedError, TradovateError
 from ._event_buffer import EVENT_OVERFLOW, Overflow
 from ._md_charts import ChartRequests
 from ._md_models import BarSpec, DomSnapshot, Histogram, Minute, Quote, ReplayClock, Ticks
@@ -103,7 +103,7 @@ class MarketData:
         self._own_socket = own_socket
         self._contracts: dict[str, int] = {}
         self._resolve_lock = anyio.Lock()
-        self._routes = MdRoutes()
+        self._routes = MdRoutes(_SUBSCRIBE)
         self._latest = self._routes.latest
         self._refs: dict[tuple[str, int], int] = {}
         self._histograms = self._routes.histograms
@@ -327,14 +327,8 @@ class MarketData:
 
     async def _dispatch(self) -> None:
         try:
-            async for event in self._ws.undecoded_events():
-                try:
-                    data = event.data
-                except ProtocolError as exc:
-                    self._routes.malformed += 1
-                    logger.warning("ignoring malformed market data: %s", exc)
-                    continue
-                self.handle_event(event.kind, data)
+            async for event in self._ws.events():
+                self.handle_event(event.kind, event.data)
         except TradovateError as exc:
             self._finish(exc)
             return

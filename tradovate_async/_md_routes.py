@@ -11,7 +11,7 @@ the latest per contract. What does not fit the models takes the generic route (d
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 import msgspec
@@ -22,21 +22,11 @@ from ._ws_codec import Event, WireText, undecoded_data
 if TYPE_CHECKING:
     from ._md_streams import LatestStream
 
-__all__ = ["KINDS", "MdRoutes"]
+__all__ = ["MdRoutes"]
 
 logger = logging.getLogger(__name__)
 
-#: The stream kinds of latest-per-contract market data.
-KINDS: Final = ("quote", "dom", "histogram")
-
 _CONVERT = msgspec.convert  # bound once: the hot path calls it per event
-# The list types, made once: ``list[Quote]`` spelt inline would be a new object per event, and
-# msgspec would build its decoding plan again each time.
-_LISTS: Final[dict[type[Any], Any]] = {
-    model: list[model]  # type: ignore[valid-type]
-    for model in (Quote, DomSnapshot, Histogram)
-}
-
 
 #: (stream kind, list in an ``md`` event, model) for the generic route.
 _MD_LISTS: Final = (
@@ -44,6 +34,12 @@ _MD_LISTS: Final = (
     ("dom", "doms", DomSnapshot),
     ("histogram", "histograms", Histogram),
 )
+# The list types, made once: ``list[Quote]`` spelt inline would be a new object per event, and
+# msgspec would build its decoding plan again each time.
+_LISTS: Final[dict[type[Any], Any]] = {
+    model: list[model]  # type: ignore[valid-type]
+    for _, _, model in _MD_LISTS
+}
 
 
 class _WireMd(msgspec.Struct, gc=False):
@@ -89,8 +85,8 @@ def _typed_md_message(event: Event) -> _WireMd | None:
 class MdRoutes:
     """The streams of each kind, the merged histograms, and the routes that feed them."""
 
-    def __init__(self) -> None:
-        self.latest: dict[str, list[LatestStream[Any]]] = {kind: [] for kind in KINDS}
+    def __init__(self, kinds: Iterable[str]) -> None:
+        self.latest: dict[str, list[LatestStream[Any]]] = {kind: [] for kind in kinds}
         self.histograms: dict[int, Histogram] = {}
         #: ``md`` data that did not fit the models, or a route that failed.
         self.malformed = 0

@@ -18,7 +18,7 @@ import inspect
 import logging
 import random
 from collections.abc import Callable
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal
 
 import anyio
 import anyio.abc
@@ -37,6 +37,9 @@ from ._server_time import SessionTime
 from ._store import TokenStore
 from ._store_access import StoreAccess
 
+if TYPE_CHECKING:
+    from ._session import SessionStats  # the session owns its counters
+
 __all__ = ["Reason", "TokenKeeper", "TokenListener", "renewal_schedule"]
 
 logger = logging.getLogger(__name__)
@@ -44,19 +47,6 @@ logger = logging.getLogger(__name__)
 Reason = Literal["start", "renew", "expired", "rejected"]
 _PROBE_INTERVAL = 10.0  # seconds between two reads of the server's clock on purpose
 TokenListener = Callable[[AccessToken], object]
-
-
-class _Stats(Protocol):
-    """The counters of ``SessionStats`` the keeper keeps."""
-
-    logins: int
-    renewals: int
-    adopted_from_store: int
-    transient_failures: int
-    permanent_failures: int
-    store_errors: int
-    rejected_tokens: int
-    paced_logins: int
 
 
 def _is_async_callable(obj: object) -> bool:
@@ -102,7 +92,7 @@ class TokenKeeper:
         config: TradovateConfig,
         store: TokenStore,
         time: SessionTime,
-        stats: _Stats,
+        stats: SessionStats,
         *,
         schedule: RenewalSchedule,
         pacing: LoginPacing,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import Any, Literal, Self, TypedDict
 
@@ -46,8 +46,8 @@ from ._penalty import PenaltyPolicy
 from ._retry import is_read
 from ._tasks import TaskHost
 from ._ws_calls import Call, Query
-from ._ws_codec import Event, WireText, is_read_only, normalize_endpoint, undecoded_data
-from ._ws_core import SocketConnection, SocketSettings
+from ._ws_codec import Event, is_read_only, normalize_endpoint, undecoded_data
+from ._ws_core import EventTap, FrameTap, SocketConnection, SocketSettings
 from ._ws_io import SocketDriver, bounded
 from ._ws_types import (
     EVENT_DISCONNECTED,
@@ -82,9 +82,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-EventTap = Callable[[Event], bool]
-FrameTap = Callable[[WireText], bool]
-
 
 class WebSocketOptions(TypedDict, total=False):
     """The keyword options of :class:`TradovateWebSocket` (and ``session.websocket``)."""
@@ -108,11 +105,10 @@ class WebSocketOptions(TypedDict, total=False):
 class _EventStream:
     """The iterator :meth:`TradovateWebSocket.events` returns (one consumer at a time)."""
 
-    __slots__ = ("_decode", "_ws")
+    __slots__ = ("_ws",)
 
-    def __init__(self, ws: TradovateWebSocket, *, decode: bool = True) -> None:
+    def __init__(self, ws: TradovateWebSocket) -> None:
         self._ws = ws
-        self._decode = decode
 
     def __aiter__(self) -> Self:
         return self
@@ -126,7 +122,7 @@ class _EventStream:
             except IndexError:
                 pass
             else:
-                if not self._decode or undecoded_data(event) is None:
+                if undecoded_data(event) is None:
                     return event
                 try:
                     event.data  # noqa: B018 - decoded here, as the consumer takes it
@@ -379,10 +375,6 @@ class TradovateWebSocket:
         buffer, ``frame`` each message before decoding; ``True``: handled. No raising, no wait."""
         self._core.event_tap = event
         self._core.frame_tap = frame
-
-    def undecoded_events(self) -> AsyncIterator[Event]:
-        """:meth:`events` without reading ``data`` first (it may then raise ProtocolError)."""
-        return _EventStream(self, decode=False)
 
     # -- requests ---------------------------------------------------------------------------
 

@@ -301,6 +301,11 @@ class Handshake:
         return encode_json_auth(self.raw) if json_auth else encode_authorize(request_id, self.raw)
 
 
+#: Sees a server event before the buffer; ``True``: it handled it (``TradovateWebSocket.set_taps``).
+EventTap: TypeAlias = Callable[[Event], bool]
+#: Sees a message of an open connection before it is decoded; ``True``: it handled it.
+FrameTap: TypeAlias = Callable[[WireText], bool]
+
 _RESYNC_WARNING: Final = (
     "%s: the consumer fell behind; %s events dropped (an 'overflow' event marks the gap); "
     "asking for %d fresh snapshot(s)"
@@ -325,8 +330,8 @@ class SocketConnection:
         self.completed: list[Call] = []
         #: The phase or readiness changed; events were buffered (the I/O layer clears both).
         self.changed = self.events_added = False
-        self.event_tap: Callable[[Event], bool] | None = None
-        self.frame_tap: Callable[[WireText], bool] | None = None
+        self.event_tap: EventTap | None = None
+        self.frame_tap: FrameTap | None = None
         self._handshake = Handshake()
         self._live = Liveness(settings.heartbeat_interval, settings.silence_timeout)
         self._shutdown_reason: str | None = None

@@ -306,18 +306,8 @@ class SocketDriver:
         conn.attach(take)
         await conn.wait_closed()
         conn.finish()  # what arrived before the end is delivered before the loss is reported
-        if conn.sink_failed:
-            reason = "reader error"
-        elif (rcvd := conn.protocol.close_rcvd) is not None:
-            reason = f"closed {rcvd.code} {rcvd.reason!r}"
-        elif (sent := conn.protocol.close_sent) is not None:
-            reason = f"failed by this side {sent.code} {sent.reason!r}"  # e.g. 1009: too big
-        elif isinstance(conn.connection_exc, OSError):
-            reason = f"transport error: {type(conn.connection_exc).__name__}"
-        else:
-            reason = "connection closed without a close frame"
         if not transport.detached:
-            self._core.transport_closed(reason, now())
+            self._core.transport_closed(conn.loss_reason(), now())
             pump()
 
     async def _write(self, transport: _Transport) -> None:

@@ -26,6 +26,8 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
 from websockets.protocol import State
 
+from ._secret import scrub_known
+
 __all__ = ["SLICE", "DirectConnection", "Message"]
 
 #: A message as the protocol parsed it.
@@ -157,6 +159,20 @@ class DirectConnection(ClientConnection):
             super().data_received(bytes(buf[pos:]))
             return -1
         return pos
+
+    def loss_reason(self) -> str:
+        """Why the connection ended, in words for logs and ``disconnected`` events (a close
+        reason from the server is scrubbed of known secrets)."""
+        protocol = self.protocol
+        if self.sink_failed:
+            return "reader error"
+        if (rcvd := protocol.close_rcvd) is not None:
+            return f"closed {rcvd.code} {scrub_known(rcvd.reason)!r}"
+        if (sent := protocol.close_sent) is not None:
+            return f"failed by this side {sent.code} {sent.reason!r}"  # e.g. 1009: too big
+        if isinstance(self.connection_exc, OSError):
+            return f"transport error: {type(self.connection_exc).__name__}"
+        return "connection closed without a close frame"
 
     def finish(self) -> None:
         """The connection is closed: hand over what is still waiting, all of it now."""

@@ -28,6 +28,7 @@ from ._orders import MarketPrices
 from ._prices import PricePath
 from ._rest import RestFrontEnd
 from ._serving import ServerThread
+from ._sessions import SessionRules
 from ._state import SimState
 from ._types import SimUser
 from ._ws import SocketHub
@@ -134,14 +135,16 @@ class SimulatedTradovate(SimControls):
         self._serving = ServerThread(host, port, certfile, keyfile)
         self._state = SimState(
             users=users,
-            token_lifetime=token_lifetime,
+            rules=SessionRules(
+                token_lifetime,
+                max_sessions_per_user,
+                md_access_token,
+                renew_invalidates_old,
+                max_failed_logins,
+                max_renewals_per_hour,
+                strict_penalties,
+            ),
             clock=clock or time.time,
-            max_sessions_per_user=max_sessions_per_user,
-            md_access_token=md_access_token,
-            renew_invalidates_old=renew_invalidates_old,
-            max_failed_logins=max_failed_logins,
-            max_renewals_per_hour=max_renewals_per_hour,
-            strict_penalties=strict_penalties,
             request_log_limit=request_log_limit,
             max_requests_per_hour=max_requests_per_hour,
             max_syncrequests_per_hour=max_syncrequests_per_hour,
@@ -149,18 +152,35 @@ class SimulatedTradovate(SimControls):
         self._state.set_offset(float(server_clock_offset))
         self._market_interval = market_interval
         self._open_market(market_speed, price_seed, cancel_chart_by)
-        self._hub = SocketHub(
+        self._hub = self._open_hub(
+            auth_timeout,
+            heartbeat_timeout,
+            server_heartbeat,
+            quote_interval,
+            close_sockets_on_expiry,
+        )
+        self._app = _app(self._state, self._hub, self._serving.abort_client)
+
+    def _open_hub(
+        self,
+        auth_timeout: float,
+        heartbeat_timeout: float | None,
+        server_heartbeat: float,
+        quote_interval: float | None,
+        close_on_expiry: bool,
+    ) -> SocketHub:
+        """The WebSocket side, on this simulator's state, market and server thread."""
+        return SocketHub(
             self._state,
             auth_timeout=auth_timeout,
             heartbeat_timeout=heartbeat_timeout,
             server_heartbeat=server_heartbeat,
             quote_interval=quote_interval,
-            close_on_expiry=close_sockets_on_expiry,
+            close_on_expiry=close_on_expiry,
             abort_client=self._serving.abort_client,
             market=self._market,
             market_clock=self.market_time,
         )
-        self._app = _app(self._state, self._hub, self._serving.abort_client)
 
     def _open_market(
         self, speed: float, seed: int, cancel_chart_by: Literal["realtime", "historical"]

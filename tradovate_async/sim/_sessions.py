@@ -24,7 +24,15 @@ from ._market import iso_time
 from ._reply import Reply
 from ._types import DEFAULT_ERROR_TEXT, SimUser
 
-__all__ = ["HOUR", "Rolling", "Session", "SessionDesk", "TokenReason", "users_by_name"]
+__all__ = [
+    "HOUR",
+    "Rolling",
+    "Session",
+    "SessionDesk",
+    "SessionRules",
+    "TokenReason",
+    "users_by_name",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -103,34 +111,34 @@ def users_by_name(users: Iterable[SimUser]) -> dict[str, SimUser]:
     return by_name
 
 
+@dataclasses.dataclass(frozen=True)
+class SessionRules:
+    """How the simulated token endpoint treats logins and renewals (the
+    :class:`~tradovate_async.sim.SimulatedTradovate` arguments of the same names)."""
+
+    token_lifetime: float = 5400.0
+    max_sessions_per_user: int = 2
+    md_access_token: bool = True
+    renew_invalidates_old: bool = True
+    max_failed_logins: int | None = 5
+    max_renewals_per_hour: int | None = 15
+    strict_penalties: bool = True
+
+    def __post_init__(self) -> None:
+        if self.token_lifetime <= 0:
+            raise ValueError("token_lifetime must be positive")
+        if self.max_sessions_per_user < 1:
+            raise ValueError("max_sessions_per_user must be at least 1")
+
+
 class SessionDesk:
     """Sessions, tokens, login and renewal limits and penalty tickets (see the module notes)."""
 
     lock: threading.Lock
     users: dict[str, SimUser]
 
-    def __init__(
-        self,
-        *,
-        token_lifetime: float,
-        max_sessions_per_user: int,
-        md_access_token: bool,
-        renew_invalidates_old: bool,
-        max_failed_logins: int | None,
-        max_renewals_per_hour: int | None,
-        strict_penalties: bool,
-    ) -> None:
-        if token_lifetime <= 0:
-            raise ValueError("token_lifetime must be positive")
-        if max_sessions_per_user < 1:
-            raise ValueError("max_sessions_per_user must be at least 1")
-        self.token_lifetime = token_lifetime
-        self.max_sessions = max_sessions_per_user
-        self.md_access_token = md_access_token
-        self.renew_invalidates_old = renew_invalidates_old
-        self.max_failed_logins = max_failed_logins
-        self.max_renewals = max_renewals_per_hour
-        self.strict_penalties = strict_penalties
+    def __init__(self, rules: SessionRules) -> None:
+        self.rules = rules
         #: ``apiHosts`` of token answers (the real server sends them since 2026-10); None: none.
         self.api_hosts: dict[str, str] | None = None
         self._session_ids = itertools.count(1)
@@ -175,7 +183,7 @@ class SessionDesk:
                 del self._tickets[key]
             if ticket is None:
                 pending = [t for t in self._tickets.values() if t.path == path]
-                if not (self.strict_penalties and pending):
+                if not (self.rules.strict_penalties and pending):
                     return None
                 last = max(pending, key=lambda t: t.issued)
                 p_time, captcha = last.p_time, last.captcha
@@ -230,7 +238,7 @@ class SessionDesk:
                 reason = "revoked"
             elif entry.kind not in accept:
                 reason = "wrong-kind"
-            elif entry.superseded and self.renew_invalidates_old:
+            elif entry.superseded and self.rules.renew_invalidates_old:
                 reason = "superseded"
             elif entry.expires_at <= self.now():
                 reason = "expired"
@@ -294,8 +302,8 @@ class SessionDesk:
         revoked: list[int] = []
         with self.lock:
             now = self.now()
-            if self.max_failed_logins is not None and (
-                self._failed.count(name, now) >= self.max_failed_logins
+            if self.rules.max_failed_logins is not None and (
+                self._failed.count(name, now) >= self.rules.max_failed_logins
             ):
                 self._failed.add(name, now)  # repeated attempts extend the lockout
                 return Reply.plain(429, "", "locked-out")
@@ -304,7 +312,7 @@ class SessionDesk:
                 self._failed.add(name, now)
                 return Reply(200, payload={"errorText": DEFAULT_ERROR_TEXT}, reason="credentials")
             live = sorted(self._live_sessions(name, now), key=lambda s: s.created)
-            while len(live) >= self.max_sessions:
+            while len(live) >= self.rules.max_sessions_per_user:
                 oldest = live.pop(0)
                 oldest.revoked = True
                 revoked.append(oldest.id)
@@ -314,11 +322,11 @@ class SessionDesk:
                 created=now,
                 access_token="",
                 md_token=None,
-                expires_at=now + self.token_lifetime,
+                expires_at=now + self.rules.token_lifetime,
                 device_id=device if isinstance(device, str) else None,
             )
             session.access_token = self._new_token(session, "access")
-            if self.md_access_token:
+            if self.rules.md_access_token:
                 session.md_token = self._new_token(session, "md")
             self.sessions[session.id] = session
             self.logins += 1
@@ -339,8 +347,8 @@ class SessionDesk:
             now = self.now()
             name = session.user.username
             if (
-                self.max_renewals is not None
-                and self._renewed.count(name, now) >= self.max_renewals
+                self.rules.max_renewals_per_hour is not None
+                and self._renewed.count(name, now) >= self.rules.max_renewals_per_hour
             ):
                 self._renewed.add(name, now)
                 return Reply.plain(429, "", "renewal-limit")
@@ -348,7 +356,7 @@ class SessionDesk:
             for token in (session.access_token, session.md_token):
                 if token is not None and token in self._tokens:
                     self._tokens[token].superseded = True
-            session.expires_at = now + self.token_lifetime
+            session.expires_at = now + self.rules.token_lifetime
             session.access_token = self._new_token(session, "access")
             if session.md_token is not None:
                 session.md_token = self._new_token(session, "md")

@@ -22,7 +22,7 @@ from ._orders import MarketPrices, OrderEngine, PriceSource
 from ._props import PropsStore
 from ._reply import Reply
 from ._routes import Routes
-from ._sessions import HOUR, Rolling, Session, SessionDesk, users_by_name
+from ._sessions import HOUR, Rolling, Session, SessionDesk, SessionRules, users_by_name
 from ._types import Fault, RequestRecord, SimUser
 
 __all__ = ["Reply", "Session", "SimState", "normalize_path"]
@@ -68,14 +68,8 @@ class SimState(SessionDesk):
         self,
         *,
         users: Iterable[SimUser],
-        token_lifetime: float,
+        rules: SessionRules,
         clock: Callable[[], float],
-        max_sessions_per_user: int,
-        md_access_token: bool,
-        renew_invalidates_old: bool,
-        max_failed_logins: int | None,
-        max_renewals_per_hour: int | None,
-        strict_penalties: bool,
         request_log_limit: int = _LOG_LIMIT,
         max_requests_per_hour: int | None = None,
         max_syncrequests_per_hour: int | None = None,
@@ -83,15 +77,7 @@ class SimState(SessionDesk):
     ) -> None:
         self.lock = threading.Lock()
         self.users = users_by_name(users)
-        super().__init__(
-            token_lifetime=token_lifetime,
-            max_sessions_per_user=max_sessions_per_user,
-            md_access_token=md_access_token,
-            renew_invalidates_old=renew_invalidates_old,
-            max_failed_logins=max_failed_logins,
-            max_renewals_per_hour=max_renewals_per_hour,
-            strict_penalties=strict_penalties,
-        )
+        super().__init__(rules)
         self._clock = clock
         self._offset = 0.0
         self._faults: dict[str, collections.deque[_QueuedFault]] = {}
