@@ -487,10 +487,10 @@ async def test_an_event_whose_data_is_not_json_is_dropped_and_the_next_one_deliv
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The frame is well formed but one event's data is not valid JSON (a number no float
-    holds): it is found when the consumer takes it, counted, logged and skipped."""
+    holds): that event is counted, logged and left out; the socket goes on."""
     async with environment(quote_interval=None) as (sim, session):
         async with session.websocket(kind="md", **FAST) as ws:
-            with caplog.at_level(logging.WARNING, logger="tradovate_async._ws"):
+            with caplog.at_level(logging.WARNING, logger="tradovate_async._ws_core"):
                 sim.send_raw('a[{"e":"md","d":{"quotes":[{"v":1e999}]}}]', kind="md")
                 sim.send_raw('a[{"e":"md","d":{"quotes":[{"v":1.5}]}}]', kind="md")
                 event = await next_event(ws, "md")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import random
 from typing import Any
@@ -24,6 +23,7 @@ from tradovate_async._ws_codec import (
     Request,
     Response,
     decode_frame,
+    decode_plain_events,
     decode_request,
     encode_authorize,
     encode_frame,
@@ -34,7 +34,6 @@ from tradovate_async._ws_codec import (
     is_read_only,
     normalize_endpoint,
     penalty_of,
-    undecoded_data,
 )
 
 # 200 examples per property: the decoder's robustness is fuzzed at 1,000 cases per target in
@@ -436,14 +435,14 @@ def test_backoff_delays_stay_within_bounds(script: list[tuple[str, float]]) -> N
             quota = quota or action == "quota"
 
 
-def test_event_data_is_decoded_when_first_read_and_equals_the_eager_event() -> None:
+def test_an_event_is_immutable_compares_and_matches_by_kind_and_data() -> None:
     [event] = decode_frame(b'a[{"e":"props","d":{"entityType":"order","entity":{"id":1}}}]').items
-    assert isinstance(event, Event)
-    assert undecoded_data(event) is not None
+    assert type(event) is Event
     assert event == Event("props", {"entityType": "order", "entity": {"id": 1}})
-    assert undecoded_data(event) is None  # read once, kept
+    assert event != Event("md", {"entityType": "order", "entity": {"id": 1}})
+    assert Event("disconnected") == Event("disconnected", None)
     assert repr(event) == "Event(kind='props', data={'entityType': 'order', 'entity': {'id': 1}})"
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(AttributeError):
         event.kind = "md"  # type: ignore[misc]
     match event:
         case Event("props", {"entity": {"id": 1}}):
@@ -455,9 +454,37 @@ def test_event_data_is_decoded_when_first_read_and_equals_the_eager_event() -> N
 @pytest.mark.parametrize(
     "payload", [b'{"v":1e999}', b'{"v":"' + bytes([0xFF]) + b'"}'], ids=["huge-number", "not-utf8"]
 )
-def test_event_data_that_is_not_json_raises_protocol_error_when_read(payload: bytes) -> None:
-    [event] = decode_frame(b'a[{"e":"md","d":' + payload + b"}]").items
-    assert isinstance(event, Event)
-    with pytest.raises(ProtocolError, match="not valid JSON"):
-        event.data  # noqa: B018
-    assert "malformed" in repr(event)
+def test_an_event_whose_data_is_not_json_is_left_out_and_the_rest_of_its_frame_kept(
+    payload: bytes,
+) -> None:
+    message = b'a[{"e":"md","d":{"v":1}},{"e":"md","d":' + payload + b'},{"s":200,"i":4}]'
+    assert decode_plain_events(message) is None
+    frame = decode_frame(message)
+    assert isinstance(frame, MessagesFrame)
+    assert frame.items == (Event("md", {"v": 1}), Response(4, 200))
+    [why] = frame.dropped
+    assert why.startswith("md event: data is not valid JSON")
+
+
+def test_plain_events_are_decoded_in_one_pass_and_anything_else_is_left_to_decode_frame() -> None:
+    quotes = b'a[{"e":"md","d":{"quotes":[]}},{"e":"chart","d":{"charts":[]}},{"e":"props"}]'
+    events = decode_plain_events(quotes)
+    assert events == [
+        Event("md", {"quotes": []}),
+        Event("chart", {"charts": []}),
+        Event("props", None),
+    ]
+    frame = decode_frame(quotes)
+    assert isinstance(frame, MessagesFrame) and list(frame.items) == events
+    for other in (
+        b'a[{"e":"md","d":{}},{"s":200,"i":1}]',  # an answer
+        b'a[{"e":"clock","d":"{\\"t\\":1}"}]',  # data inside a string
+        b'a[{"e":"shutdown","d":{"reason":"x"}}]',  # the socket acts on it
+        b"h",
+        b"o",
+        b"",
+        'a[{"e":"md","d":{}}]',  # text, not the bytes the transport gives
+        b'a[{"e":"md","d":{"v":1e999}}]',
+        b'a[{"e":5}]',
+    ):
+        assert decode_plain_events(other) is None, other

@@ -12,12 +12,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
 from tradovate_async import TradovateSession
-from tradovate_async._ws import TradovateWebSocket
-from tradovate_async._ws_transport import SLICE
+from tradovate_async._ws import PULLS_PER_TURN, TradovateWebSocket
+from tradovate_async._ws_transport import HANDOFF_EVENTS, SLICE
 from tradovate_async.sim import SimulatedTradovate
 
 Script = Callable[[ServerConnection], Awaitable[None]]
@@ -94,6 +95,52 @@ async def test_a_burst_reaches_the_consumer_in_small_slices_and_in_order(
     # Before the consumer first waits (the socket was still opening) two slices may pile up.
     assert max(waiting) < 2 * SLICE
     assert max(waiting[2 * SLICE :]) < SLICE
+    assert ws.stats.dropped_events == 0
+
+
+async def test_a_consumer_decodes_its_next_slices_itself_and_other_tasks_still_get_turns(
+    sim: SimulatedTradovate,
+) -> None:
+    """3,000 frames of 10 events written at once. The consumer decodes the next slice itself
+    when it has taken every event (``DirectConnection.pull``), so it never finds more than
+    ``HANDOFF_EVENTS`` plus one frame waiting; but after ``PULLS_PER_TURN`` slices it waits
+    for a turn of the event loop, so another task keeps running during the burst (a consumer
+    that pulled without that limit would hold the loop for a whole socket read)."""
+    frames, per_frame = 3000, 10
+
+    async def script(conn: ServerConnection) -> None:
+        for f in range(frames):
+            events = ",".join(md(f * per_frame + n) for n in range(per_frame))
+            await conn.send("a[" + events + "]")
+
+    turns = 0
+
+    async def other_task() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await anyio.lowlevel.checkpoint()
+
+    async with plain_server(script) as url, TradovateSession(sim.config()) as session:
+        async with session.websocket(kind="md", url=url) as ws, anyio.create_task_group() as tg:
+            waiting: list[int] = []
+            numbers: list[int] = []
+            with anyio.fail_after(10):
+                first = await anext(ws.events())  # the burst is under way
+                tg.start_soon(other_task)
+                numbers.append(first.data["n"])
+                async for event in ws.events():
+                    waiting.append(len(ws._core.events))
+                    numbers.append(event.data["n"])
+                    if len(numbers) == frames * per_frame:
+                        break
+            tg.cancel_scope.cancel()
+    assert numbers == list(range(frames * per_frame))
+    assert max(waiting[2 * SLICE :]) < HANDOFF_EVENTS + per_frame
+    # A turn at least every PULLS_PER_TURN + 1 = 9 slices of one frame each; 20 as slack.
+    # Without the limit: about 10 turns in all, one per socket read.
+    assert PULLS_PER_TURN + 1 < 20
+    assert turns >= frames / 20, turns
     assert ws.stats.dropped_events == 0
 
 

@@ -56,6 +56,7 @@ RESYNC_ENDPOINTS: Final[Mapping[str, str]] = {
 }
 
 _SUPERSEDED_LISTS: Final = frozenset({"quotes", "doms"})
+_NOTHING: Final[frozenset[str]] = frozenset()
 _NEVER_DROPPED: Final = frozenset(
     {"disconnected", "reconnected", "shutdown", EVENT_OVERFLOW, EVENT_RESYNCED}
 )
@@ -111,7 +112,7 @@ class EventBuffer:
     operation and a comparison: the policy runs only when the buffer is full.
     """
 
-    __slots__ = ("_limit", "_queue", "_resync", "dropped", "maxlen", "overflows")
+    __slots__ = ("_limit", "_resync", "dropped", "maxlen", "overflows", "queue")
 
     def __init__(self, maxlen: int) -> None:
         if maxlen < 1:
@@ -120,30 +121,43 @@ class EventBuffer:
         self._limit = maxlen  # the size at which room is made next
         self.dropped = 0
         self.overflows = 0
-        self._queue: deque[Event] = deque()
+        #: The events, oldest first. The same deque for the buffer's life (making room edits
+        #: it in place), so the consumer's loop may hold it and ``popleft`` from it directly.
+        self.queue: deque[Event] = deque()
         self._resync: set[str] = set()
 
     def __len__(self) -> int:
-        return len(self._queue)
+        return len(self.queue)
 
     def __bool__(self) -> bool:
-        return bool(self._queue)
+        return bool(self.queue)
 
     def __iter__(self) -> Iterator[Event]:
         """Drain in order (for tests and shutdown)."""
-        while self._queue:
-            yield self._queue.popleft()
+        while self.queue:
+            yield self.queue.popleft()
 
     def put(self, event: Event) -> None:
         """Buffer ``event``, making room first if the buffer is full."""
-        queue = self._queue
+        queue = self.queue
         if len(queue) >= self._limit:
             self._make_room()
             # Latest quotes and the library's events may exceed maxlen: make room again only
             # after another quarter, so that every put stays O(1) amortised.
-            self._limit = max(self.maxlen, len(self._queue) + self.maxlen // 4)
-            queue = self._queue
+            self._limit = max(self.maxlen, len(queue) + self.maxlen // 4)
         queue.append(event)
+
+    def put_all(self, events: list[Event]) -> bool:
+        """Buffer ``events`` in order, as ``put`` does each (one deque operation when they
+        fit: a frame of quotes is buffered at once). Returns whether room had to be made
+        (then ``dropped`` and the kinds to resynchronise may have changed)."""
+        queue = self.queue
+        if len(queue) + len(events) < self._limit:
+            queue.extend(events)
+            return False
+        for event in events:
+            self.put(event)
+        return True
 
     def extend(self, events: Iterable[Event]) -> None:
         for event in events:
@@ -151,21 +165,24 @@ class EventBuffer:
 
     def get(self) -> Event:
         """The oldest buffered event. Raises ``IndexError`` when empty."""
-        return self._queue.popleft()
+        return self.queue.popleft()
 
     def take_resync(self) -> frozenset[str]:
         """The kinds dropped since the last call, for which the owner must ask the server for
         a fresh snapshot (see :data:`RESYNC_ENDPOINTS`); clears them."""
+        if not self._resync:
+            return _NOTHING
         kinds, self._resync = frozenset(self._resync), set()
         return kinds
 
     # -- the overflow policy ----------------------------------------------------------------
 
     def _make_room(self) -> None:
-        kept = self._supersede(list(self._queue))
+        kept = self._supersede(list(self.queue))
         if len(kept) > self.maxlen * 3 // 4:
             kept = self._drop_backlog(kept)
-        self._queue = deque(kept)
+        self.queue.clear()
+        self.queue.extend(kept)
 
     def _supersede(self, events: list[Event]) -> list[Event]:
         """``events`` without what a newer one supersedes (quotes, DOM, clock per key)."""

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 import msgspec
 
 from ._md_models import DomSnapshot, Histogram, Quote
-from ._ws_codec import Event, WireText, undecoded_data
+from ._ws_codec import Event, WireText
 
 if TYPE_CHECKING:
     from ._md_streams import LatestStream
@@ -50,9 +50,6 @@ class _WireMd(msgspec.Struct, gc=False):
     histograms: list[Histogram] | None = None
 
 
-_decode_md = msgspec.json.Decoder(_WireMd, strict=False).decode
-
-
 class _WireMdEvent(msgspec.Struct, gc=False):
     e: Literal["md"]
     d: _WireMd
@@ -72,13 +69,11 @@ def _typed_md_frame(text: WireText) -> list[_WireMdEvent] | None:
 
 
 def _typed_md_message(event: Event) -> _WireMd | None:
-    """An ``md`` event's JSON decoded into the models, if nobody decoded it yet and it fits."""
-    raw = undecoded_data(event)
-    if raw is None:
-        return None
+    """An ``md`` event that came in a frame with other messages (the frame tap takes the rest),
+    converted into the models, if it fits."""
     try:
-        return _decode_md(raw)
-    except (msgspec.ValidationError, msgspec.DecodeError):
+        return msgspec.convert(event.data, _WireMd, strict=False)
+    except msgspec.ValidationError:
         return None
 
 

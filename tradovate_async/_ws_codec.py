@@ -37,6 +37,7 @@ from ._errors import ProtocolError, excerpt
 from ._penalty import Penalty
 from ._responses import encode_params
 from ._secret import scrub_known
+from ._ws_event import Event
 
 __all__ = [
     "HEARTBEAT_TEXT",
@@ -54,6 +55,7 @@ __all__ = [
     "Response",
     "WireText",
     "decode_frame",
+    "decode_plain_events",
     "decode_request",
     "encode_authorize",
     "encode_body",
@@ -66,7 +68,6 @@ __all__ = [
     "is_read_only",
     "normalize_endpoint",
     "penalty_of",
-    "undecoded_data",
 ]
 
 #: The client heartbeat: an empty SockJS message array, sent every 2.5 s.
@@ -103,90 +104,18 @@ class Response:
         return 200 <= self.status < 300
 
 
-class Event:
-    """A server push ``{"e": kind, "d": data}``, or a synthetic event of the library.
-
-    Server kinds: ``props``, ``md``, ``chart``, ``clock`` (``data`` already parsed from its JSON
-    string), ``shutdown``. The socket layer adds ``disconnected`` and ``reconnected`` (see
-    ``TradovateWebSocket.events``).
-
-    Immutable. A server event keeps ``data`` as the JSON the server sent until it is first
-    read: decoding it when the consumer takes it, not when the socket reads it, means the
-    objects it makes are young when they die, and the garbage collector does not keep walking
-    a backlog of them (the socket's throughput depends on it). ``events()`` reads ``data`` of
-    every event before handing it out, so a payload that is not valid JSON is dropped there,
-    with a warning, as a malformed frame is.
-    """
-
-    __slots__ = ("_data", "_raw", "kind")
-    __match_args__ = ("kind", "data")
-
-    kind: str
-    _data: Any
-    _raw: msgspec.Raw | None
-
-    def __init__(self, kind: str, data: Any = None) -> None:
-        _set_event_kind(self, kind)
-        _set_event_data(self, data)
-        _set_event_raw(self, None)
-
-    @property
-    def data(self) -> Any:
-        """The payload (decoded from the server's JSON on first access; raises
-        :class:`ProtocolError` if that JSON is not valid)."""
-        raw = self._raw
-        if raw is not None:
-            try:
-                data = _decode_any(raw) if len(raw) else None
-            except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
-                raise ProtocolError(f"{self.kind} event: data is not valid JSON ({exc})") from None
-            _set_event_data(self, data)
-            _set_event_raw(self, None)
-            return data
-        return self._data
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
-
-    def __delattr__(self, name: str) -> None:
-        raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}")
-
-    def __repr__(self) -> str:
-        try:
-            data = self.data
-        except ProtocolError:
-            return f"Event(kind={self.kind!r}, data=<malformed>)"
-        return f"Event(kind={self.kind!r}, data={data!r})"
-
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not Event:
-            return NotImplemented
-        return self.kind == other.kind and self.data == other.data
-
-    def __hash__(self) -> int:
-        return hash((self.kind, self.data))
-
-
-_decode_any = msgspec.json.Decoder().decode
-_set_event_kind = Event.__dict__["kind"].__set__
-_set_event_data = Event.__dict__["_data"].__set__
-_set_event_raw = Event.__dict__["_raw"].__set__
-
-
-def undecoded_data(event: Event) -> msgspec.Raw | None:
-    """The JSON of ``event.data`` as the server sent it, while nobody has read ``data`` yet:
-    typed streams decode it straight into their models."""
-    return event._raw
-
-
 Message: TypeAlias = Response | Event
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class MessagesFrame:
-    """``a[...]``: responses and events, in the order the server sent them."""
+    """``a[...]``: responses and events, in the order the server sent them.
+
+    ``dropped`` says why each event whose ``d`` was not valid JSON (a number no float holds,
+    bytes that are not UTF-8) was left out; the rest of the frame is kept."""
 
     items: tuple[Message, ...]
+    dropped: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -210,27 +139,12 @@ _set_response_id = Response.__dict__["id"].__set__
 _set_response_status = Response.__dict__["status"].__set__
 _set_response_data = Response.__dict__["data"].__set__
 _set_items = MessagesFrame.__dict__["items"].__set__
+_set_dropped = MessagesFrame.__dict__["dropped"].__set__
 
 _json_loads = json.loads
 
 #: One server message as the transport gives it: text, or its UTF-8 bytes.
 WireText: TypeAlias = str | bytes | bytearray | memoryview
-
-
-def _make_event(kind: str, data: Any) -> Event:
-    event: Event = _new(Event)
-    _set_event_kind(event, kind)
-    _set_event_data(event, data)
-    _set_event_raw(event, None)
-    return event
-
-
-def _lazy_event(kind: str, raw: msgspec.Raw) -> Event:
-    event: Event = _new(Event)
-    _set_event_kind(event, kind)
-    _set_event_data(event, None)
-    _set_event_raw(event, raw)
-    return event
 
 
 def _make_response(request_id: int, status: int, data: Any) -> Response:
@@ -248,7 +162,7 @@ def _malformed(why: str, text: str) -> ProtocolError:
 
 class _WireMessage(msgspec.Struct, gc=False):
     """One object inside ``a[...]`` as sent: an event has ``e``, an answer ``i`` and ``s``.
-    ``d`` stays JSON here (see :class:`Event`)."""
+    ``d`` stays JSON here, to be decoded item by item (see :func:`_decode_items`)."""
 
     e: str | None = None
     d: msgspec.Raw = msgspec.Raw()
@@ -257,6 +171,8 @@ class _WireMessage(msgspec.Struct, gc=False):
 
 
 _decode_wire = msgspec.json.Decoder(list[_WireMessage]).decode
+_decode_events = msgspec.json.Decoder(list[Event]).decode
+_decode_any = msgspec.json.Decoder().decode
 
 
 def _shown(text: WireText) -> str:
@@ -271,11 +187,16 @@ def decode_frame(text: WireText) -> Frame:
     Raises :class:`ProtocolError` (and nothing else) for anything that is not a well-formed
     ``o``, ``h``, ``a[...]`` or ``c[code,"reason"]`` in UTF-8 JSON (RFC 8259: no ``NaN``).
     """
-    if type(text) is not str and not isinstance(text, bytes | bytearray | memoryview):
+    if type(text) is bytes:  # what the transport gives
+        view = memoryview(text)
+    elif type(text) is str:
+        view = memoryview(text.encode("utf-8"))
+    elif isinstance(text, bytes | bytearray | memoryview):
+        view = memoryview(text)
+    else:
         raise ProtocolError(f"frame is {type(text).__name__}, not text")
-    if not text:
+    if not view:
         raise ProtocolError("empty frame")
-    view = memoryview(text.encode("utf-8") if isinstance(text, str) else text)
     kind = view[0]
     if kind == 0x61:  # a
         return _decode_messages(view[1:], text)
@@ -300,7 +221,37 @@ def decode_frame(text: WireText) -> Frame:
     raise _malformed("unknown frame type", _shown(text))
 
 
+def decode_plain_events(text: WireText) -> list[Event] | None:
+    """The events of an ``a[...]`` message that holds nothing but ordinary events, decoded in
+    one pass (a market-data socket's usual message); ``None`` for any other message.
+
+    Ordinary: no answer, no ``clock`` event (its data is JSON inside a string), no
+    ``shutdown`` event (the socket acts on it), and every ``d`` valid JSON. For ``None``,
+    :func:`decode_frame` decodes the message item by item and says what is wrong with it."""
+    if type(text) is not bytes or not text or text[0] != 0x61:  # a
+        return None
+    try:
+        events = _decode_events(memoryview(text)[1:])
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        return None
+    for event in events:
+        kind = event.kind
+        if kind == "clock" or kind == "shutdown":
+            return None
+    return events
+
+
 def _decode_messages(payload: memoryview, text: WireText) -> MessagesFrame:
+    items, dropped = _decode_items(payload, text)
+    frame: MessagesFrame = _new(MessagesFrame)
+    _set_items(frame, items)
+    _set_dropped(frame, dropped)
+    return frame
+
+
+def _decode_items(
+    payload: memoryview, text: WireText
+) -> tuple[tuple[Message, ...], tuple[str, ...]]:
     try:
         items = _decode_wire(payload)
     except msgspec.ValidationError as exc:
@@ -308,23 +259,24 @@ def _decode_messages(payload: memoryview, text: WireText) -> MessagesFrame:
     except (msgspec.DecodeError, RecursionError) as exc:
         raise _malformed("message array is not JSON", _shown(text)) from exc
     out: list[Message] = []
-    append = out.append
+    dropped: list[str] = []
     for item in items:
         kind = item.e
         if kind is not None:
             if kind == "clock":
-                append(_make_event(kind, _clock_data(item.d, text)))
-            else:
-                append(_lazy_event(kind, item.d))
+                out.append(Event(kind, _clock_data(item.d, text)))
+                continue
+            try:
+                out.append(Event(kind, _decode_any(item.d) if len(item.d) else None))
+            except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
+                dropped.append(f"{kind} event: data is not valid JSON ({exc})")
             continue
         request_id = item.i
         status = item.s
         if request_id is None or status is None:
             raise _malformed("message is neither an event nor a response", _shown(text))
-        append(_make_response(request_id, status, _eager_data(item.d, text)))
-    frame: MessagesFrame = _new(MessagesFrame)
-    _set_items(frame, tuple(out))
-    return frame
+        out.append(_make_response(request_id, status, _eager_data(item.d, text)))
+    return tuple(out), tuple(dropped)
 
 
 def _eager_data(raw: msgspec.Raw, text: WireText) -> Any:

@@ -53,6 +53,7 @@ from ._ws_codec import (
     ReconnectBackoff,
     WireText,
     decode_frame,
+    decode_plain_events,
     encode_authorize,
     encode_json_auth,
     error_text,
@@ -405,22 +406,29 @@ class SocketConnection:
 
     # -- inputs: frames and time ------------------------------------------------------------
 
-    def receive(self, text: WireText, now: float) -> None:
-        """One message from the server."""
+    def receive(self, text: WireText, now: float) -> int:
+        """One message from the server. Returns how many events it left in the buffer for the
+        consumer (the I/O layer gives the consumer a turn after a few dozen)."""
         self._live.last_rx = now
-        if (tap := self.frame_tap) is not None and self.phase is Phase.OPEN and tap(text):
-            return
+        if self.phase is Phase.OPEN:
+            if (tap := self.frame_tap) is not None and tap(text):
+                return 0
+            if self.event_tap is None and (events := decode_plain_events(text)) is not None:
+                return self._buffer_events(events, now)
         try:
             frame = decode_frame(text)
         except ProtocolError as exc:
             self.stats.malformed_frames += 1
             logger.warning("ignoring a malformed frame: %s", redact(str(exc)))
-            return
+            return 0
         phase = self.phase
         if type(frame) is MessagesFrame:
+            for why in frame.dropped:
+                self.stats.malformed_frames += 1
+                logger.warning("ignoring an event: %s", redact(why))
             if phase is Phase.OPEN:
-                self._messages(frame, now)
-            elif phase is Phase.AUTHORIZING:
+                return self._messages(frame, now)
+            if phase is Phase.AUTHORIZING:
                 self._auth_messages(frame, now)
         elif type(frame) is CloseFrame:
             why = f"server sent c[{frame.code},{scrub_known(frame.reason)!r}]"
@@ -439,6 +447,7 @@ class SocketConnection:
             error = ProtocolError(f"expected the open frame 'o', got {type(frame).__name__}")
             failure = ConnectFailedError(f"{self._name}: connect failed: {error}")
             self._connect_failed(failure, now)
+        return 0
 
     def tick(self, now: float) -> None:
         """Act on every timer due at ``now``."""
@@ -535,12 +544,25 @@ class SocketConnection:
             self._send(self.calls.send(call), now)
         self._resyncing += calls
 
-    def _messages(self, frame: MessagesFrame, now: float) -> None:
-        """One pass over a frame: events to the buffer, answers to their calls."""
+    def _buffer_events(self, events: list[Event], now: float) -> int:
+        """A frame of ordinary events (the hot path): buffered at once. Returns how many."""
         buffer = self.events
-        put = buffer.put
+        if buffer.put_all(events):
+            self._delivered(buffer)
+            if self._resync_kinds:
+                self._send_resync(now)
+        else:
+            self.events_added = True
+        return len(events)
+
+    def _messages(self, frame: MessagesFrame, now: float) -> int:
+        """One pass over a frame: events to the buffer, answers to their calls. Returns how
+        many events were buffered."""
+        buffer = self.events
         tap = self.event_tap
-        answered = delivered = False
+        put = buffer.put
+        answered = False
+        delivered = 0
         for item in frame.items:
             if type(item) is Event:
                 if tap is not None and tap(item):
@@ -548,7 +570,7 @@ class SocketConnection:
                 if item.kind == "shutdown":
                     self._shutdown_reason = shutdown_reason(item, self._name)
                 put(item)
-                delivered = True
+                delivered += 1
             else:
                 self.calls.answer(item, now)  # type: ignore[arg-type]
                 answered = True
@@ -562,6 +584,7 @@ class SocketConnection:
                 self._send_resync(now)
         if self._shutdown_reason is not None:
             self._lose(f"server shutdown ({self._shutdown_reason})", now, graceful=True)
+        return delivered
 
     def _auth_messages(self, frame: MessagesFrame, now: float) -> None:
         for item in frame.items:

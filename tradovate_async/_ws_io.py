@@ -16,6 +16,7 @@ deadline to the timer. No rule lives here; every decision is the core's.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import ssl
@@ -100,7 +101,7 @@ class SocketDriver:
         self._max_message_size = max_message_size
         self._close_timeout = close_timeout
         self._ws_logger = RedactingLoggerAdapter(logging.getLogger("websockets.client"))
-        self._change: anyio.Event | None = None
+        self._change: asyncio.Future[None] | None = None
         self.waiters: dict[Call, anyio.Event] = {}
         self._transport: _Transport | None = None
         self._group: anyio.abc.TaskGroup | None = None
@@ -152,17 +153,27 @@ class SocketDriver:
         elif core.calls.timers_changed:
             self._wake_timer()
 
+    def pull(self) -> bool:
+        """Decode the next slice of what the connection has read, now (see
+        :meth:`DirectConnection.pull`); ``False`` when nothing waits."""
+        transport = self._transport
+        return transport is not None and not transport.detached and transport.conn.pull()
+
     def notify(self) -> None:
         change = self._change
         if change is not None:
             self._change = None
-            change.set()
+            if not change.done():
+                change.set_result(None)
 
     async def wait_change(self) -> None:
+        """Until the next :meth:`notify`. A bare future, not an ``anyio.Event``: a consumer of
+        a fast stream waits here once per slice of messages, and making an ``anyio.Event``
+        (a backend lookup, then an ``asyncio.Event`` and its future) cost more than the wait."""
         change = self._change
-        if change is None:
-            change = self._change = anyio.Event()
-        await change.wait()
+        if change is None or change.done():  # done: cancelled with its last waiter
+            change = self._change = asyncio.get_running_loop().create_future()
+        await change
 
     def _wake_timer(self) -> None:
         self._core.calls.timers_changed = False
@@ -298,10 +309,12 @@ class SocketDriver:
         now = self._clock.monotonic
         pump = self.pump
 
-        def take(message: Message) -> None:
-            if not transport.detached:
-                receive(message, now())
-                pump()
+        def take(message: Message) -> int:
+            if transport.detached:
+                return 0
+            waiting = receive(message, now())
+            pump()
+            return waiting
 
         conn.attach(take)
         await conn.wait_closed()

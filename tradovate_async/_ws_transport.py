@@ -8,7 +8,8 @@ the closing handshake) and takes over only the hand-off: each complete message g
 (the socket's sans-I/O core) from the protocol callback itself.
 
 Fairness and memory stay bounded as with a reader task. At most :data:`SLICE` messages are fed
-per turn of the event loop; the rest of a socket read waits, undecoded, while reading from the
+per turn of the event loop, fewer once :data:`HANDOFF_EVENTS` events wait for the consumer; the
+rest of a socket read waits, undecoded, while reading from the
 socket is paused, and the next turn comes after every task that was ready (the consumer of the
 events among them). So a burst never turns into a long run of decoded objects nobody has taken,
 and a consumer that does not consume cannot stall heartbeats or answers: the sink never waits.
@@ -28,13 +29,17 @@ from websockets.protocol import State
 
 from ._secret import scrub_known
 
-__all__ = ["SLICE", "DirectConnection", "Message"]
+__all__ = ["HANDOFF_EVENTS", "SLICE", "DirectConnection", "Message"]
 
 #: A message as the protocol parsed it.
 Message: TypeAlias = bytes | bytearray | memoryview
 
 #: Messages fed to the sink per turn of the event loop (see the module docstring).
 SLICE = 32
+#: Events left waiting for the consumer after which it gets its turn, whatever the count of
+#: messages: at 10 events a message, 32 messages would hold 320 decoded events at once, and the
+#: garbage collector would keep walking them.
+HANDOFF_EVENTS = 10
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +57,7 @@ class DirectConnection(ClientConnection):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._sink: Callable[[Message], None] | None = None
+        self._sink: Callable[[Message], int] | None = None
         self._pending: deque[Message] = deque()
         self._fragments: list[Message] | None = None
         self._partial = bytearray()
@@ -66,8 +71,9 @@ class DirectConnection(ClientConnection):
         self._reading_paused = False
         self.sink_failed = False
 
-    def attach(self, sink: Callable[[Message], None]) -> None:
-        """Deliver every message, those already received first, to ``sink``."""
+    def attach(self, sink: Callable[[Message], int]) -> None:
+        """Deliver every message, those already received first, to ``sink``, which returns
+        how many events it left waiting for the consumer."""
         self._sink = sink
         self._feed()
 
@@ -180,15 +186,43 @@ class DirectConnection(ClientConnection):
         while pending and not self.sink_failed:
             self._deliver(pending.popleft())
 
+    def pull(self) -> bool:
+        """Feed the sink one slice now, from the consumer's task: ``False`` when nothing waits.
+
+        A consumer that has taken every event asks for the next slice itself instead of
+        waiting for the next turn of the event loop (a wake-up, a select, a task step: more
+        than the slice's own work). It can only take what was read already, and reading
+        resumes once that is gone, so the loop's turn still comes after at most one read."""
+        if not self._pending or self._sink is None or self.sink_failed:
+            return False
+        self._feed_slice()
+        if not self._pending and self._reading_paused:
+            self._resume()
+        return True
+
+    def _feed_slice(self) -> None:
+        pending = self._pending
+        waiting = 0
+        for _ in range(min(SLICE, len(pending))):
+            if self.sink_failed:
+                return
+            waiting += self._deliver(pending.popleft())
+            if waiting >= HANDOFF_EVENTS:
+                return
+
+    def _resume(self) -> None:
+        self._reading_paused = False
+        if not self.transport.is_closing():
+            self.transport.resume_reading()
+
     def _feed(self) -> None:
         self._scheduled = False
         if self._sink is None:
             return
+        self._feed_slice()
+        if self.sink_failed:
+            return
         pending = self._pending
-        for _ in range(min(SLICE, len(pending))):
-            if self.sink_failed:
-                return
-            self._deliver(pending.popleft())
         if pending:
             if not self._reading_paused and self.transport is not None:
                 self._reading_paused = True
@@ -196,18 +230,17 @@ class DirectConnection(ClientConnection):
             self._scheduled = True
             self.loop.call_soon(self._feed)
         elif self._reading_paused:
-            self._reading_paused = False
-            if not self.transport.is_closing():
-                self.transport.resume_reading()
+            self._resume()
 
-    def _deliver(self, message: Message) -> None:
+    def _deliver(self, message: Message) -> int:
         sink = self._sink
         assert sink is not None
         try:
-            sink(message)
+            return sink(message)
         except Exception:
             # A bug here must not silence the socket: drop the connection, so it is rebuilt.
             logger.exception("the socket failed to take a message; dropping the connection")
             self.sink_failed = True
             self._pending.clear()
             self.transport.abort()
+            return 0
