@@ -51,6 +51,7 @@ from ._ws_codec import (
     MessagesFrame,
     OpenFrame,
     ReconnectBackoff,
+    Response,
     WireText,
     decode_frame,
     decode_plain_events,
@@ -301,6 +302,23 @@ class Handshake:
         self.auth_id = None if json_auth else request_id
         return encode_json_auth(self.raw) if json_auth else encode_authorize(request_id, self.raw)
 
+    def refusal(self, outcome: AuthOutcome, answer: Response, name: str) -> TradovateError | None:
+        """The error that ends the attempt for an authorize answered with ``outcome`` (not
+        ``ACCEPTED``), or ``None`` when the token source should be asked again: a 401/403
+        before the :data:`MAX_REFUSALS`-th."""
+        text, status = error_text(answer.data), answer.status
+        if outcome is AuthOutcome.REJECTED:
+            self.refusals += 1
+            if self.refusals < MAX_REFUSALS:
+                return None
+            why = text or "no reason given"
+            return TokenRejectedError(f"the {name} refused the renewed token too ({status}: {why})")
+        if outcome is AuthOutcome.RATE_LIMITED:
+            return RateLimitedError(
+                f"{name}: authorize rate limited", status=429, body_excerpt=text
+            )
+        return ConnectFailedError(f"{name}: authorize failed ({status}: {text})")
+
 
 #: Sees a server event before the buffer; ``True``: it handled it (``TradovateWebSocket.set_taps``).
 EventTap: TypeAlias = Callable[[Event], bool]
@@ -519,9 +537,7 @@ class SocketConnection:
     def _delivered(self, buffer: EventBuffer) -> None:
         self.stats.dropped_events = buffer.dropped
         self.events_added = True
-        kinds = buffer.take_resync()
-        if kinds:
-            self._resync_kinds |= kinds
+        self._resync_kinds |= buffer.take_resync()
         if len(buffer) > buffer.maxlen:
             self._overflow_warned = warn_on_overflow(buffer, self._overflow_warned)
 
@@ -546,13 +562,11 @@ class SocketConnection:
 
     def _buffer_events(self, events: list[Event], now: float) -> int:
         """A frame of ordinary events (the hot path): buffered at once. Returns how many."""
-        buffer = self.events
-        if buffer.put_all(events):
-            self._delivered(buffer)
+        self.events_added = True
+        if self.events.put_all(events):  # room was made: count, warn, resynchronise
+            self._delivered(self.events)
             if self._resync_kinds:
                 self._send_resync(now)
-        else:
-            self.events_added = True
         return len(events)
 
     def _messages(self, frame: MessagesFrame, now: float) -> int:
@@ -596,35 +610,16 @@ class SocketConnection:
                 continue
             if outcome is AuthOutcome.ACCEPTED:
                 self._authorized(now)
-                continue
-            text = error_text(item.data)
-            status = item.status
-            if outcome is AuthOutcome.REJECTED:
-                self._refused(status, text, now)
-            elif outcome is AuthOutcome.RATE_LIMITED:
-                error = RateLimitedError(
-                    f"{self._name}: authorize rate limited", status=429, body_excerpt=text
-                )
+            elif (error := self._handshake.refusal(outcome, item, self._name)) is not None:
                 self._connect_failed(error, now)
-            else:
-                failed = ConnectFailedError(f"{self._name}: authorize failed ({status}: {text})")
-                self._connect_failed(failed, now)
-
-    def _refused(self, status: int, text: str | None, now: float) -> None:
-        """401/403 to authorize: ask the source again (it renews once); the third is final."""
-        self._handshake.refusals += 1
-        if self._handshake.refusals >= MAX_REFUSALS:
-            error = TokenRejectedError(
-                f"the {self._name} refused the renewed token too "
-                f"({status}: {text or 'no reason given'})"
-            )
-            self._connect_failed(error, now)
-            return
-        logger.warning("%s: token refused (%d); asking for a renewed token", self._name, status)
-        self.actions.append(CloseTransport(graceful=True))
-        self._set_phase(Phase.CONNECTING)
-        self._handshake.deadline = None
-        self.actions.append(FetchToken(refused=self._handshake.token))
+            else:  # 401/403: a renewal elsewhere may have retired the token; ask again
+                logger.warning(
+                    "%s: token refused (%d); asking for a renewed token", self._name, item.status
+                )
+                self.actions.append(CloseTransport(graceful=True))
+                self._set_phase(Phase.CONNECTING)
+                self._handshake.deadline = None
+                self.actions.append(FetchToken(refused=self._handshake.token))
 
     def _authorized(self, now: float) -> None:
         self._set_phase(Phase.OPEN)
