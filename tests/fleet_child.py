@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -33,7 +33,10 @@ from tradovate_async import (
     TradovateError,
     TradovateSession,
 )
-from tradovate_async.sim import SimulatedTradovate, SimUser, WarpClock
+from tradovate_async.sim import SimUser, WarpClock
+
+if TYPE_CHECKING:  # a fleet process needs no server (nor starlette and uvicorn)
+    from tradovate_async.sim import SimulatedTradovate
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -34,6 +34,7 @@ from ._errors import (
     SessionClosedError,
     TokenRejectedError,
 )
+from ._exports import publish
 from ._http import REQUEST_BOUNDS, TOKEN_BOUNDS, ExchangeBounds
 from ._models import AccessToken, UserInfo
 from ._options import (
@@ -570,3 +571,6 @@ def _call_runner(
         rng=rng or random.Random(),
         closed=lambda: session._state is _State.CLOSED,
     )
+
+
+publish(globals())  # its public classes show tradovate_async.X (see _exports)

@@ -29,6 +29,7 @@ from ._errors import (
     RequestTimeoutError,
     SessionClosedError,
 )
+from ._exports import publish
 from ._logging import redact
 from ._options import (
     DEFAULT_PENALTIES,
@@ -533,3 +534,6 @@ class TradovateWebSocket:
                 if self._closed
                 else "the WebSocket is not open: use 'async with'"
             )
+
+
+publish(globals())  # its public classes show tradovate_async.X (see _exports)

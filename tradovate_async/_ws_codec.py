@@ -34,6 +34,7 @@ from typing import Any, Final, TypeAlias
 import msgspec
 
 from ._errors import ProtocolError, excerpt
+from ._exports import publish
 from ._penalty import Penalty
 from ._responses import encode_params
 from ._secret import scrub_known
@@ -658,3 +659,6 @@ class ReconnectBackoff:
             self._quota_pending = False
             return self.quota_delay * self._rng.uniform(1.0, 1.25)
         return self._rng.uniform(0.0, self.ceiling(attempt))
+
+
+publish(globals())  # its public classes show tradovate_async.X (see _exports)
