@@ -80,10 +80,9 @@ def missing(protocols: list[type]) -> Iterator[str]:
 def main() -> int:
     import tradovate_async
 
+    public = [getattr(tradovate_async, name) for name in tradovate_async.__all__]  # loads them
     protocols = [
-        obj
-        for obj in vars(tradovate_async).values()
-        if inspect.isclass(obj) and getattr(obj, "_is_protocol", False)
+        obj for obj in public if inspect.isclass(obj) and getattr(obj, "_is_protocol", False)
     ]
     names = sorted(set(missing(protocols)))
     for name in names:

@@ -65,7 +65,11 @@ nitpick_ignore_regex = [
 # ``tradovate_async/__init__.py`` shows public classes as ``tradovate_async.X``; annotations of
 # msgspec Structs and dataclasses are then evaluated in that module's namespace, which lacks
 # private aliases such as ``EventType``. For the docs build only, lend it the names of the
-# private modules (never overriding a public name).
+# private modules (never overriding a public name). The packages import a module when one of its
+# names is first asked for: ask for every public name first, so that all of them are loaded.
+for _package in (tradovate_async, tradovate_async.sim, tradovate_async.testing):
+    for _public_name in _package.__all__:
+        getattr(_package, _public_name)
 for _module_name, _module in list(sys.modules.items()):
     if _module_name.startswith("tradovate_async._") and _module is not None:
         for _name, _value in vars(_module).items():

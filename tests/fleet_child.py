@@ -3,20 +3,27 @@
 Settings come from the environment (the simulator's URLs and credentials in TRADOVATE_*,
 FLEET_STORE=file:<path> or redis:<url>, FLEET_START_AT=<epoch seconds> to start in step,
 FLEET_SECONDS=<how long to keep running>, FLEET_CLOCK_SPEED for a warped clock in step with the
-simulator's, FLEET_CLOCK_EPOCH). It prints one JSON line with the first 8 characters of every
-token it used and its session counters.
+simulator's, FLEET_CLOCK_EPOCH). Its report holds the first 8 characters of every token it used
+and its session counters; run as a script, it prints the report as one JSON line.
+
+:func:`run_children` forks the processes from a fork server (``multiprocessing``'s
+``forkserver``) that has imported this module, and with it the library, HTTP clients and all:
+each bot is a process of its own (its own event loop, session, connections, file handles and
+locks, on the shared store), without spending 0.4 s of CPU importing the same modules again.
 """
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import json
+import multiprocessing
+import multiprocessing.forkserver
 import os
-import subprocess
-import sys
 import time
-from pathlib import Path
-from typing import Any
+import traceback
+from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -33,9 +40,10 @@ from tradovate_async import (
     TradovateError,
     TradovateSession,
 )
-from tradovate_async.sim import SimulatedTradovate, SimUser, WarpClock
+from tradovate_async.sim import SimUser, WarpClock
 
-ROOT = Path(__file__).resolve().parent.parent
+if TYPE_CHECKING:  # a fleet process needs no server (nor starlette and uvicorn)
+    from tradovate_async.sim import SimulatedTradovate
 
 
 def child_env(sim: SimulatedTradovate, store: str, **extra: str) -> dict[str, str]:
@@ -53,7 +61,6 @@ def child_env(sim: SimulatedTradovate, store: str, **extra: str) -> dict[str, st
         TRADOVATE_SEC=user.sec,
         TRADOVATE_DEVICE_ID="fleet-device",
         FLEET_STORE=store,
-        PYTHONPATH=str(ROOT),
     )
     env.update(extra)
     return env
@@ -61,25 +68,50 @@ def child_env(sim: SimulatedTradovate, store: str, **extra: str) -> dict[str, st
 
 def run_children(count: int, env: dict[str, str], *, start_in: float = 1.5) -> list[dict[str, Any]]:
     """Start ``count`` fleet processes to begin together ``start_in`` seconds from now; their
-    JSON reports. Blocking: call it from a worker thread in async code."""
+    reports. Blocking: call it from a worker thread in async code."""
     env = {**env, "FLEET_START_AT": str(time.time() + start_in)}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, __file__],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(count)
-    ]
-    reports = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=300)
-        if proc.returncode != 0:
-            raise RuntimeError(f"a fleet process failed ({proc.returncode}):\n{err[-2000:]}")
-        reports.append(json.loads(out.strip().splitlines()[-1]))
-    return reports
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__, "redis.asyncio"])  # what a bot imports
+    started = []
+    for _ in range(count):
+        reports, report = context.Pipe(duplex=False)
+        process = context.Process(target=_bot, args=(env, report), daemon=True)
+        process.start()
+        report.close()  # the child holds its end: EOF here once it is gone
+        started.append((process, reports))
+    results = []
+    for process, reports in started:
+        try:
+            result = reports.recv() if reports.poll(300) else {"error": "no report in 300 s"}
+        except EOFError:
+            result = {"error": "it ended without a report"}
+        process.join(30)
+        if "error" in result or process.exitcode != 0:
+            failure = str(result.get("error", ""))[-2000:]
+            raise RuntimeError(f"a fleet process failed ({process.exitcode}):\n{failure}")
+        results.append(result)
+    return results
+
+
+@atexit.register
+def _stop_fork_server() -> None:
+    """Stop the fork server (if :func:`run_children` started one) and wait for it, so that its
+    CPU time and its bots' count for this process, as a subprocess's would (``time``)."""
+    stop = getattr(multiprocessing.forkserver._forkserver, "_stop", None)  # CPython's tests use it
+    if stop is not None:
+        stop()
+
+
+def _bot(env: dict[str, str], report: Connection) -> None:
+    """A forked fleet process: ``env`` is its environment; its report (or the traceback that
+    ended it) goes back through ``report``."""
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        report.send(anyio.run(main))
+    except BaseException:
+        report.send({"error": traceback.format_exc()})
+        raise
 
 
 def make_store(spec: str) -> TokenStore:
@@ -129,7 +161,7 @@ async def hammer(
     return counts
 
 
-async def main() -> None:
+async def main() -> dict[str, Any]:
     config = TradovateConfig.from_env(None)
     store = make_store(os.environ["FLEET_STORE"])
     start_at = float(os.environ.get("FLEET_START_AT", "0"))
@@ -168,20 +200,15 @@ async def main() -> None:
             stats = session.stats
     finally:
         await store.aclose()
-    print(
-        json.dumps(
-            {
-                "tokens": sorted(set(prefixes)),
-                "logins": stats.logins,
-                "renewals": stats.renewals,
-                "adopted": stats.adopted_from_store,
-                "budget": dataclasses.asdict(stats.budget),
-                "counts": counts,
-            }
-        ),
-        flush=True,
-    )
+    return {
+        "tokens": sorted(set(prefixes)),
+        "logins": stats.logins,
+        "renewals": stats.renewals,
+        "adopted": stats.adopted_from_store,
+        "budget": dataclasses.asdict(stats.budget),
+        "counts": counts,
+    }
 
 
 if __name__ == "__main__":
-    anyio.run(main)
+    print(json.dumps(anyio.run(main)), flush=True)

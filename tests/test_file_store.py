@@ -451,6 +451,7 @@ async def main():
         await store.save(key, make_token(os.getpid(), minutes=60, name=padding))
         if n == 1:
             print("ready", flush=True)
+            sys.stdin.readline()  # the test says go once every writer is ready
 
 anyio.run(main)
 """
@@ -472,6 +473,8 @@ async def test_killed_writers_never_leave_a_broken_file(
             children = [await spawn_python(WRITER_CHILD, str(path), KEY) for _ in range(5)]
             for child in children:
                 assert await child.readline() == "ready"
+            for child in children:  # all five write from here on, until killed
+                await child.send("go")
             for child in children:
                 until = anyio.current_time() + rng.uniform(0.0, 0.04)
                 while anyio.current_time() < until:  # read while the others write

@@ -54,3 +54,50 @@ def test_entry_points_are_registered() -> None:
     dist = importlib.metadata.distribution("tradovate-async")
     scripts = {(e.group, e.name): e.value for e in dist.entry_points}
     assert scripts[("console_scripts", "tradovate-async")] == "tradovate_async._cli:main"
+
+
+def test_every_public_name_loads_under_the_public_path() -> None:
+    from tradovate_async._exports import DEFINED_IN
+
+    assert tradovate_async.__all__ == sorted(tradovate_async.__all__)
+    defined = [name for names in DEFINED_IN.values() for name in names]
+    assert sorted([*defined, "__version__"]) == tradovate_async.__all__
+    assert set(tradovate_async.__all__) <= set(dir(tradovate_async))
+    for module, names in DEFINED_IN.items():
+        for name in names:
+            value = getattr(tradovate_async, name)
+            assert value is getattr(importlib.import_module(module, "tradovate_async"), name)
+            if isinstance(value, type):
+                assert value.__module__ == "tradovate_async", name
+    with pytest.raises(AttributeError, match="no attribute 'NoSuchName'"):
+        tradovate_async.NoSuchName  # type: ignore[attr-defined]  # noqa: B018
+
+
+# Run in a fresh interpreter: this one has imported everything already.
+LAZY_IMPORTS = """
+import sys
+import tradovate_async
+import tradovate_async._cli
+from tradovate_async._file_store import FileTokenStore
+
+heavy = {"httpx", "aiohttp", "starlette", "uvicorn", "tradovate_async.api", "tradovate_async.sim"}
+print(sorted(m for m in sys.modules if m in heavy))
+# reached through its private module, before the package was asked for it
+print(FileTokenStore.__module__, sys.modules["tradovate_async._errors"].TokenStoreError.__module__)
+from tradovate_async import TradovateSession
+print(TradovateSession.__module__, "httpx" in sys.modules)
+"""
+
+
+def test_the_package_imports_its_modules_when_first_used() -> None:
+    """``import tradovate_async``, the CLI's parser and a token store load no HTTP client, no API
+    and no simulator (child processes and ``tradovate-async --help`` start fast); a public class
+    shows ``tradovate_async.X`` however it was reached."""
+    out = subprocess.run(
+        [sys.executable, "-c", LAZY_IMPORTS], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.splitlines() == [
+        "[]",
+        "tradovate_async tradovate_async",
+        "tradovate_async True",
+    ]

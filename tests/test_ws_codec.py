@@ -257,7 +257,11 @@ def test_decode_request_tolerates_missing_trailing_fields() -> None:
         decode_request("a/b\nx\n\n")
 
 
-endpoints = st.from_regex(r"[a-zA-Z][a-zA-Z0-9]{0,12}/[a-zA-Z]{1,16}", fullmatch=True)
+# "v1/" in any case is the API version prefix, which normalize_endpoint strips (see
+# test_normalize_endpoint), not an entity: "V1/a" is sent as "a".
+endpoints = st.from_regex(r"[a-zA-Z][a-zA-Z0-9]{0,12}/[a-zA-Z]{1,16}", fullmatch=True).filter(
+    lambda endpoint: not endpoint.lower().startswith("v1/")
+)
 
 
 @MANY

@@ -7,90 +7,95 @@ heartbeat and come back with their subscriptions after a drop. ``tradovate_async
 offline Tradovate server for tests.
 """
 
-from ._account_state import AccountState, ChangeStream, open_pnl
-from ._api_hosts import ResolvedEndpoints
-from ._budget import BudgetStats, RateLimit, RateLimits
-from ._clock import Clock, FakeClock, SystemClock
-from ._config import ENVIRONMENTS, Endpoints, TradovateConfig
-from ._entity_store import Change
-from ._errors import (
-    APIError,
-    AuthenticationError,
-    BudgetExhaustedError,
-    CaptchaRequiredError,
-    ConfigError,
-    ConnectFailedError,
-    ConnectionLostError,
-    ExchangeDeadlineError,
-    InvalidCredentialsError,
-    InvalidResponseError,
-    LocalError,
-    LockoutWarningError,
-    LoginPacedError,
-    OrderOutcomeUnknownError,
-    OrderRejectedError,
-    OrderValidationError,
-    PenaltyLimitError,
-    ProtocolError,
-    RateLimitedError,
-    RequestFailedError,
-    RequestTimeoutError,
-    ResponseTooLargeError,
-    RetryLaterError,
-    SessionClosedError,
-    TokenRejectedError,
-    TokenStoreError,
-    TradovateError,
-    TransportError,
-    ValidationError,
-)
-from ._file_store import FileTokenStore
-from ._http import ExchangeBounds
-from ._logging import RedactingFilter, install_redaction
-from ._market_data import MarketData
-from ._md_models import (
-    Bar,
-    BarSpec,
-    ChartUpdate,
-    Daily,
-    DomLevel,
-    DomSnapshot,
-    Histogram,
-    Minute,
-    PriceSize,
-    Quote,
-    QuoteEntries,
-    Range,
-    ReplayClock,
-    Tick,
-    Ticks,
-    Volume,
-)
-from ._md_streams import ChartStream, LatestStream, TickStream
-from ._models import AccessToken, UserInfo
-from ._options import Backoff, Timeouts
-from ._orders import OrderDefaults
-from ._penalty import PenaltyPolicy
-from ._redis_store import RedisTokenStore
-from ._replay import ReplaySession, ReplayUnavailableError
-from ._retry import RetryPolicy
-from ._secret import Secret
-from ._session import BearerAuth, SessionStats, TradovateSession
-from ._store import MemoryTokenStore, TokenStore
+import importlib
+from typing import TYPE_CHECKING
+
+from ._exports import DEFINED_IN
 from ._version import __version__
-from ._ws import (
-    EVENT_DISCONNECTED,
-    EVENT_RECONNECTED,
-    Disconnected,
-    Reconnected,
-    ReplayResult,
-    Subscription,
-    TokenSource,
-    TradovateWebSocket,
-    WebSocketOptions,
-    WebSocketStats,
-)
-from ._ws_codec import Event
+
+if TYPE_CHECKING:  # what the names are; at run time each module loads when first asked for
+    from ._account_state import AccountState, ChangeStream, open_pnl
+    from ._api_hosts import ResolvedEndpoints
+    from ._budget import BudgetStats, RateLimit, RateLimits
+    from ._clock import Clock, FakeClock, SystemClock
+    from ._config import ENVIRONMENTS, Endpoints, TradovateConfig
+    from ._entity_store import Change
+    from ._errors import (
+        APIError,
+        AuthenticationError,
+        BudgetExhaustedError,
+        CaptchaRequiredError,
+        ConfigError,
+        ConnectFailedError,
+        ConnectionLostError,
+        ExchangeDeadlineError,
+        InvalidCredentialsError,
+        InvalidResponseError,
+        LocalError,
+        LockoutWarningError,
+        LoginPacedError,
+        OrderOutcomeUnknownError,
+        OrderRejectedError,
+        OrderValidationError,
+        PenaltyLimitError,
+        ProtocolError,
+        RateLimitedError,
+        RequestFailedError,
+        RequestTimeoutError,
+        ResponseTooLargeError,
+        RetryLaterError,
+        SessionClosedError,
+        TokenRejectedError,
+        TokenStoreError,
+        TradovateError,
+        TransportError,
+        ValidationError,
+    )
+    from ._file_store import FileTokenStore
+    from ._http import ExchangeBounds
+    from ._logging import RedactingFilter, install_redaction
+    from ._market_data import MarketData
+    from ._md_models import (
+        Bar,
+        BarSpec,
+        ChartUpdate,
+        Daily,
+        DomLevel,
+        DomSnapshot,
+        Histogram,
+        Minute,
+        PriceSize,
+        Quote,
+        QuoteEntries,
+        Range,
+        ReplayClock,
+        Tick,
+        Ticks,
+        Volume,
+    )
+    from ._md_streams import ChartStream, LatestStream, TickStream
+    from ._models import AccessToken, UserInfo
+    from ._options import Backoff, Timeouts
+    from ._orders import OrderDefaults
+    from ._penalty import PenaltyPolicy
+    from ._redis_store import RedisTokenStore
+    from ._replay import ReplaySession, ReplayUnavailableError
+    from ._retry import RetryPolicy
+    from ._secret import Secret
+    from ._session import BearerAuth, SessionStats, TradovateSession
+    from ._store import MemoryTokenStore, TokenStore
+    from ._ws import TradovateWebSocket, WebSocketOptions
+    from ._ws_codec import Event
+    from ._ws_types import (
+        EVENT_DISCONNECTED,
+        EVENT_RECONNECTED,
+        Disconnected,
+        Reconnected,
+        ReplayResult,
+        Subscription,
+        TokenSource,
+        WebSocketStats,
+    )
 
 __all__ = [
     "APIError",
@@ -190,9 +195,22 @@ __all__ = [
     "open_pnl",
 ]
 
-# Show the public path in reprs and tracebacks, as httpx does.
-for _name in __all__:
-    _obj = globals()[_name]
-    if isinstance(_obj, type):
-        _obj.__module__ = "tradovate_async"
-del _name, _obj
+_ORIGIN = {name: module for module, names in DEFINED_IN.items() for name in names}
+
+
+def _load(name: str) -> object:
+    """``tradovate_async.<name>``, importing the module that defines it on first use."""
+    module = _ORIGIN.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value: object = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later look-ups find it without __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+if not TYPE_CHECKING:  # for mypy, a name missing from the imports above stays an error
+    __getattr__ = _load

@@ -52,6 +52,7 @@ from ._entity_store import (
 )
 from ._errors import SessionClosedError, TradovateError
 from ._event_buffer import EVENT_OVERFLOW, EVENT_RESYNCED, Overflow
+from ._exports import publish
 from ._md_models import Quote
 from ._ws import EVENT_DISCONNECTED, EVENT_RECONNECTED, Reconnected, TradovateWebSocket
 
@@ -623,3 +624,6 @@ def _mark_price(quote: Quote) -> float | None:
     if quote.bid is not None and quote.offer is not None:
         return (quote.bid + quote.offer) / 2
     return None
+
+
+publish(globals())  # its public classes show tradovate_async.X (see _exports)

@@ -24,6 +24,7 @@ from typing import Final
 from urllib.parse import urlsplit, urlunsplit
 
 from ._config import TradovateConfig
+from ._exports import publish
 from ._models import AccessToken
 
 __all__ = ["ResolvedEndpoints", "TRUSTED_SUFFIXES", "is_trusted_host", "resolve_endpoints"]
@@ -114,3 +115,6 @@ def resolve_endpoints(config: TradovateConfig, token: AccessToken | None) -> Res
             continue
         urls[field] = _with_host(urls[field], host)
     return ResolvedEndpoints(**urls)
+
+
+publish(globals())  # its public classes show tradovate_async.X (see _exports)

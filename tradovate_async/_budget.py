@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 import anyio
 
 from ._errors import BudgetExhaustedError, TokenStoreError, excerpt
+from ._exports import publish
 from ._safe_file import Unusable, check_lock_file, open_regular, read_capped
 
 if TYPE_CHECKING:
@@ -570,3 +571,6 @@ def budget_backend(store: object) -> BudgetBackend | None:
 def _reason(exc: BaseException) -> str:
     text = excerpt(str(exc), 160)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+publish(globals())  # its public classes show tradovate_async.X (see _exports)

@@ -18,7 +18,6 @@ from ._config import TradovateConfig, default_token_file, merged_settings
 from ._errors import ConfigError, TradovateError
 from ._logging import redact
 from ._secret import SecretScrubber
-from ._session import TradovateSession
 from ._store import MemoryTokenStore, TokenStore
 from ._version import __version__
 
@@ -74,6 +73,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 async def _cmd_token(args: argparse.Namespace, config: TradovateConfig) -> None:
+    from ._session import TradovateSession  # HTTP and sockets load only for commands that log in
+
     store = _store(args)
     try:
         async with TradovateSession(config, store=store) as session:
@@ -86,6 +87,8 @@ async def _cmd_token(args: argparse.Namespace, config: TradovateConfig) -> None:
 
 
 async def _cmd_me(args: argparse.Namespace, config: TradovateConfig) -> None:
+    from ._session import TradovateSession
+
     store = _store(args)
     try:
         async with TradovateSession(config, store=store) as session:

@@ -27,6 +27,8 @@ from typing import Protocol, runtime_checkable
 import anyio
 import anyio.lowlevel
 
+from ._exports import publish
+
 __all__ = ["SYSTEM_CLOCK", "Clock", "FakeClock", "SystemClock", "elapsed_seconds"]
 
 _BOOTTIME = getattr(time, "CLOCK_BOOTTIME", None)
@@ -156,3 +158,6 @@ class FakeClock:
                 await anyio.lowlevel.checkpoint()
         self._mono = target
         await anyio.lowlevel.checkpoint()
+
+
+publish(globals())  # its public classes show tradovate_async.X (see _exports)

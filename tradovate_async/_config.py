@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from dotenv import dotenv_values
 
 from ._errors import ConfigError
+from ._exports import publish
 from ._secret import Secret
 
 __all__ = [
@@ -372,3 +373,6 @@ def merged_settings(env_file: str | os.PathLike[str] | None = ".env") -> dict[st
         merged.update({k: v for k, v in read_env_file(Path(env_file)).items() if v})
     merged.update(os.environ)
     return merged
+
+
+publish(globals())  # its public classes show tradovate_async.X (see _exports)

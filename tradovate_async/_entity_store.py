@@ -24,6 +24,8 @@ from typing import Any, Final, Literal
 
 import msgspec
 
+from ._exports import publish
+
 __all__ = [
     "Change",
     "EntityStore",
@@ -226,3 +228,6 @@ def difference(old: dict[str, dict[int, Any]], new: dict[str, dict[int, Any]]) -
             if ident not in after:
                 changes.append(Change(entity_type, "Deleted", ident, None, previous, True))
     return changes
+
+
+publish(globals())  # its public classes show tradovate_async.X (see _exports)

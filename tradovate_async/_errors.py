@@ -55,6 +55,8 @@ from __future__ import annotations
 
 import datetime as _dt
 
+from ._exports import publish
+
 __all__ = [
     "APIError",
     "AuthenticationError",
@@ -363,3 +365,6 @@ class BudgetExhaustedError(LocalError, RateLimitedError):
 
     def __init__(self, message: str, *, retry_after: _dt.timedelta) -> None:
         super().__init__(message, retry_after=retry_after)
+
+
+publish(globals())  # its public classes show tradovate_async.X (see _exports)

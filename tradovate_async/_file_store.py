@@ -56,6 +56,7 @@ import filelock
 from ._budget import FileBudget
 from ._config import default_token_file
 from ._errors import ConfigError, TokenStoreError
+from ._exports import publish
 from ._models import AccessToken, token_from_record
 from ._safe_file import Unusable as _Unusable
 from ._safe_file import (
@@ -494,3 +495,6 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return type(exc).__name__
+
+
+publish(globals())  # its public classes show tradovate_async.X (see _exports)

@@ -39,6 +39,7 @@ from ._errors import (
     ResponseTooLargeError,
     TransportError,
 )
+from ._exports import publish
 
 __all__ = [
     "REQUEST_BOUNDS",
@@ -194,3 +195,6 @@ async def bounded_exchange(
         raise ProtocolError(f"{where}: unusable answer ({type(failure).__name__})") from failure
     assert scope.cancelled_caught
     raise deadline_error(where, bounds)
+
+
+publish(globals())  # its public classes show tradovate_async.X (see _exports)

@@ -29,6 +29,7 @@ from typing import Any, Final
 
 from websockets.frames import Frame, Opcode
 
+from ._exports import publish
 from ._secret import scrub_known
 
 __all__ = [
@@ -225,3 +226,6 @@ class RedactingLoggerAdapter(logging.LoggerAdapter[logging.Logger]):
             kwargs["extra"] = self.extra
         kwargs.setdefault("stacklevel", 2)
         self.logger.log(level, "%s", text, **kwargs)
+
+
+publish(globals())  # its public classes show tradovate_async.X (see _exports)

@@ -44,6 +44,7 @@ import msgspec
 
 from ._errors import SessionClosedError, TradovateError
 from ._event_buffer import EVENT_OVERFLOW, Overflow
+from ._exports import publish
 from ._md_charts import ChartRequests
 from ._md_models import BarSpec, DomSnapshot, Histogram, Minute, Quote, ReplayClock, Ticks
 from ._md_routes import MdRoutes
@@ -427,3 +428,6 @@ def _time_range(history: int | None, closest: str | None, as_far_as: str | None)
     if not time_range:
         raise ValueError("md/getChart needs at least one of history, closest, as_far_as")
     return time_range
+
+
+publish(globals())  # its public classes show tradovate_async.X (see _exports)

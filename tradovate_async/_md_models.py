@@ -23,6 +23,8 @@ from typing import Any, Final, Literal
 
 import msgspec
 
+from ._exports import publish
+
 __all__ = [
     "Bar",
     "BarSpec",
@@ -320,3 +322,6 @@ def decode_ticks(packet: dict[str, Any]) -> list[Tick]:
             )
         )
     return out
+
+
+publish(globals())  # its public classes show tradovate_async.X (see _exports)

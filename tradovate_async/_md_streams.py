@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Generic, Self, TypeVar
 import anyio
 
 from ._charts import BarSeries, TickSeries
+from ._exports import publish
 from ._md_models import BarSpec, ChartUpdate, DomSnapshot, Histogram, Quote, Tick
 
 if TYPE_CHECKING:
@@ -256,3 +257,6 @@ def _iso(stamp: object) -> str:
 
 
 Resolver = Callable[[str], Awaitable[int]]
+
+
+publish(globals())  # its public classes show tradovate_async.X (see _exports)

@@ -9,6 +9,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from ._exports import publish
 from ._secret import Secret
 
 __all__ = [
@@ -293,3 +294,6 @@ class UserInfo:
             is_trial=opt_bool("isTrial"),
             raw=dict(body),
         )
+
+
+publish(globals())  # its public classes show tradovate_async.X (see _exports)

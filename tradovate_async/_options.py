@@ -26,6 +26,7 @@ import math
 import ssl
 from typing import TypeAlias
 
+from ._exports import publish
 from ._penalty import PenaltyPolicy
 
 __all__ = [
@@ -137,3 +138,6 @@ def ssl_context(verify: Verify) -> ssl.SSLContext | None:
             raise ValueError("TLS verification cannot be turned off (the context skips checks)")
         return verify
     raise TypeError("verify must be True, a CA bundle path or an ssl.SSLContext")
+
+
+publish(globals())  # its public classes show tradovate_async.X (see _exports)

@@ -35,6 +35,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
 from ._errors import InvalidResponseError, OrderValidationError
+from ._exports import publish
 
 __all__ = [
     "ORDER_COMMANDS",
@@ -337,3 +338,6 @@ async def find_order(get: Getter, cl_ord_id: str) -> dict[str, Any] | None:
     if not isinstance(order, dict):
         raise InvalidResponseError("order/item answer is not an object")
     return order
+
+
+publish(globals())  # its public classes show tradovate_async.X (see _exports)

@@ -13,6 +13,7 @@ import datetime as dt
 import math
 
 from ._errors import PenaltyLimitError
+from ._exports import publish
 
 __all__ = ["Penalty", "PenaltyPolicy"]
 
@@ -76,3 +77,6 @@ def _retry_after(seconds: float) -> dt.timedelta | None:
     return dt.timedelta(
         seconds=min(seconds, _MAX_RETRY_AFTER) if math.isfinite(seconds) else _MAX_RETRY_AFTER
     )
+
+
+publish(globals())  # its public classes show tradovate_async.X (see _exports)

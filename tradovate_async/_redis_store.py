@@ -46,6 +46,7 @@ import anyio
 from ._budget import RedisBudget
 from ._clock import SYSTEM_CLOCK
 from ._errors import TokenStoreError, excerpt
+from ._exports import publish
 from ._models import AccessToken, token_from_record
 
 if TYPE_CHECKING:
@@ -446,3 +447,6 @@ def _mask_url(url: str) -> str:
         return urlunsplit(parts._replace(netloc=netloc, query=query, fragment=""))
     except ValueError:
         return "<unparsable url>"
+
+
+publish(globals())  # its public classes show tradovate_async.X (see _exports)

@@ -33,6 +33,7 @@ import anyio.abc
 
 from ._account_state import AccountState
 from ._errors import TradovateError
+from ._exports import publish
 from ._market_data import MarketData, session_resolver
 from ._md_models import ReplayClock
 from ._ws import EVENT_RECONNECTED, TradovateWebSocket, WebSocketOptions
@@ -248,3 +249,6 @@ class ReplaySession:
             logger.info("replay resumed at %s after a reconnect", start)
         except TradovateError as exc:
             logger.warning("replay: resuming after a reconnect failed: %s", exc)
+
+
+publish(globals())  # its public classes show tradovate_async.X (see _exports)

@@ -29,6 +29,7 @@ import math
 import random
 from typing import Final
 
+from ._exports import publish
 from ._ws_codec import is_read_only
 
 __all__ = ["RETRYABLE_STATUSES", "RetryPolicy", "is_read", "parse_retry_after"]
@@ -96,3 +97,6 @@ class RetryPolicy:
         cap = min(self.backoff_max, self.backoff_initial * 2 ** (failures - 1))
         pause = (rng or random).uniform(0.0, cap)
         return max(pause, retry_after or 0.0)
+
+
+publish(globals())  # its public classes show tradovate_async.X (see _exports)

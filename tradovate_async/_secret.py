@@ -13,6 +13,8 @@ import weakref
 from collections.abc import Iterable
 from typing import Any, Final, NoReturn
 
+from ._exports import publish
+
 __all__ = ["Secret", "SecretScrubber", "scrub_known"]
 
 _MASK = "********"
@@ -242,3 +244,6 @@ def scrub_known(text: str) -> str:
     for scrubber in list(_LIVE):
         text = scrubber(text)
     return text
+
+
+publish(globals())  # its public classes show tradovate_async.X (see _exports)

@@ -34,6 +34,7 @@ from ._errors import (
     SessionClosedError,
     TokenRejectedError,
 )
+from ._exports import publish
 from ._http import REQUEST_BOUNDS, TOKEN_BOUNDS, ExchangeBounds
 from ._models import AccessToken, UserInfo
 from ._options import (
@@ -54,15 +55,14 @@ from ._session_http import HttpSettings, SessionHttp
 from ._store import MemoryTokenStore, TokenStore
 from ._tasks import TaskHost
 from ._token_keeper import TokenKeeper, TokenListener, renewal_schedule
-from .api import Api
-from .api._base import BoundTransport
-from .api._models import Order
 
 if TYPE_CHECKING:
     from ._account_state import AccountState
     from ._market_data import MarketData
     from ._replay import ReplaySession
     from ._ws import SocketKind, TradovateWebSocket, WebSocketOptions
+    from .api import Api
+    from .api._models import Order
 
 __all__ = ["BearerAuth", "SessionStats", "TradovateSession"]
 
@@ -385,7 +385,10 @@ class TradovateSession:
     @property
     def api(self) -> Api:
         """The typed API over REST: ``await session.api.account.list()``."""
-        if self._api is None:
+        if self._api is None:  # the generated API loads with the first session that uses it
+            from .api import Api
+            from .api._base import BoundTransport
+
             self._api = Api(BoundTransport(self._http.api_send))
         return self._api
 
@@ -570,3 +573,6 @@ def _call_runner(
         rng=rng or random.Random(),
         closed=lambda: session._state is _State.CLOSED,
     )
+
+
+publish(globals())  # its public classes show tradovate_async.X (see _exports)

@@ -15,7 +15,7 @@ import functools
 import logging
 import ssl
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import httpx
@@ -34,9 +34,10 @@ from ._options import Timeouts, TimeoutsLike, Verify, ssl_context
 from ._orders import find_order
 from ._server_time import SessionTime
 from ._token_keeper import TokenKeeper
-from .api import ApiCall
-from .api._base import decode_answer
-from .api._models import Order
+
+if TYPE_CHECKING:
+    from .api import ApiCall
+    from .api._models import Order
 
 __all__ = ["HttpSettings", "SessionHttp"]
 
@@ -260,7 +261,13 @@ class SessionHttp:
             return await self.call("GET", endpoint.lstrip("/"), query, None, raw_lists=False)
 
         found = await find_order(get, cl_ord_id)
-        return None if found is None else decode_answer("order/item", found, Order)
+        if found is None:
+            return None
+        from .api._base import decode_answer
+        from .api._models import Order
+
+        order: Order = decode_answer("order/item", found, Order)
+        return order
 
     # -- server time (issue 9): every answer's ``Date`` is a sample of the server's clock ----
 

@@ -22,6 +22,7 @@ import anyio
 import anyio.lowlevel
 
 from ._budget import MemoryBudget
+from ._exports import publish
 from ._models import AccessToken
 
 __all__ = ["AnyLoopLock", "MemoryTokenStore", "TokenStore"]
@@ -157,3 +158,6 @@ class MemoryTokenStore:
     async def aclose(self) -> None:
         """Nothing to release."""
         return None
+
+
+publish(globals())  # its public classes show tradovate_async.X (see _exports)

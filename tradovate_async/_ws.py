@@ -28,6 +28,7 @@ from ._errors import (
     RequestTimeoutError,
     SessionClosedError,
 )
+from ._exports import publish
 from ._options import (
     DEFAULT_PENALTIES,
     DEFAULT_RECONNECT_BACKOFF,
@@ -524,3 +525,6 @@ class TradovateWebSocket:
                 if self._closed
                 else "the WebSocket is not open: use 'async with'"
             )
+
+
+publish(globals())  # its public classes show tradovate_async.X (see _exports)

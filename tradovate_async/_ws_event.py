@@ -6,6 +6,8 @@ from typing import Any
 
 import msgspec
 
+from ._exports import publish
+
 __all__ = ["Event"]
 
 
@@ -25,3 +27,6 @@ class Event(msgspec.Struct, frozen=True, gc=False, rename={"kind": "e", "data": 
 
     kind: str
     data: Any = None
+
+
+publish(globals())  # it shows tradovate_async.Event (see _exports)

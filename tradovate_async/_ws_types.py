@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any, Final, Literal, Protocol
 
 from ._errors import PenaltyLimitError, TradovateError
+from ._exports import publish
 from ._models import AccessToken
 
 __all__ = [
@@ -167,3 +168,6 @@ def with_ticket(body: Any, ticket: str) -> dict[str, Any]:
     if not isinstance(body, Mapping):
         raise PenaltyLimitError("a penalty ticket needs a JSON object body to travel in")
     return {**body, "p-ticket": ticket}
+
+
+publish(globals())  # its public classes show tradovate_async.X (see _exports)

@@ -17,6 +17,7 @@ remove the xfail and widen the strategy.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import math
@@ -157,16 +158,21 @@ penalty_faults = {
 }
 
 
+ONE_IN_FIVE = st.integers(0, 4)
+
+
 def broken(
     valid: st.SearchStrategy[dict[str, Any]], faults: dict[str, st.SearchStrategy[Any]]
 ) -> st.SearchStrategy[dict[str, Any]]:
     """A valid dict with one to three fields replaced by a hostile value, or removed."""
 
+    keys = st.lists(st.sampled_from(list(faults)), max_size=3)
+
     @st.composite
     def build(draw: st.DrawFn) -> dict[str, Any]:
         result = dict(draw(valid))
-        for key in draw(st.lists(st.sampled_from(list(faults)), max_size=3)):
-            if draw(st.integers(0, 4)) == 0:
+        for key in draw(keys):
+            if draw(ONE_IN_FIVE) == 0:
                 result.pop(key, None)
             else:
                 result[key] = draw(faults[key])
@@ -194,28 +200,33 @@ def encoded(values: st.SearchStrategy[Any]) -> st.SearchStrategy[bytes]:
     return values.map(lambda v: json.dumps(v).encode())
 
 
-@st.composite
-def mutated(draw: st.DrawFn, originals: st.SearchStrategy[bytes]) -> bytes:
-    """A valid byte string with 1 to 4 byte-level mutations: flip, delete, insert, duplicate,
-    truncate, swap. Insertions favour bytes that mean something to JSON and to the framing."""
-    data = bytearray(draw(originals))
-    for _ in range(draw(st.integers(1, 4))):
-        op = draw(st.sampled_from(["flip", "delete", "insert", "duplicate", "truncate", "swap"]))
+# The strategies a mutation draws from, built once rather than at every draw.
+MUTATION_COUNT = st.integers(1, 4)
+MUTATIONS = st.sampled_from(["flip", "delete", "insert", "duplicate", "truncate", "swap"])
+BIT = st.integers(0, 7)
+DELETED = st.integers(1, 8)
+DUPLICATED = st.integers(1, 16)
+INSERTED = st.lists(
+    st.sampled_from(list(b'[]{}",:0123456789eE.-+ \\\nacho')), min_size=1, max_size=6
+) | st.binary(min_size=1, max_size=6).map(list)
+
+
+def mutate(draw: st.DrawFn, original: bytes) -> bytes:
+    """``original`` with 1 to 4 byte-level mutations: flip, delete, insert, duplicate, truncate,
+    swap. Insertions favour bytes that mean something to JSON and to the framing."""
+    data = bytearray(original)
+    for _ in range(draw(MUTATION_COUNT)):
+        op = draw(MUTATIONS)
         size = len(data)
         at = draw(st.integers(0, size))
         if op == "flip" and size:
-            data[min(at, size - 1)] ^= 1 << draw(st.integers(0, 7))
+            data[min(at, size - 1)] ^= 1 << draw(BIT)
         elif op == "delete":
-            del data[at : at + draw(st.integers(1, 8))]
+            del data[at : at + draw(DELETED)]
         elif op == "insert":
-            meaningful = st.sampled_from(list(b'[]{}",:0123456789eE.-+ \\\nacho'))
-            chunk = draw(
-                st.lists(meaningful, min_size=1, max_size=6)
-                | st.binary(min_size=1, max_size=6).map(list)
-            )
-            data[at:at] = bytes(chunk)
+            data[at:at] = bytes(draw(INSERTED))
         elif op == "duplicate":
-            data[at:at] = data[at : at + draw(st.integers(1, 16))]
+            data[at:at] = data[at : at + draw(DUPLICATED)]
         elif op == "truncate":
             del data[at:]
         elif op == "swap" and size > 1:
@@ -223,6 +234,21 @@ def mutated(draw: st.DrawFn, originals: st.SearchStrategy[bytes]) -> bytes:
             at = min(at, size - 1)
             data[at], data[other] = data[other], data[at]
     return bytes(data)
+
+
+@st.composite
+def mutated(draw: st.DrawFn, originals: st.SearchStrategy[bytes]) -> bytes:
+    """A valid byte string (drawn from ``originals``) with :func:`mutate`'s mutations."""
+    return mutate(draw, draw(originals))
+
+
+@st.composite
+def original_and_mutated(
+    draw: st.DrawFn, originals: st.SearchStrategy[bytes]
+) -> tuple[bytes, bytes]:
+    """A byte string from ``originals`` and a :func:`mutate`d copy of it."""
+    original = draw(originals)
+    return original, mutate(draw, original)
 
 
 nested = st.tuples(st.integers(1, 3000), st.booleans()).map(
@@ -365,12 +391,22 @@ def token_dir() -> Iterator[Path]:
         yield Path(name)
 
 
+@pytest.fixture(scope="module")
+def event_loop_runner() -> Iterator[asyncio.Runner]:
+    """One event loop for every example: a loop (and its worker thread) per example cost
+    more than the load itself."""
+    with asyncio.Runner() as runner:
+        yield runner
+
+
 @settings(MANY, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(file_contents)
-def test_any_token_file_loads_as_a_token_or_none(token_dir: Path, content: bytes) -> None:
+def test_any_token_file_loads_as_a_token_or_none(
+    token_dir: Path, event_loop_runner: asyncio.Runner, content: bytes
+) -> None:
     path = token_dir / "tokens.json"
     path.write_bytes(content)
-    token = anyio.run(FileTokenStore(path).load, "key")
+    token = event_loop_runner.run(FileTokenStore(path).load("key"))
     assert token is None or isinstance(token, AccessToken)
 
 
@@ -434,7 +470,7 @@ valid_frames = st.sampled_from(REAL_FRAMES) | generated_frames
 
 
 @MANY
-@given(valid_frames.map(str.encode).flatmap(lambda b: st.tuples(st.just(b), mutated(st.just(b)))))
+@given(original_and_mutated(valid_frames.map(str.encode)))
 def test_mutated_frames_decode_or_raise_protocol_error(pair: tuple[bytes, bytes]) -> None:
     original, data = pair
     for wire in (data, data.decode("latin-1")):

@@ -18,9 +18,9 @@ Example::
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from ._clock import SkewedClock, WarpClock
-from ._server import SimulatedTradovate
 from ._types import (
     ConnectionInfo,
     Fault,
@@ -30,6 +30,9 @@ from ._types import (
     SimPosition,
     SimUser,
 )
+
+if TYPE_CHECKING:
+    from ._server import SimulatedTradovate
 
 __all__ = [
     "ConnectionInfo",
@@ -45,3 +48,22 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+
+def _load(name: str) -> object:
+    """The server (and with it starlette and uvicorn) is imported when first asked for: the
+    clocks and plain types serve child processes and the pytest plugin without it."""
+    if name != "SimulatedTradovate":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from ._server import SimulatedTradovate
+
+    globals()[name] = SimulatedTradovate
+    return SimulatedTradovate
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+if not TYPE_CHECKING:  # for mypy, a name missing from the imports above stays an error
+    __getattr__ = _load
