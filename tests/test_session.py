@@ -223,6 +223,19 @@ async def test_permanent_failures_stop_and_surface(
         assert warped.count(LOGIN) + warped.count(RENEW) == before
 
 
+async def test_a_standing_failure_stops_requests_while_the_token_is_still_usable(
+    warped: SimulatedTradovate, clock: WarpClock
+) -> None:
+    """Requests hold "the token is usable" as a lease between calls; a permanent failure
+    recorded meanwhile (here without any clock moving) must still stop the next one."""
+    async with session_on(warped, clock) as session:
+        await session.get("account/list")
+        keeper = session._keeper
+        keeper.schedule.on_permanent_failure(InvalidCredentialsError("refused"), clock.now())
+        with pytest.raises(InvalidCredentialsError):
+            await session.get("account/list")
+
+
 async def test_thousand_concurrent_requests_at_expiry_make_one_token_request(
     warped: SimulatedTradovate, clock: WarpClock
 ) -> None:

@@ -33,7 +33,7 @@ from ._models import AccessToken
 from ._options import Backoff, check_seconds
 from ._penalty import PenaltyPolicy
 from ._schedule import Blocked, Login, LoginPacing, Renew, RenewalSchedule, Wait, is_permanent
-from ._server_time import SessionTime
+from ._server_time import Lease, SessionTime
 from ._store import TokenStore
 from ._store_access import StoreAccess
 
@@ -124,6 +124,8 @@ class TokenKeeper:
         # a permission problem, not an expiry.
         self._rejection_refresh: tuple[AccessToken | None, dt.datetime | None] = (None, None)
         self._listeners: list[TokenListener] = []
+        # "The token held stays usable while this lease holds" (see current_token).
+        self._lease: tuple[AccessToken, Lease] | None = None
 
     def attach(self, client: httpx.AsyncClient) -> None:
         """The session opened: token exchanges and clock probes go through ``client``."""
@@ -159,14 +161,30 @@ class TokenKeeper:
     # -- TokenSource (used by BearerAuth and WebSockets, through the session) ----------------
 
     async def current_token(self) -> AccessToken:
-        """See :meth:`TradovateSession.current_token`."""
+        """See :meth:`TradovateSession.current_token`.
+
+        Every request asks this first, so the answer "usable" is kept as a :class:`Lease` on
+        the server's clock: until the lease runs out, the clocks jump or the token changes,
+        the check is a reading of the clocks and two comparisons. Anything else takes the
+        full judgement below, which is what the lease was derived from.
+        """
         self._check_open()
+        token = self.token
+        lease = self._lease
+        if (
+            lease is not None
+            and lease[0] is token
+            and not self.schedule.has_block
+            and self._time.holds(lease[1])
+        ):
+            return lease[0]
         now = self._time.now()
         blocked = self.schedule.blocked(now)
         if blocked is not None:
             raise blocked.error
-        token = self.token
         if token is not None and self.schedule.is_usable(token, now):
+            found = self._time.lease(token.expiration_time - self.schedule.safety(token))
+            self._lease = None if found is None else (token, found)
             return token
         return await self.refresh(token, "expired")
 
