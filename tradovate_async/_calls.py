@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
@@ -102,15 +103,16 @@ class CallRunner:
         JSON text, for the typed API to decode straight from bytes."""
         relative = path.lstrip("/")
         query = encode_params(params)
+        endpoint, read = _route(relative)
         call = _Call(
             method,
             relative,
             f"{relative}?{query}" if query else relative,
-            normalize(relative),
+            endpoint,
             json,
             raw_lists,
         )
-        if is_read(call.endpoint):
+        if read:
             return await self._read(exchange, scrub, call)
         return await self._command(exchange, scrub, call)
 
@@ -230,6 +232,14 @@ class CallRunner:
             body=call.json if isinstance(call.json, dict) else None,
             sent_at=sent_at,
         )
+
+
+@functools.lru_cache(maxsize=1024)
+def _route(relative: str) -> tuple[str, bool]:
+    """The endpoint a path names and whether it is a read: pure, and a bot asks the same few
+    paths over and over, so it is worked out once per path."""
+    endpoint = normalize(relative)
+    return endpoint, is_read(endpoint)
 
 
 def _raw_list(call: _Call, response: Answer) -> bool:

@@ -114,7 +114,14 @@ class SessionHttp:
         self.calls = calls
         self.client: httpx.AsyncClient | None = None
         self.in_flight: set[anyio.CancelScope] = set()
+        # The event loop's own cancel-scope class, found when the session opens: building
+        # scopes through anyio.CancelScope looks the backend up on every call.
+        self._scope_type: type[anyio.CancelScope] = anyio.CancelScope
         self._exchanger: AiohttpExchanger | None = None
+        # Per-call strings made once: the REST base (apiHosts may move it) and the bearer
+        # header of the current token.
+        self._base: tuple[httpx.URL, str] | None = None
+        self._bearer: tuple[AccessToken, dict[str, str]] | None = None
         self._time = time
         self._keeper = keeper
         self._check_open = check_open
@@ -137,6 +144,7 @@ class SessionHttp:
             event_hooks={"request": [self._on_request], "response": [self._on_response]},
         )
         self._keeper.attach(self.client)
+        self._scope_type = type(anyio.CancelScope())
         if net.backend == "aiohttp":
             self._exchanger = AiohttpExchanger(
                 ssl_context=context, limits=net.limits, timeouts=timeouts
@@ -176,7 +184,7 @@ class SessionHttp:
         """One request, cancelled by ``aclose()``. With ``raw_lists`` a successful list answer
         comes back as its JSON text, for the typed API to decode straight from bytes."""
         outcome: Any = None
-        with anyio.CancelScope() as scope:
+        with self._scope_type() as scope:
             self.in_flight.add(scope)
             try:
                 self._check_open()
@@ -225,17 +233,29 @@ class SessionHttp:
         self, exchanger: AiohttpExchanger, method: str, target: str, json: Any, token: AccessToken
     ) -> Answer:
         """One exchange over aiohttp, bearer-signed; its ``Date`` feeds the server clock."""
-        sent = self._time.elapsed()
+        time = self._time
+        url = self._base_url() + target
+        bearer = self._bearer
+        if bearer is None or bearer[0] is not token:
+            bearer = self._bearer = (
+                token,
+                {"Authorization": f"Bearer {token.access_token.reveal()}"},
+            )
+        sent = time.elapsed()
         answer = await exchanger.exchange(
-            method,
-            # one source of the REST base (apiHosts move it)
-            f"{self.open_client().base_url}{target}",
-            bounds=self.settings.request_bounds,
-            json=json,
-            headers={"Authorization": f"Bearer {token.access_token.reveal()}"},
+            method, url, bounds=self.settings.request_bounds, json=json, headers=bearer[1]
         )
-        self._time.observe(answer.headers.get("date"), sent=sent, received=self._time.elapsed())
+        time.observe(answer.headers.get("date"), sent=sent, received=time.elapsed())
         return answer
+
+    def _base_url(self) -> str:
+        """The REST base as text, from the httpx client's ``base_url``: the one source of it
+        (apiHosts move it), turned into text again only when it was replaced."""
+        base = self.open_client().base_url
+        known = self._base
+        if known is None or known[0] is not base:
+            known = self._base = (base, str(base))
+        return known[1]
 
     def _scrub(self, text: str) -> str:
         auth = self._keeper.auth
