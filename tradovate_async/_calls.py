@@ -20,7 +20,7 @@ import functools
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from ._budget import RateBudget
 from ._clock import Clock
@@ -39,9 +39,11 @@ from ._penalty import PenaltyPolicy
 from ._responses import Penalty, encode_params, interpret_api_response, with_ticket
 from ._retry import RETRYABLE_STATUSES, RetryPolicy, is_read, parse_retry_after
 
-__all__ = ["CallRunner", "CallStats"]
+__all__ = ["CallRunner", "CallStats", "Guard", "unguarded"]
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 #: Sends one request (``method``, URL relative to the REST base with its query, JSON body) and
@@ -54,6 +56,18 @@ class CallStats(Protocol):
     outcome_unknown: int
 
 
+class Guard(Protocol):
+    """Awaits one wait of a call (the budget, a penalty, a retry's pause) so that whoever owns
+    the call can end it: the session's ``aclose()`` does (see ``SessionHttp``)."""
+
+    def __call__(self, wait: Awaitable[T], /) -> Awaitable[T]: ...
+
+
+async def unguarded(wait: Awaitable[T]) -> T:
+    """The :class:`Guard` of a call that is ended some other way (or not at all)."""
+    return await wait
+
+
 @dataclasses.dataclass(slots=True)
 class _Call:
     method: str
@@ -62,6 +76,7 @@ class _Call:
     endpoint: str
     json: Any
     raw_lists: bool = False
+    guard: Guard = unguarded
     rounds: int = 0  # penalty rounds so far
 
 
@@ -98,9 +113,11 @@ class CallRunner:
         params: Mapping[str, Any] | None,
         json: Any,
         raw_lists: bool = False,
+        guard: Guard = unguarded,
     ) -> Any:
         """The answer's JSON; with ``raw_lists`` a successful list answer comes back as its
-        JSON text, for the typed API to decode straight from bytes."""
+        JSON text, for the typed API to decode straight from bytes. Every wait of the call
+        other than ``exchange`` is awaited through ``guard``."""
         relative = path.lstrip("/")
         query = encode_params(params) if params else ""
         endpoint, read = _route(relative)
@@ -111,6 +128,7 @@ class CallRunner:
             endpoint,
             json,
             raw_lists,
+            guard,
         )
         if read:
             return await self._read(exchange, scrub, call)
@@ -128,7 +146,7 @@ class CallRunner:
             call.rounds,
             self.penalty_policy.max_rounds,
         )
-        await self._clock.sleep(wait)
+        await call.guard(self._clock.sleep(wait))
         call.json = with_ticket(call.json, penalty.ticket)
 
     def _closed_error(self, call: _Call) -> SessionClosedError | None:
@@ -140,7 +158,7 @@ class CallRunner:
         failures = 0
         while True:
             if self.budget is not None:
-                await self.budget.acquire(call.endpoint, command=False)
+                await call.guard(self.budget.acquire(call.endpoint, command=False))
             retry_after: float | None = None
             try:
                 response = await exchange(call.method, call.target, call.json)
@@ -174,7 +192,7 @@ class CallRunner:
             logger.debug(
                 "%s /%s: %s; retry %d in %.2f s", call.method, call.relative, error, failures, pause
             )
-            await self._clock.sleep(pause)
+            await call.guard(self._clock.sleep(pause))
 
     async def _command(self, exchange: Exchange, scrub: Callable[[str], str], call: _Call) -> Any:
         order = is_order_command(call.endpoint)
@@ -185,7 +203,7 @@ class CallRunner:
             )
         while True:
             if self.budget is not None:
-                await self.budget.acquire(call.endpoint, command=True)
+                await call.guard(self.budget.acquire(call.endpoint, command=True))
             sent_at = self._clock.now()
             try:
                 response = await exchange(call.method, call.target, call.json)

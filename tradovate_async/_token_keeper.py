@@ -169,15 +169,10 @@ class TokenKeeper:
         full judgement below, which is what the lease was derived from.
         """
         self._check_open()
+        held = self.held_token()
+        if held is not None:
+            return held
         token = self.token
-        lease = self._lease
-        if (
-            lease is not None
-            and lease[0] is token
-            and not self.schedule.has_block
-            and self._time.holds(lease[1])
-        ):
-            return lease[0]
         now = self._time.now()
         blocked = self.schedule.blocked(now)
         if blocked is not None:
@@ -187,6 +182,19 @@ class TokenKeeper:
             self._lease = None if found is None else (token, found)
             return token
         return await self.refresh(token, "expired")
+
+    def held_token(self) -> AccessToken | None:
+        """The token, if its lease from :meth:`current_token` still holds (nothing is waited
+        for or judged here: ``None`` says "ask :meth:`current_token`")."""
+        lease = self._lease
+        if (
+            lease is not None
+            and lease[0] is self.token
+            and not self.schedule.has_block
+            and self._time.holds(lease[1])
+        ):
+            return lease[0]
+        return None
 
     def refuses(self, status: int, token: AccessToken) -> bool:
         """See :meth:`TradovateSession.refuses`."""
