@@ -171,7 +171,7 @@ class CallRunner:
                 error: TradovateError = exc
             else:
                 if response.status_code not in RETRYABLE_STATUSES:
-                    if _raw_list(call, response):
+                    if call.raw_lists and _raw_list(call, response):
                         return response.content
                     outcome = interpret_api_response(
                         call.method, call.relative, response.status_code, response.content, scrub
@@ -219,7 +219,7 @@ class CallRunner:
             status = response.status_code
             if order and (status >= 500 or status == 408):
                 raise self._unknown(call, cl_ord_id, f"HTTP {status}", sent_at)
-            if _raw_list(call, response):
+            if call.raw_lists and _raw_list(call, response):
                 return response.content
             try:
                 outcome = interpret_api_response(

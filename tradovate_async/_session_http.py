@@ -266,8 +266,6 @@ class SessionHttp:
         usable token (waited for outside the deadline: a renewal in progress has its own
         bounds, and the deadline is for the server's answer)."""
         keeper = self._keeper
-        auth = keeper.auth
-        assert auth is not None
         exchanger = self._exchanger
         guard: Guard = unguarded if exchanger is None else self._guard
         token = keeper.held_token()
@@ -275,6 +273,8 @@ class SessionHttp:
             token = await guard(keeper.current_token())
         try:
             if exchanger is None:
+                auth = keeper.auth
+                assert auth is not None
                 return await bounded_exchange(
                     self.open_client(),
                     method,
@@ -322,15 +322,16 @@ class SessionHttp:
             raise
         finally:
             self._exchanging.discard(task)
-        if self._was_interrupted(task):  # the exchange swallowed the cancellation
-            raise _Closed
+        if task in self._interrupted and self._was_interrupted(task):
+            raise _Closed  # the exchange swallowed the cancellation
         time.observe(answer.headers.get("date"), sent=sent, received=time.elapsed())
         return answer
 
     def _base_url(self) -> str:
         """The REST base as text, from the httpx client's ``base_url``: the one source of it
         (apiHosts move it), turned into text again only when it was replaced."""
-        base = self.open_client().base_url
+        client = self.client  # None once closed: open_client() then says so
+        base = (client if client is not None else self.open_client()).base_url
         known = self._base
         if known is None or known[0] is not base:
             known = self._base = (base, str(base))
