@@ -106,6 +106,55 @@ def test_old_bounds_widen_with_drift() -> None:
     assert clock.uncertainty(10_000.0) == pytest.approx(3.0)
 
 
+def test_a_lease_holds_exactly_while_the_latest_bound_is_before_its_instant() -> None:
+    clock = ServerClock(drift=1e-4)
+    assert clock.lease(T0.timestamp()) is None  # nothing is promised on an unknown clock
+    clock.observe(T0, sent=100.0, received=100.4)
+    instant = T0 + dt.timedelta(minutes=90)
+    lease = clock.lease(instant.timestamp())
+    assert lease is not None and lease.start == 100.4
+    for elapsed in (100.4, 1000.0, lease.until - 1e-6):
+        latest = clock.latest(elapsed)
+        assert latest is not None and latest < instant
+    # It ends within a few milliseconds of the moment the latest bound reaches the instant.
+    late = clock.latest(lease.until + 0.01)
+    assert late is not None and late >= instant
+
+
+def test_tightening_samples_keep_leases_and_anything_else_voids_them() -> None:
+    clock = ServerClock(drift=1e-4)
+    clock.observe(T0, sent=10.0, received=10.5)
+    lease = clock.lease((T0 + dt.timedelta(hours=1)).timestamp())
+    assert lease is not None
+    clock.observe(T0, sent=10.6, received=10.7)  # same Date, sent later: a tighter bound
+    assert clock.generation == lease.generation
+    tighter = clock.lease((T0 + dt.timedelta(hours=1)).timestamp())
+    assert tighter is not None and tighter.until >= lease.until  # the old promise still holds
+    clock.widen(7200.0)  # a wall-clock jump: maybe a suspend
+    assert clock.generation != lease.generation
+    widened = clock.generation
+    clock.observe(T0 - dt.timedelta(hours=2), sent=20.0, received=20.1)  # stepped back
+    assert clock.restarts == 1 and clock.generation != widened
+
+
+def test_session_time_leases_end_with_a_wall_jump_or_a_new_sample_elsewhere() -> None:
+    host = FakeClock(0.0, wall=T0.timestamp())
+    time = SessionTime(host)
+    assert time.lease(T0 + dt.timedelta(hours=1)) is None  # no server time yet
+    time.observe(email.utils.format_datetime(T0, usegmt=True), sent=0.0, received=0.0)
+    lease = time.lease(T0 + dt.timedelta(hours=1))
+    assert lease is not None and time.holds(lease)
+    host._mono += 1800  # both clocks move half an hour
+    assert time.holds(lease)
+    host._mono += 1800  # and the hour is up
+    assert not time.holds(lease)
+    lease = time.lease(T0 + dt.timedelta(hours=3))
+    assert lease is not None and time.holds(lease)
+    host.jump(2 * HOUR)  # the elapsed clock stood still through a suspend, say
+    assert not time.holds(lease)
+    assert time.now() >= T0 + dt.timedelta(hours=3)  # and the full judgement sees why
+
+
 @pytest.mark.parametrize(
     ("header", "expected"),
     [

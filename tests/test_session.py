@@ -223,6 +223,19 @@ async def test_permanent_failures_stop_and_surface(
         assert warped.count(LOGIN) + warped.count(RENEW) == before
 
 
+async def test_a_standing_failure_stops_requests_while_the_token_is_still_usable(
+    warped: SimulatedTradovate, clock: WarpClock
+) -> None:
+    """Requests hold "the token is usable" as a lease between calls; a permanent failure
+    recorded meanwhile (here without any clock moving) must still stop the next one."""
+    async with session_on(warped, clock) as session:
+        await session.get("account/list")
+        keeper = session._keeper
+        keeper.schedule.on_permanent_failure(InvalidCredentialsError("refused"), clock.now())
+        with pytest.raises(InvalidCredentialsError):
+            await session.get("account/list")
+
+
 async def test_thousand_concurrent_requests_at_expiry_make_one_token_request(
     warped: SimulatedTradovate, clock: WarpClock
 ) -> None:
@@ -394,3 +407,80 @@ async def test_token_listeners_must_be_plain_functions(
         clock.jump(86 * MINUTE)
         await wait_until(lambda: session.stats.renewals == 1)
     assert any("returned an awaitable" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("backend", ["aiohttp", "httpx"])
+@pytest.mark.parametrize("where", ["exchange", "retry pause"])
+async def test_aclose_ends_a_call_wherever_it_waits(
+    warped: SimulatedTradovate, clock: WarpClock, backend: str, where: str
+) -> None:
+    """Over aiohttp a call has no cancel scope of its own: its exchange is cancelled by
+    aclose() directly and each wait gets a scope. Either way the call ends at once."""
+    outcome: dict[str, BaseException] = {}
+    session = session_on(warped, clock, http_backend=backend)
+    async with session:
+        if where == "exchange":
+            warped.inject("account/list", Fault.delay(30.0))
+        else:
+            warped.inject("account/list", Fault.status(503, retry_after=20))
+
+        async def in_flight() -> None:
+            try:
+                await session.get("account/list")
+            except BaseException as exc:
+                outcome["error"] = exc
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(in_flight)
+                if where == "exchange":
+                    await wait_until(lambda: len(session._http.in_flight) == 1)
+                else:
+                    await wait_until(lambda: warped.count("account/list", status=503) == 1)
+                await anyio.sleep(0.2)  # well into the exchange or the pause
+                tg.start_soon(session.aclose)  # from a task of its own, as above
+        assert isinstance(outcome["error"], SessionClosedError)
+        assert session._http.in_flight == {}
+
+
+async def test_a_call_cancelled_by_its_caller_is_a_cancellation_and_the_session_goes_on(
+    warped: SimulatedTradovate, clock: WarpClock
+) -> None:
+    async with session_on(warped, clock) as session:
+        warped.inject("account/list", Fault.delay(30.0))
+        with anyio.move_on_after(0.3) as scope:
+            await session.get("account/list")
+        assert scope.cancelled_caught
+        assert session._http.in_flight == {}
+        assert await session.get("account/list") is not None
+
+
+async def test_aclose_meeting_the_callers_own_cancellation_leaves_it_a_cancellation(
+    warped: SimulatedTradovate, clock: WarpClock
+) -> None:
+    """The caller cancels and aclose() ends the call in the same instant: the caller's
+    cancellation is not turned into SessionClosedError (nor lost)."""
+    session = session_on(warped, clock)
+    caught: list[BaseException] = []
+    scopes: list[anyio.CancelScope] = []
+    async with session:
+        warped.inject("account/list", Fault.delay(30.0))
+
+        async def call() -> None:
+            with anyio.CancelScope() as scope:
+                scopes.append(scope)
+                try:
+                    await session.get("account/list")
+                except BaseException as exc:
+                    caught.append(exc)
+                    raise
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(call)
+                await wait_until(lambda: len(session._http.in_flight) == 1)
+                await anyio.sleep(0.1)
+                scopes[0].cancel()
+                session._http.cancel_in_flight()  # what aclose() does first
+        assert len(caught) == 1 and isinstance(caught[0], asyncio.CancelledError)
+        assert scopes[0].cancelled_caught

@@ -126,11 +126,11 @@ class AiohttpExchanger:
         if session is None:
             raise TransportError("the HTTP connection pool is closed")
         where = exchange_label(method, url)
-        sent: dict[str, str] = dict(headers or {})
+        sent = headers  # aiohttp copies them into the request's own headers
         body: bytes | None = None
         if json is not None:
             body = _encode_json(json)
-            sent["Content-Type"] = "application/json"
+            sent = {**(headers or {}), "Content-Type": "application/json"}
         failure: TradovateError | None = None
         loop = asyncio.get_running_loop()
         started = loop.time()

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from ._budget import RateBudget
 from ._clock import Clock
@@ -38,9 +39,11 @@ from ._penalty import PenaltyPolicy
 from ._responses import Penalty, encode_params, interpret_api_response, with_ticket
 from ._retry import RETRYABLE_STATUSES, RetryPolicy, is_read, parse_retry_after
 
-__all__ = ["CallRunner", "CallStats"]
+__all__ = ["CallRunner", "CallStats", "Guard", "unguarded"]
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 #: Sends one request (``method``, URL relative to the REST base with its query, JSON body) and
@@ -53,6 +56,18 @@ class CallStats(Protocol):
     outcome_unknown: int
 
 
+class Guard(Protocol):
+    """Awaits one wait of a call (the budget, a penalty, a retry's pause) so that whoever owns
+    the call can end it: the session's ``aclose()`` does (see ``SessionHttp``)."""
+
+    def __call__(self, wait: Awaitable[T], /) -> Awaitable[T]: ...
+
+
+async def unguarded(wait: Awaitable[T]) -> T:
+    """The :class:`Guard` of a call that is ended some other way (or not at all)."""
+    return await wait
+
+
 @dataclasses.dataclass(slots=True)
 class _Call:
     method: str
@@ -61,6 +76,7 @@ class _Call:
     endpoint: str
     json: Any
     raw_lists: bool = False
+    guard: Guard = unguarded
     rounds: int = 0  # penalty rounds so far
 
 
@@ -97,20 +113,24 @@ class CallRunner:
         params: Mapping[str, Any] | None,
         json: Any,
         raw_lists: bool = False,
+        guard: Guard = unguarded,
     ) -> Any:
         """The answer's JSON; with ``raw_lists`` a successful list answer comes back as its
-        JSON text, for the typed API to decode straight from bytes."""
+        JSON text, for the typed API to decode straight from bytes. Every wait of the call
+        other than ``exchange`` is awaited through ``guard``."""
         relative = path.lstrip("/")
-        query = encode_params(params)
+        query = encode_params(params) if params else ""
+        endpoint, read = _route(relative)
         call = _Call(
             method,
             relative,
             f"{relative}?{query}" if query else relative,
-            normalize(relative),
+            endpoint,
             json,
             raw_lists,
+            guard,
         )
-        if is_read(call.endpoint):
+        if read:
             return await self._read(exchange, scrub, call)
         return await self._command(exchange, scrub, call)
 
@@ -126,7 +146,7 @@ class CallRunner:
             call.rounds,
             self.penalty_policy.max_rounds,
         )
-        await self._clock.sleep(wait)
+        await call.guard(self._clock.sleep(wait))
         call.json = with_ticket(call.json, penalty.ticket)
 
     def _closed_error(self, call: _Call) -> SessionClosedError | None:
@@ -138,7 +158,7 @@ class CallRunner:
         failures = 0
         while True:
             if self.budget is not None:
-                await self.budget.acquire(call.endpoint, command=False)
+                await call.guard(self.budget.acquire(call.endpoint, command=False))
             retry_after: float | None = None
             try:
                 response = await exchange(call.method, call.target, call.json)
@@ -151,7 +171,7 @@ class CallRunner:
                 error: TradovateError = exc
             else:
                 if response.status_code not in RETRYABLE_STATUSES:
-                    if _raw_list(call, response):
+                    if call.raw_lists and _raw_list(call, response):
                         return response.content
                     outcome = interpret_api_response(
                         call.method, call.relative, response.status_code, response.content, scrub
@@ -172,7 +192,7 @@ class CallRunner:
             logger.debug(
                 "%s /%s: %s; retry %d in %.2f s", call.method, call.relative, error, failures, pause
             )
-            await self._clock.sleep(pause)
+            await call.guard(self._clock.sleep(pause))
 
     async def _command(self, exchange: Exchange, scrub: Callable[[str], str], call: _Call) -> Any:
         order = is_order_command(call.endpoint)
@@ -183,7 +203,7 @@ class CallRunner:
             )
         while True:
             if self.budget is not None:
-                await self.budget.acquire(call.endpoint, command=True)
+                await call.guard(self.budget.acquire(call.endpoint, command=True))
             sent_at = self._clock.now()
             try:
                 response = await exchange(call.method, call.target, call.json)
@@ -199,7 +219,7 @@ class CallRunner:
             status = response.status_code
             if order and (status >= 500 or status == 408):
                 raise self._unknown(call, cl_ord_id, f"HTTP {status}", sent_at)
-            if _raw_list(call, response):
+            if call.raw_lists and _raw_list(call, response):
                 return response.content
             try:
                 outcome = interpret_api_response(
@@ -232,12 +252,21 @@ class CallRunner:
         )
 
 
+@functools.lru_cache(maxsize=1024)
+def _route(relative: str) -> tuple[str, bool]:
+    """The endpoint a path names and whether it is a read: pure, and a bot asks the same few
+    paths over and over, so it is worked out once per path."""
+    endpoint = normalize(relative)
+    return endpoint, is_read(endpoint)
+
+
 def _raw_list(call: _Call, response: Answer) -> bool:
-    return (
-        call.raw_lists
-        and 200 <= response.status_code < 300
-        and response.content.lstrip()[:1] == b"["
-    )
+    if not call.raw_lists or not 200 <= response.status_code < 300:
+        return False
+    first = response.content[:1]
+    if first.isspace():  # rare: only then is the body copied to look past the blanks
+        first = response.content.lstrip()[:1]
+    return first == b"["
 
 
 def _status_error(call: _Call, response: Answer, scrub: Callable[[str], str]) -> APIError:

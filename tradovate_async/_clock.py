@@ -20,8 +20,10 @@ backoff and renewal timing get exact assertions with no sleeping; ``tradovate_as
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import time
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 import anyio
@@ -29,7 +31,14 @@ import anyio.lowlevel
 
 from ._exports import publish
 
-__all__ = ["SYSTEM_CLOCK", "Clock", "FakeClock", "SystemClock", "elapsed_seconds"]
+__all__ = [
+    "SYSTEM_CLOCK",
+    "Clock",
+    "FakeClock",
+    "SystemClock",
+    "elapsed_seconds",
+    "fast_elapsed_clock",
+]
 
 _BOOTTIME = getattr(time, "CLOCK_BOOTTIME", None)
 
@@ -41,6 +50,14 @@ def elapsed_seconds() -> float:
     if _BOOTTIME is not None:
         return time.clock_gettime(_BOOTTIME)
     return time.monotonic()  # pragma: no cover - non-Linux
+
+
+def fast_elapsed_clock() -> Callable[[], float]:
+    """:func:`elapsed_seconds` as a callable without a Python frame of its own: the session
+    reads it several times per request."""
+    if _BOOTTIME is not None:
+        return functools.partial(time.clock_gettime, _BOOTTIME)
+    return time.monotonic  # pragma: no cover - non-Linux
 
 
 @runtime_checkable

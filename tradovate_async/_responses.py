@@ -59,7 +59,7 @@ _fast_decode = msgspec.json.Decoder().decode
 
 def parse_json_body(status: int, body: bytes, scrub: Callable[[str], str]) -> Any:
     """Decode a JSON body or raise :class:`InvalidResponseError` with a scrubbed excerpt."""
-    if not body.strip():
+    if _blank(body):
         raise InvalidResponseError("empty body where JSON was expected", status=status)
     try:
         return _fast_decode(body)
@@ -126,20 +126,27 @@ def judge_answer(where: str, status: int, data: Any, scrub: Callable[[str], str]
     return data
 
 
+def _blank(body: bytes) -> bool:
+    """``not body.strip()`` without copying the body (a list answer can run to megabytes)."""
+    return not body or body.isspace()
+
+
 def interpret_api_response(
     method: str, path: str, status: int, body: bytes, scrub: Callable[[str], str]
 ) -> Any:
     """The parsed JSON of a successful call, a :class:`Penalty` to wait out, or the typed error
     the answer stands for."""
-    where = f"{method} /{path}"
     if 200 <= status < 300:
-        if not body.strip():
+        if _blank(body):
             return None
         data = parse_json_body(status, body, scrub)
+        if type(data) is not dict:  # neither a penalty nor a failure report: lists, numbers
+            return data
         penalty = penalty_in(data, status=status)
         if penalty is not None:
             return penalty
-        return judge_answer(where, status, data, scrub)
+        return judge_answer(f"{method} /{path}", status, data, scrub)
+    where = f"{method} /{path}"
     text = scrubbed_excerpt(body, scrub)
     if status == 401:
         raise TokenRejectedError(

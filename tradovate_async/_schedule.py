@@ -157,6 +157,12 @@ class RenewalSchedule:
 
     # -- decisions --------------------------------------------------------------------------
 
+    @property
+    def has_block(self) -> bool:
+        """Whether a permanent failure stands (or stood until recently: :meth:`blocked`
+        says whether it still applies)."""
+        return self._blocked is not None
+
     def blocked(self, now: dt.datetime) -> Blocked | None:
         """The standing permanent failure, if it still applies at ``now``."""
         if self._blocked is not None and self._blocked.until is not None:

@@ -26,15 +26,19 @@ Nothing here reads a clock or touches a socket: callers pass the times in.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import email.utils
 import functools
 import logging
+import time
+from collections.abc import Callable
 
-from ._clock import Clock, SystemClock, elapsed_seconds
+from ._clock import Clock, SystemClock, elapsed_seconds, fast_elapsed_clock
 
 __all__ = [
     "HostClockWatch",
+    "Lease",
     "ServerClock",
     "SessionTime",
     "elapsed_seconds",
@@ -70,6 +74,28 @@ def _parse_http_date(value: str) -> dt.datetime | None:
     return parsed.astimezone(dt.UTC)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Lease:
+    """A promise of :meth:`ServerClock.lease`: while the elapsed time is in ``[start, until)``
+    and the clock's ``generation`` is still ``generation``, the latest the server's clock can
+    read is before the instant the lease was taken for.
+
+    Why: a session asks "is the token still usable?" before every request. Answered with
+    datetimes that is the largest cost of a call after the HTTP exchange itself; with a lease
+    it is two float comparisons. Nothing is lost: a sample only ever tightens the latest bound
+    (so the promise stays true), and whatever could move it later (a restart, a suspend seen
+    as a wall-clock jump) starts a new generation, which voids every lease.
+    """
+
+    start: float
+    until: float
+    generation: int
+
+
+#: Taken off a lease's end, far beyond the float and microsecond rounding of the bounds.
+_LEASE_MARGIN = 1e-3
+
+
 class ServerClock:
     """An interval estimate of the server's clock as ``elapsed + offset``.
 
@@ -85,6 +111,9 @@ class ServerClock:
         self.samples = 0
         self.restarts = 0
         self.stale = False  # widened by a jump since the last sample
+        # Counts the changes that may move the latest bound later (see Lease): the first
+        # sample, a restart, a widening. Tightening samples leave it alone.
+        self.generation = 0
 
     def __repr__(self) -> str:
         if self._low is None or self._high is None:
@@ -100,18 +129,27 @@ class ServerClock:
         """Take the ``Date`` of an answer (``server_time``, whole seconds) to a request sent at
         elapsed ``sent`` and answered at ``received``. Returns ``False`` if the sample
         contradicted the estimate, which then restarts from it."""
+        return self.observe_at(server_time.timestamp(), sent=sent, received=received)
+
+    def observe_at(self, date: float, *, sent: float, received: float) -> bool:
+        """:meth:`observe` with the ``Date`` as epoch seconds."""
         sent = min(sent, received)
-        date = server_time.timestamp()
         low, high = date - received, date + 1.0 - sent
         self.samples += 1
         self.stale = False
-        if self._low is None or self._high is None:
+        known_low, known_high = self._low, self._high
+        if known_low is None or known_high is None:
             self._low, self._high = (low, received), (high, received)
+            self.generation += 1
             return True
-        current_low, current_high = self._bound_low(received), self._bound_high(received)
+        # _bound_low and _bound_high, written out: this runs for every answer.
+        drift = self._drift
+        current_low = known_low[0] - drift * abs(received - known_low[1])
+        current_high = known_high[0] + drift * abs(received - known_high[1])
         if low > current_high or high < current_low:
             self._low, self._high = (low, received), (high, received)
             self.restarts += 1
+            self.generation += 1
             return False
         if low >= current_low:
             self._low = (low, received)
@@ -125,6 +163,7 @@ class ServerClock:
         if self._high is not None and seconds > 0:
             self._high = (self._high[0] + seconds, self._high[1])
             self.stale = True
+            self.generation += 1
 
     def _bound_low(self, elapsed: float) -> float:
         assert self._low is not None
@@ -152,6 +191,22 @@ class ServerClock:
         decision uses, so a token is never thought to live longer than it does."""
         found = self.bounds(elapsed)
         return None if found is None else dt.datetime.fromtimestamp(found[1], dt.UTC)
+
+    def lease(self, instant: float) -> Lease | None:
+        """A :class:`Lease` on "the server's clock reads before ``instant`` (epoch seconds)",
+        or ``None`` while the clock is unknown.
+
+        From the sample that set the latest bound on, that bound is
+        ``elapsed + offset + drift * (elapsed - at)``, which stays below ``instant`` until
+        ``elapsed = (instant - offset + drift * at) / (1 + drift)``. A later sample replaces
+        the bound only with a tighter one (the lease stays true); anything else bumps the
+        generation.
+        """
+        if self._high is None:
+            return None
+        offset, at = self._high
+        until = (instant - offset + self._drift * at) / (1.0 + self._drift) - _LEASE_MARGIN
+        return Lease(at, until, self.generation)
 
     def offset_from(self, wall: float, elapsed: float) -> float | None:
         """How far a host wall-clock reading ``wall`` (epoch seconds, taken at ``elapsed``) is
@@ -202,11 +257,19 @@ class SessionTime:
 
     def __init__(self, host: Clock) -> None:
         self._host = host
-        self._elapsed = elapsed_seconds if isinstance(host, SystemClock) else host.monotonic
+        self._elapsed = fast_elapsed_clock() if isinstance(host, SystemClock) else host.monotonic
+        # The wall clock in epoch seconds: the jump check runs before every request, and the
+        # system clock's datetime costs more than the check itself. Only the system clock
+        # itself: a subclass may move its now() (tests of hosts whose clock jumps do).
+        plain = type(host) is SystemClock
+        self._wall: Callable[[], float] = time.time if plain else self._host_wall
         self.server = ServerClock()
         self.watch = HostClockWatch()
         self._unconfirmed = 0.0  # forward wall-clock moves no sample has settled yet
         self._credit = 0.0  # of those, what the server's clock confirmed as elapsed
+        # The last Date header seen and its value (None: malformed): a busy session sees the
+        # same header for a second at a time.
+        self._last_date: tuple[str, float | None] = ("", None)
 
     def __repr__(self) -> str:
         return f"SessionTime({self.server!r})"
@@ -220,11 +283,15 @@ class SessionTime:
     def elapsed(self) -> float:
         return self._elapsed()
 
-    def _read(self) -> tuple[dt.datetime, float]:
-        """One reading of the wall clock and of the elapsed clock, checked for a jump."""
-        wall = self._host.now()
+    def _host_wall(self) -> float:
+        return self._host.now().timestamp()
+
+    def _read(self) -> tuple[float, float]:
+        """One reading of the wall clock (epoch seconds) and of the elapsed clock, checked for
+        a jump."""
+        wall = self._wall()
         elapsed = self._elapsed()
-        moved = self.watch.check(wall.timestamp(), elapsed)
+        moved = self.watch.check(wall, elapsed)
         if moved > 0 and self.server.known:
             logger.info(
                 "the host's wall clock moved %.0f s ahead of its elapsed clock (a suspend or a "
@@ -237,8 +304,19 @@ class SessionTime:
 
     def now(self) -> dt.datetime:
         """The time every token decision uses (see the class docstring)."""
-        wall, elapsed = self._read()
-        return self.server.latest(elapsed) or wall
+        _, elapsed = self._read()
+        return self.server.latest(elapsed) or self._host.now()
+
+    def lease(self, instant: dt.datetime) -> Lease | None:
+        """A :class:`Lease` on "``now()`` is before ``instant``" (``None`` while no server
+        time is known: the host's clock then stands in, and nothing is promised on it)."""
+        return self.server.lease(instant.timestamp())
+
+    def holds(self, lease: Lease) -> bool:
+        """Whether ``lease`` still holds: the same reading of the clocks and the same jump
+        check as :meth:`now`, then two comparisons instead of datetime arithmetic."""
+        _, elapsed = self._read()
+        return lease.generation == self.server.generation and lease.start <= elapsed < lease.until
 
     @property
     def known(self) -> bool:
@@ -251,19 +329,33 @@ class SessionTime:
         self._read()
         return self.server.stale
 
+    def _date_value(self, header: str | None) -> float | None:
+        """A ``Date`` header in epoch seconds (``None`` if absent or malformed)."""
+        if header is None:
+            return None
+        seen, value = self._last_date
+        if header != seen:
+            parsed = parse_http_date(header)
+            value = None if parsed is None else parsed.timestamp()
+            self._last_date = (header, value)
+        return value
+
     def observe(self, date_header: str | None, *, sent: float, received: float) -> None:
         """Take an answer's ``Date`` header (ignored if missing or implausible)."""
-        date = parse_http_date(date_header)
+        seen, date = self._last_date
+        if date_header != seen:  # a new second (or a new server): parse it
+            date = self._date_value(date_header)
         if date is None:
             return
-        if abs(date.timestamp() - self._host.now().timestamp()) > PLAUSIBLE_SKEW:
+        if abs(date - self._wall()) > PLAUSIBLE_SKEW:
             logger.debug("ignoring an implausible Date header")
             return
-        before = self.server.bounds(received)
-        if not self.server.observe(date, sent=sent, received=received):
+        unconfirmed = self._unconfirmed > 0
+        before = self.server.bounds(received) if unconfirmed else None
+        if not self.server.observe_at(date, sent=sent, received=received):
             logger.info("the server's clock moved against the host's elapsed time; re-anchored")
-        after = self.server.bounds(received)
-        if self._unconfirmed > 0 and before is not None and after is not None:
+        after = self.server.bounds(received) if unconfirmed else None
+        if unconfirmed and before is not None and after is not None:
             # A suspend is time the elapsed clock missed: count it once both clocks agree.
             self._credit += min(max(after[0] - before[0], 0.0), self._unconfirmed)
             self._unconfirmed = 0.0
@@ -277,4 +369,4 @@ class SessionTime:
     def host_offset(self) -> float | None:
         """Seconds the host's wall clock is ahead of the server's (``None`` while unknown)."""
         wall, elapsed = self._read()
-        return self.server.offset_from(wall.timestamp(), elapsed)
+        return self.server.offset_from(wall, elapsed)

@@ -10,18 +10,19 @@ session's :class:`~tradovate_async._token_keeper.TokenKeeper`. Split out of the 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
 import logging
 import ssl
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import anyio
 import httpx
 
 from ._aiohttp_exchange import AiohttpExchanger
-from ._calls import CallRunner
+from ._calls import CallRunner, Guard, unguarded
 from ._errors import (
     OrderOutcomeUnknownError,
     SessionClosedError,
@@ -44,6 +45,12 @@ __all__ = ["HttpSettings", "SessionHttp"]
 logger = logging.getLogger(__name__)
 
 _SENT_AT = "tradovate_async.sent_at"  # request extension: elapsed time the request was sent
+
+T = TypeVar("T")
+
+
+class _Closed(Exception):
+    """aclose() ended a call's wait or exchange; :meth:`SessionHttp.call` words it."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -114,8 +121,20 @@ class SessionHttp:
         self.settings = settings
         self.calls = calls
         self.client: httpx.AsyncClient | None = None
-        self.in_flight: set[anyio.CancelScope] = set()
+        # The calls in flight: over aiohttp, each task with a call and the scope of the wait it
+        # is in (None outside one); over httpx, each call's scope (key and value).
+        self.in_flight: dict[object, anyio.CancelScope | None] = {}
+        # Tasks whose aiohttp exchange aclose() may cancel, and those it did cancel.
+        self._exchanging: set[asyncio.Task[Any]] = set()
+        self._interrupted: set[asyncio.Task[Any]] = set()
+        # The event loop's own cancel-scope class, found when the session opens: building
+        # scopes through anyio.CancelScope looks the backend up on every call.
+        self._scope_type: type[anyio.CancelScope] = anyio.CancelScope
         self._exchanger: AiohttpExchanger | None = None
+        # Per-call strings made once: the REST base (apiHosts may move it) and the bearer
+        # header of the current token.
+        self._base: tuple[httpx.URL, str] | None = None
+        self._bearer: tuple[AccessToken, dict[str, str]] | None = None
         self._time = time
         self._keeper = keeper
         self._check_open = check_open
@@ -138,6 +157,7 @@ class SessionHttp:
             event_hooks={"request": [self._on_request], "response": [self._on_response]},
         )
         self._keeper.attach(self.client)
+        self._scope_type = type(anyio.CancelScope())
         if net.backend == "aiohttp":
             self._exchanger = AiohttpExchanger(
                 ssl_context=context, limits=net.limits, timeouts=timeouts
@@ -145,9 +165,14 @@ class SessionHttp:
             await self._exchanger.open()
 
     def cancel_in_flight(self) -> None:
-        """Cancel every request in flight (they raise :class:`SessionClosedError`)."""
-        for scope in list(self.in_flight):
-            scope.cancel()
+        """Cancel every request in flight (they raise :class:`SessionClosedError`): the scope
+        of the wait each is in, or the aiohttp exchange it is waiting for (see :meth:`call`)."""
+        for scope in list(self.in_flight.values()):
+            if scope is not None:
+                scope.cancel()
+        for task in list(self._exchanging):
+            self._interrupted.add(task)
+            task.cancel()
 
     async def aclose(self) -> None:
         """Close the clients (idempotent)."""
@@ -174,33 +199,83 @@ class SessionHttp:
         *,
         raw_lists: bool,
     ) -> Any:
-        """One request, cancelled by ``aclose()``. With ``raw_lists`` a successful list answer
-        comes back as its JSON text, for the typed API to decode straight from bytes."""
+        """One request, ended by ``aclose()``. With ``raw_lists`` a successful list answer
+        comes back as its JSON text, for the typed API to decode straight from bytes.
+
+        Over aiohttp (asyncio only) a call has no cancel scope of its own, which cost as much
+        as the rest of the session's work per call: each wait that can last (the budget, a
+        token refresh, a penalty or retry pause) gets one from :meth:`_guard`, and the
+        exchange, where nothing is shielded, is cancelled by aclose() with ``Task.cancel()``
+        and told apart from any other cancellation (:meth:`_was_interrupted`).
+        """
+        if self._exchanger is None:
+            return await self._scoped_call(method, relative, params, json, raw_lists)
+        self._check_open()
+        task = asyncio.current_task()
+        in_flight = self.in_flight
+        in_flight[task] = None
+        try:
+            return await self.calls.call(
+                self._exchange, self._scrub, method, relative, params, json, raw_lists, self._guard
+            )
+        except _Closed:
+            raise SessionClosedError(f"{method} /{relative}: the session closed") from None
+        finally:
+            del in_flight[task]
+
+    async def _scoped_call(
+        self, method: str, relative: str, params: Mapping[str, Any] | None, json: Any, raw: bool
+    ) -> Any:
+        """:meth:`call` over httpx: the whole call in one cancel scope (any anyio backend)."""
         outcome: Any = None
-        with anyio.CancelScope() as scope:
-            self.in_flight.add(scope)
+        with self._scope_type() as scope:
+            self.in_flight[scope] = scope
             try:
                 self._check_open()
                 outcome = await self.calls.call(
-                    self._exchange, self._scrub, method, relative, params, json, raw_lists
+                    self._exchange, self._scrub, method, relative, params, json, raw
                 )
             finally:
-                self.in_flight.discard(scope)
+                del self.in_flight[scope]
         if scope.cancelled_caught:  # aclose() (from this or another task) cancelled it
             raise SessionClosedError(f"{method} /{relative}: the session closed")
         return outcome
+
+    async def _guard(self, wait: Awaitable[T]) -> T:
+        """Await one wait of a call over aiohttp in a cancel scope that aclose() cancels."""
+        task = asyncio.current_task()
+        with self._scope_type() as scope:
+            self.in_flight[task] = scope
+            try:
+                result = await wait
+            finally:
+                self.in_flight[task] = None
+        if scope.cancelled_caught:
+            raise _Closed
+        return result
+
+    def _was_interrupted(self, task: asyncio.Task[Any]) -> bool:
+        """Whether aclose() cancelled ``task``'s exchange and nobody else cancelled the task
+        meanwhile (that cancellation then goes on as a cancellation)."""
+        if task not in self._interrupted:
+            return False
+        self._interrupted.discard(task)
+        return task.uncancel() == 0
 
     async def _exchange(self, method: str, target: str, json: Any) -> Answer:
         """The one place every API request goes through: one bounded exchange, signed with a
         usable token (waited for outside the deadline: a renewal in progress has its own
         bounds, and the deadline is for the server's answer)."""
         keeper = self._keeper
-        auth = keeper.auth
-        assert auth is not None
-        token = await keeper.current_token()
+        exchanger = self._exchanger
+        guard: Guard = unguarded if exchanger is None else self._guard
+        token = keeper.held_token()
+        if token is None:
+            token = await guard(keeper.current_token())
         try:
-            exchanger = self._exchanger
             if exchanger is None:
+                auth = keeper.auth
+                assert auth is not None
                 return await bounded_exchange(
                     self.open_client(),
                     method,
@@ -213,7 +288,7 @@ class SessionHttp:
             if not keeper.refuses(answer.status_code, token):
                 return answer
             try:
-                fresh = await keeper.token_rejected(token)
+                fresh = await guard(keeper.token_rejected(token))
             except TokenRejectedError:
                 return answer  # the caller sees the refusal as TokenRejectedError
             return await self._signed_exchange(exchanger, method, target, json, fresh)
@@ -226,17 +301,42 @@ class SessionHttp:
         self, exchanger: AiohttpExchanger, method: str, target: str, json: Any, token: AccessToken
     ) -> Answer:
         """One exchange over aiohttp, bearer-signed; its ``Date`` feeds the server clock."""
-        sent = self._time.elapsed()
-        answer = await exchanger.exchange(
-            method,
-            # one source of the REST base (apiHosts move it)
-            f"{self.open_client().base_url}{target}",
-            bounds=self.settings.request_bounds,
-            json=json,
-            headers={"Authorization": f"Bearer {token.access_token.reveal()}"},
-        )
-        self._time.observe(answer.headers.get("date"), sent=sent, received=self._time.elapsed())
+        time = self._time
+        url = self._base_url() + target
+        bearer = self._bearer
+        if bearer is None or bearer[0] is not token:
+            bearer = self._bearer = (
+                token,
+                {"Authorization": f"Bearer {token.access_token.reveal()}"},
+            )
+        task = asyncio.current_task()
+        assert task is not None
+        sent = time.elapsed()
+        self._exchanging.add(task)
+        try:
+            answer = await exchanger.exchange(
+                method, url, bounds=self.settings.request_bounds, json=json, headers=bearer[1]
+            )
+        except asyncio.CancelledError:
+            if self._was_interrupted(task):
+                raise _Closed from None
+            raise
+        finally:
+            self._exchanging.discard(task)
+        if task in self._interrupted and self._was_interrupted(task):
+            raise _Closed  # the exchange swallowed the cancellation
+        time.observe(answer.headers.get("date"), sent=sent, received=time.elapsed())
         return answer
+
+    def _base_url(self) -> str:
+        """The REST base as text, from the httpx client's ``base_url``: the one source of it
+        (apiHosts move it), turned into text again only when it was replaced."""
+        client = self.client  # None once closed: open_client() then says so
+        base = (client if client is not None else self.open_client()).base_url
+        known = self._base
+        if known is None or known[0] is not base:
+            known = self._base = (base, str(base))
+        return known[1]
 
     def _scrub(self, text: str) -> str:
         auth = self._keeper.auth

@@ -33,14 +33,14 @@ from ._models import AccessToken
 from ._options import Backoff, check_seconds
 from ._penalty import PenaltyPolicy
 from ._schedule import Blocked, Login, LoginPacing, Renew, RenewalSchedule, Wait, is_permanent
-from ._server_time import SessionTime
+from ._server_time import Lease, SessionTime
 from ._store import TokenStore
 from ._store_access import StoreAccess
 
 if TYPE_CHECKING:
     from ._session import SessionStats  # the session owns its counters
 
-__all__ = ["Reason", "TokenKeeper", "TokenListener", "renewal_schedule"]
+__all__ = ["LoginFloor", "Reason", "TokenKeeper", "TokenListener", "renewal_schedule"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +70,46 @@ def renewal_schedule(
         backoff_max=dt.timedelta(seconds=backoff.maximum),
         rng=rng,
     )
+
+
+class LoginFloor:
+    """The login pacing floor (issue 9) on this session's clocks: at most ``per_hour`` logins
+    an hour, ``pause`` apart, counting the logins other processes recorded in the shared
+    token record."""
+
+    __slots__ = ("_pacing", "_time")
+
+    def __init__(self, pacing: LoginPacing, time: SessionTime) -> None:
+        self._pacing, self._time = pacing, time
+
+    def check(self) -> None:
+        """Raise :class:`LoginPacedError` if a login now would break the floor."""
+        wait = self._pacing.wait_before_login(self._time.steady())
+        if wait > 0:
+            raise LoginPacedError(
+                f"login refused by the pacing floor: at most {self._pacing.per_hour} successful "
+                f"logins an hour, {self._pacing.pause:g} s apart; next one allowed in "
+                f"{wait:.0f} s. Something keeps asking for logins: look for another process of "
+                "this user without a shared token store, or a session that keeps being refused",
+                retry_after=dt.timedelta(seconds=wait),
+            )
+
+    def record(self) -> None:
+        """A login succeeded now."""
+        self._pacing.record(self._time.steady())
+
+    def merge(self, stored: AccessToken | None) -> None:
+        """Logins other processes recorded in the shared token record count here too."""
+        if stored is None or not stored.login_times:
+            return
+        wall, steady = self._time.now(), self._time.steady()
+        for at in stored.login_times:
+            self._pacing.record(steady - (wall.timestamp() - at))
+
+    def times(self) -> tuple[float, ...]:
+        """This user's recent logins on the server's clock, for the shared record."""
+        now, steady = self._time.now().timestamp(), self._time.steady()
+        return tuple(now - (steady - at) for at in self._pacing.history(steady))
 
 
 class TokenKeeper:
@@ -112,7 +152,7 @@ class TokenKeeper:
         self._client: httpx.AsyncClient | None = None
         self._store = StoreAccess(store, config.token_key, stats)
         self._time = time
-        self._pacing = pacing
+        self._floor = LoginFloor(pacing, self._time)
         self._check_interval = check_interval
         self._use_api_hosts = use_api_hosts
         self._penalty_policy = penalty_policy
@@ -124,6 +164,8 @@ class TokenKeeper:
         # a permission problem, not an expiry.
         self._rejection_refresh: tuple[AccessToken | None, dt.datetime | None] = (None, None)
         self._listeners: list[TokenListener] = []
+        # "The token held stays usable while this lease holds" (see current_token).
+        self._lease: tuple[AccessToken, Lease] | None = None
 
     def attach(self, client: httpx.AsyncClient) -> None:
         """The session opened: token exchanges and clock probes go through ``client``."""
@@ -159,16 +201,40 @@ class TokenKeeper:
     # -- TokenSource (used by BearerAuth and WebSockets, through the session) ----------------
 
     async def current_token(self) -> AccessToken:
-        """See :meth:`TradovateSession.current_token`."""
+        """See :meth:`TradovateSession.current_token`.
+
+        Every request asks this first, so the answer "usable" is kept as a :class:`Lease` on
+        the server's clock: until the lease runs out, the clocks jump or the token changes,
+        the check is a reading of the clocks and two comparisons. Anything else takes the
+        full judgement below, which is what the lease was derived from.
+        """
         self._check_open()
+        held = self.held_token()
+        if held is not None:
+            return held
+        token = self.token
         now = self._time.now()
         blocked = self.schedule.blocked(now)
         if blocked is not None:
             raise blocked.error
-        token = self.token
         if token is not None and self.schedule.is_usable(token, now):
+            found = self._time.lease(token.expiration_time - self.schedule.safety(token))
+            self._lease = None if found is None else (token, found)
             return token
         return await self.refresh(token, "expired")
+
+    def held_token(self) -> AccessToken | None:
+        """The token, if its lease from :meth:`current_token` still holds (nothing is waited
+        for or judged here: ``None`` says "ask :meth:`current_token`")."""
+        lease = self._lease
+        if (
+            lease is not None
+            and lease[0] is self.token
+            and not self.schedule.has_block
+            and self._time.holds(lease[1])
+        ):
+            return lease[0]
+        return None
 
     def refuses(self, status: int, token: AccessToken) -> bool:
         """See :meth:`TradovateSession.refuses`."""
@@ -276,7 +342,7 @@ class TokenKeeper:
             # A stored record is judged on the server's clock: read it first (one request).
             await self._sample_server_time()
             now = self._time.now()
-        self._merge_login_history(stored)
+        self._floor.merge(stored)
         if (
             stored is not None
             and (seen is None or stored.access_token != seen.access_token)
@@ -306,9 +372,9 @@ class TokenKeeper:
                     "renewal budget (%d/h) spent; logging in instead",
                     self.schedule.renewals_per_hour,
                 )
-        self._check_login_pacing()
+        self._floor.check()
         token = await auth.login()
-        self._pacing.record(self._time.steady())
+        self._floor.record()
         token = self._stamped(token)
         await self._store.save(token)
         return token, "login"
@@ -404,32 +470,8 @@ class TokenKeeper:
             token,
             issued_on_server_clock=self._time.known,
             host_clock_offset=self._time.host_offset(),
-            login_times=self._login_times(),
+            login_times=self._floor.times(),
         )
-
-    def _check_login_pacing(self) -> None:
-        wait = self._pacing.wait_before_login(self._time.steady())
-        if wait > 0:
-            raise LoginPacedError(
-                f"login refused by the pacing floor: at most {self._pacing.per_hour} successful "
-                f"logins an hour, {self._pacing.pause:g} s apart; next one allowed in "
-                f"{wait:.0f} s. Something keeps asking for logins: look for another process of "
-                "this user without a shared token store, or a session that keeps being refused",
-                retry_after=dt.timedelta(seconds=wait),
-            )
-
-    def _merge_login_history(self, stored: AccessToken | None) -> None:
-        """Logins other processes recorded in the shared token record count here too."""
-        if stored is None or not stored.login_times:
-            return
-        wall, steady = self._time.now(), self._time.steady()
-        for at in stored.login_times:
-            self._pacing.record(steady - (wall.timestamp() - at))
-
-    def _login_times(self) -> tuple[float, ...]:
-        """This user's recent logins on the server's clock, for the shared record."""
-        now, steady = self._time.now().timestamp(), self._time.steady()
-        return tuple(now - (steady - at) for at in self._pacing.history(steady))
 
     # -- the renewer task -------------------------------------------------------------------
 
