@@ -155,6 +155,7 @@ async def test_what_came_before_a_close_is_delivered_before_the_loss(
     async with plain_server(script) as url, TradovateSession(sim.config()) as session:
         async with session.websocket(kind="md", url=url) as ws:
             seen = await events_until(ws, "disconnected")
+            print("SEEN", seen)
     numbers = [e.data["n"] for e in seen if e.kind == "md"]
     assert numbers == list(range(200))
     assert "closed 4000 'bye'" in seen[-1].data.reason
@@ -284,3 +285,39 @@ async def test_compressed_frames_take_websockets_parser_and_arrive_whole(
                     numbers = [(await anext(stream)).data["n"] for _ in range(501)]
     assert numbers == list(range(501))
     assert ws.stats.malformed_frames == 0
+
+
+async def test_a_bug_while_taking_a_message_drops_the_connection_and_the_socket_recovers(
+    sim: SimulatedTradovate, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The code that takes a message must never raise; if it does (a bug), the socket must not
+    go silent: the connection is dropped with the traceback logged, and rebuilt."""
+    broken = True
+
+    def frame_tap(text: Any) -> bool:
+        if broken and b'"n":1}' in bytes(text):
+            raise RuntimeError("a bug in a tap")
+        return False
+
+    connections = 0
+
+    async def script(conn: ServerConnection) -> None:
+        nonlocal connections
+        connections += 1
+        if connections == 1:  # the frames come once the client asks: its tap is set then
+            request = str(await conn.recv())
+            await conn.send('a[{"s":200,"i":' + request.split("\n")[1] + "}]")
+        await conn.send("a[" + md(0) + "]")
+        await conn.send("a[" + md(1) + "]")
+
+    async with plain_server(script) as url, TradovateSession(sim.config()) as session:
+        async with session.websocket(kind="md", url=url) as ws:
+            ws.set_taps(None, frame_tap)
+            await ws.request("bench/go")
+            seen = await events_until(ws, "disconnected")
+            assert [e.data["n"] for e in seen if e.kind == "md"] == [0]
+            assert seen[-1].data.reason == "reader error"
+            broken = False
+            again = await events_until(ws, "md")  # the next connection streams again
+            assert again[-1].data["n"] == 0
+    assert any("failed to take a message" in r.getMessage() for r in caplog.records)

@@ -30,7 +30,7 @@ import anyio.lowlevel
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
-from ._clock import Clock
+from ._clock import Clock, fast_monotonic
 from ._errors import ConnectFailedError, TradovateError
 from ._logging import RedactingLoggerAdapter, redact
 from ._models import AccessToken
@@ -306,7 +306,7 @@ class SocketDriver:
         This task only waits for the connection to end, then reports why."""
         conn = transport.conn
         receive = self._core.receive
-        now = self._clock.monotonic
+        now = fast_monotonic(self._clock)
         pump = self.pump
 
         def take(message: Message) -> int:

@@ -50,6 +50,26 @@ _BINARY = Opcode.BINARY
 _CONT = Opcode.CONT
 
 
+def _bytes_to_finish(partial: bytearray) -> int | None:
+    """How many more bytes complete the frame that ``partial`` begins with (``None`` while
+    its header is incomplete)."""
+    have = len(partial)
+    if have < 2:
+        return None
+    length, start = partial[1] & 0x7F, 2
+    if length == 126:
+        if have < 4:
+            return None
+        length, start = int.from_bytes(partial[2:4], "big"), 4
+    elif length == 127:
+        if have < 10:
+            return None
+        length, start = int.from_bytes(partial[2:10], "big"), 10
+    if partial[1] & 0x80:
+        start += 4  # a masking key (a server must not mask: websockets' parser says so)
+    return start + length - have
+
+
 class DirectConnection(ClientConnection):
     """A :class:`~websockets.asyncio.client.ClientConnection` whose data messages go to
     :meth:`attach`'s sink instead of ``recv()``. Messages that arrive before ``attach`` (the
@@ -102,22 +122,40 @@ class DirectConnection(ClientConnection):
             super().process_event(event)  # ping, pong, close: websockets' own handling
 
     def data_received(self, data: bytes) -> None:
+        view: bytes | memoryview = data
         partial = self._partial
         if partial:
-            # Appending is amortised O(1): a large message arriving in many reads is copied
-            # about once, not once per read.
-            partial += data
+            more = _bytes_to_finish(partial)
+            if more is None or more >= len(data):
+                # Appending is amortised O(1): a large message arriving in many reads is
+                # copied about once, not once per read.
+                partial += data
+                used = self._split_frames(partial)
+                if used < 0:
+                    self._partial = bytearray()
+                elif used:
+                    del partial[:used]
+                self._fed()
+                return
+            # Only the rest of the waiting frame joins it; the rest of the read is split where
+            # it lies (copying each whole read into the bytearray was a copy of every byte).
+            partial += memoryview(data)[:more]
             used = self._split_frames(partial)
-            if used < 0:
-                self._partial = bytearray()
-            elif used:
-                del partial[:used]
-        elif self._at_frame_boundary():
-            used = self._split_frames(data)
-            if 0 <= used < len(data):
-                self._partial = bytearray(data[used:])
+            self._partial = bytearray()
+            view = memoryview(data)[more:]
+            if used < 0:  # websockets has that frame, so it takes what follows too
+                super().data_received(bytes(view))
+                self._fed()
+                return
+        if self._at_frame_boundary():
+            used = self._split_frames(view)
+            if 0 <= used < len(view):
+                self._partial = bytearray(view[used:])
         else:
-            super().data_received(data)
+            super().data_received(bytes(view))
+        self._fed()
+
+    def _fed(self) -> None:
         if not self._scheduled:
             self._feed()
 
@@ -133,7 +171,7 @@ class DirectConnection(ClientConnection):
             and self._fragments is None
         )
 
-    def _split_frames(self, buf: bytes | bytearray) -> int:
+    def _split_frames(self, buf: bytes | bytearray | memoryview) -> int:
         """Cut complete, final, unmasked text and binary frames out of ``buf`` (the common
         case: one header read, one slice). Every other frame (control frames, fragments,
         compressed or invalid ones) goes whole to websockets' parser, which answers it as
@@ -143,6 +181,20 @@ class DirectConnection(ClientConnection):
         pos = 0
         while end_of_data - pos >= 2:
             head1, head2 = buf[pos], buf[pos + 1]
+            if (head1 == 0x81 or head1 == 0x82) and head2 <= 126:  # final, unmasked data
+                if head2 < 126:
+                    start = pos + 2
+                    end = start + head2
+                elif pos + 4 <= end_of_data:
+                    start = pos + 4
+                    end = start + ((buf[pos + 2] << 8) | buf[pos + 3])
+                else:
+                    break  # the header is cut: wait for the rest
+                if end <= end_of_data and end - start <= limit:
+                    pending.append(bytes(buf[start:end]))
+                    pos = end
+                    continue
+            # Any other frame, an incomplete one, or one over the limit.
             length, start = head2 & 0x7F, pos + 2
             if length == 126:
                 length, start = int.from_bytes(buf[pos + 2 : pos + 4], "big"), pos + 4
@@ -201,14 +253,16 @@ class DirectConnection(ClientConnection):
         return True
 
     def _feed_slice(self) -> None:
-        pending = self._pending
+        pending, sink = self._pending, self._sink
+        assert sink is not None
         waiting = 0
-        for _ in range(min(SLICE, len(pending))):
-            if self.sink_failed:
-                return
-            waiting += self._deliver(pending.popleft())
-            if waiting >= HANDOFF_EVENTS:
-                return
+        try:
+            for _ in range(min(SLICE, len(pending))):
+                waiting += sink(pending.popleft())
+                if waiting >= HANDOFF_EVENTS:
+                    return
+        except Exception:
+            self._drop_after_sink_error()
 
     def _resume(self) -> None:
         self._reading_paused = False
@@ -238,9 +292,12 @@ class DirectConnection(ClientConnection):
         try:
             return sink(message)
         except Exception:
-            # A bug here must not silence the socket: drop the connection, so it is rebuilt.
-            logger.exception("the socket failed to take a message; dropping the connection")
-            self.sink_failed = True
-            self._pending.clear()
-            self.transport.abort()
+            self._drop_after_sink_error()
             return 0
+
+    def _drop_after_sink_error(self) -> None:
+        # A bug here must not silence the socket: drop the connection, so it is rebuilt.
+        logger.exception("the socket failed to take a message; dropping the connection")
+        self.sink_failed = True
+        self._pending.clear()
+        self.transport.abort()
