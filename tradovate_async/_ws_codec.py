@@ -228,7 +228,7 @@ def decode_plain_events(text: WireText) -> list[Event] | None:
     Ordinary: no answer, no ``clock`` event (its data is JSON inside a string), no
     ``shutdown`` event (the socket acts on it), and every ``d`` valid JSON. For ``None``,
     :func:`decode_frame` decodes the message item by item and says what is wrong with it."""
-    if type(text) is not bytes or not text or text[0] != 0x61:  # a
+    if isinstance(text, str) or not text or text[0] != 0x61:  # a
         return None
     try:
         events = _decode_events(memoryview(text)[1:])

@@ -178,6 +178,9 @@ class DirectConnection(ClientConnection):
         usual. Returns how many bytes were used (the rest is an incomplete frame, for
         ``_partial``), or -1 when websockets took everything from some frame on."""
         pending, end_of_data, limit = self._pending, len(buf), self._max_message
+        # A message is a view of the read it came in, not a copy (decoded from where the read
+        # left it); a bytearray of waiting bytes is copied from, as it will be resized.
+        view = None if type(buf) is bytearray else memoryview(buf)
         pos = 0
         while end_of_data - pos >= 2:
             head1, head2 = buf[pos], buf[pos + 1]
@@ -191,7 +194,7 @@ class DirectConnection(ClientConnection):
                 else:
                     break  # the header is cut: wait for the rest
                 if end <= end_of_data and end - start <= limit:
-                    pending.append(bytes(buf[start:end]))
+                    pending.append(view[start:end] if view is not None else bytes(buf[start:end]))
                     pos = end
                     continue
             # Any other frame, an incomplete one, or one over the limit.
@@ -205,7 +208,7 @@ class DirectConnection(ClientConnection):
                 if length <= limit and length < 1 << 62:
                     break  # wait for the rest (a header may be cut too: start checks it)
             elif head1 in _FINAL_DATA and head2 < 0x80 and length <= limit:
-                pending.append(bytes(buf[start:end]))
+                pending.append(view[start:end] if view is not None else bytes(buf[start:end]))
                 pos = end
                 continue
             elif length <= limit:
