@@ -490,5 +490,9 @@ def test_plain_events_are_decoded_in_one_pass_and_anything_else_is_left_to_decod
         'a[{"e":"md","d":{}}]',  # text, not the bytes the transport gives
         b'a[{"e":"md","d":{"v":1e999}}]',
         b'a[{"e":5}]',
+        b'a[{"d":{"quotes":[]},"e":"md"}]',  # "e" not first: the item-by-item path
     ):
         assert decode_plain_events(other) is None, other
+    assert decode_frame(b'a[{"d":{"quotes":[]},"e":"md"}]') == MessagesFrame(
+        (Event("md", {"quotes": []}),)
+    )

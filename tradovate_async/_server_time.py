@@ -342,9 +342,7 @@ class SessionTime:
 
     def observe(self, date_header: str | None, *, sent: float, received: float) -> None:
         """Take an answer's ``Date`` header (ignored if missing or implausible)."""
-        seen, date = self._last_date
-        if date_header != seen:  # a new second (or a new server): parse it
-            date = self._date_value(date_header)
+        date = self._date_value(date_header)
         if date is None:
             return
         if abs(date - self._wall()) > PLAUSIBLE_SKEW:

@@ -50,24 +50,27 @@ _BINARY = Opcode.BINARY
 _CONT = Opcode.CONT
 
 
-def _bytes_to_finish(partial: bytearray) -> int | None:
-    """How many more bytes complete the frame that ``partial`` begins with (``None`` while
-    its header is incomplete)."""
-    have = len(partial)
-    if have < 2:
+def _frame_extent(
+    buf: bytes | bytearray | memoryview, pos: int, end_of_data: int
+) -> tuple[int, int] | None:
+    """Where the payload of the frame at ``pos`` starts and where the frame ends (a masking
+    key counted: a server must not mask, and websockets' parser says so), or ``None`` while
+    its header is incomplete."""
+    if end_of_data - pos < 2:
         return None
-    length, start = partial[1] & 0x7F, 2
+    head2 = buf[pos + 1]
+    length, start = head2 & 0x7F, pos + 2
     if length == 126:
-        if have < 4:
+        if end_of_data < pos + 4:
             return None
-        length, start = int.from_bytes(partial[2:4], "big"), 4
+        length, start = (buf[pos + 2] << 8) | buf[pos + 3], pos + 4
     elif length == 127:
-        if have < 10:
+        if end_of_data < pos + 10:
             return None
-        length, start = int.from_bytes(partial[2:10], "big"), 10
-    if partial[1] & 0x80:
-        start += 4  # a masking key (a server must not mask: websockets' parser says so)
-    return start + length - have
+        length, start = int.from_bytes(buf[pos + 2 : pos + 10], "big"), pos + 10
+    if head2 & 0x80:
+        start += 4
+    return start, start + length
 
 
 class DirectConnection(ClientConnection):
@@ -125,7 +128,8 @@ class DirectConnection(ClientConnection):
         view: bytes | memoryview = data
         partial = self._partial
         if partial:
-            more = _bytes_to_finish(partial)
+            extent = _frame_extent(partial, 0, len(partial))
+            more = None if extent is None else extent[1] - len(partial)
             if more is None or more >= len(data):
                 # Appending is amortised O(1): a large message arriving in many reads is
                 # copied about once, not once per read.
@@ -198,15 +202,14 @@ class DirectConnection(ClientConnection):
                     pos = end
                     continue
             # Any other frame, an incomplete one, or one over the limit.
-            length, start = head2 & 0x7F, pos + 2
-            if length == 126:
-                length, start = int.from_bytes(buf[pos + 2 : pos + 4], "big"), pos + 4
-            elif length == 127:
-                length, start = int.from_bytes(buf[pos + 2 : pos + 10], "big"), pos + 10
-            end = start + length
-            if end > end_of_data or start > end_of_data:
+            extent = _frame_extent(buf, pos, end_of_data)
+            if extent is None:
+                break  # the header is cut: wait for the rest
+            start, end = extent
+            length = end - start
+            if end > end_of_data:
                 if length <= limit and length < 1 << 62:
-                    break  # wait for the rest (a header may be cut too: start checks it)
+                    break  # wait for the rest
             elif head1 in _FINAL_DATA and head2 < 0x80 and length <= limit:
                 pending.append(view[start:end] if view is not None else bytes(buf[start:end]))
                 pos = end
