@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import anyio
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import RecordCollector
@@ -82,16 +82,24 @@ def encodings(text: str) -> list[str]:
 
 
 class Scanner:
+    """The pieces of secrets that must not appear, in every encoding.
+
+    A piece is innocent when it also occurs in a value that may be shown (a username, a
+    token's 8-character prefix) in any encoding, once or twice: the ``repr`` of a prefix that
+    ends in ``\\`` reads exactly like the raw 9-character prefix of a token whose 9th
+    character is ``\\``, and no reader of the text could tell them apart."""
+
     def __init__(self, innocent: Iterable[str]) -> None:
         self.forbidden: set[str] = set()
-        self._innocent = list(innocent)
+        self._innocent = [  # once or twice encoded: an error's repr holds reprs of excerpts
+            twice for text in innocent for once in encodings(text) for twice in encodings(once)
+        ]
 
     def add(self, secret: str, size: int) -> None:
         for start in range(len(secret) - size + 1):
-            window = secret[start : start + size]
-            if any(window in text for text in self._innocent):
-                continue  # also part of a value that is not secret (a username, say)
-            self.forbidden.update(encodings(window))
+            for piece in encodings(secret[start : start + size]):
+                if not any(piece in text for text in self._innocent):
+                    self.forbidden.add(piece)
 
     def leaks(self, texts: Iterable[str]) -> list[tuple[str, str]]:
         return [(piece, text) for text in texts for piece in self.forbidden if piece in text]
@@ -164,6 +172,9 @@ async def _provoke(password: str, sec: str, token: str) -> tuple[list[BaseExcept
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(password=_secrets(8), sec=_secrets(12), token=_secrets(24, printable_ascii=True))
+# Found by Hypothesis: the prefix's repr ends in a backslash pair, as the raw 9-character
+# prefix does; the test read that as a leak.
+@example(password="pw" * 6, sec="sec" * 5, token="0\"0>0+0\\\\%0<0/0'0&" + "0" * 21)
 def test_echoed_secrets_never_survive(
     debug_logs: RecordCollector, password: str, sec: str, token: str
 ) -> None:
