@@ -100,6 +100,8 @@ import anyio  # noqa: E402
 import anyio.abc  # noqa: E402
 from anyio.streams.buffered import BufferedByteReceiveStream  # noqa: E402
 
+from tests.forked import ForkedProcess, spawn_code  # noqa: E402  (one fork server per process)
+
 try:  # tests/ is a rootdir (no __init__.py) today; keep working if it becomes a package
     from redis_server import RedisServer
 except ImportError:  # pragma: no cover
@@ -133,7 +135,7 @@ def private_redis_server() -> Iterator[RedisServer]:
 class ChildProcess:
     """A ``python -c`` child speaking lines on stdin/stdout (stderr goes to pytest's capture)."""
 
-    def __init__(self, process: anyio.abc.Process) -> None:
+    def __init__(self, process: ForkedProcess) -> None:
         self.process = process
         assert process.stdout is not None
         self._stdout = BufferedByteReceiveStream(process.stdout)
@@ -170,16 +172,16 @@ SpawnPython = Callable[..., Awaitable[ChildProcess]]
 
 @pytest.fixture
 async def spawn_python() -> AsyncIterator[SpawnPython]:
-    """Start ``python -c code *args`` children that import this checkout; all killed at the end."""
+    """Start ``python -c code *args`` children that import this checkout; all killed at the end.
+    They are forked from a server that has imported the library (tests/forked.py): each is a
+    process of its own, without a fresh interpreter's 0.5 s of imports."""
     children: list[ChildProcess] = []
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
 
     async def spawn(code: str, *args: str) -> ChildProcess:
-        process = await anyio.open_process(
-            [sys.executable, "-c", code, *args], env=env, cwd=REPO_ROOT, stderr=None
-        )
+        process = await spawn_code(code, args, env=env, cwd=REPO_ROOT)
         child = ChildProcess(process)
         children.append(child)
         return child

@@ -1,4 +1,5 @@
-"""The command line, run as a user runs it: a subprocess with a .env file.
+"""The command line, run as a user runs it: a process of its own with a .env file (forked from
+a preloaded server, see tests/forked.py; the first login runs in a fresh interpreter).
 
 The simulator comes from the project's own pytest plugin (``tradovate_sim``), as in a user's suite.
 """
@@ -7,12 +8,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import anyio
 import pytest
 
+from tests.forked import run_module
 from tests.sim_env import write_env
 from tradovate_async.sim import Fault, SimulatedTradovate, SimUser
 
@@ -25,16 +26,13 @@ def clean_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-async def run_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+async def run_cli(
+    *args: str, env: dict[str, str], cwd: Path, fresh: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """``python -m tradovate_async *args`` (``fresh``: in a fresh interpreter, not forked)."""
+
     def run() -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "tradovate_async", *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=cwd,
-            timeout=60,
-        )
+        return run_module("tradovate_async", args, env=env, cwd=cwd, timeout=60, fresh=fresh)
 
     return await anyio.to_thread.run_sync(run)
 
@@ -44,7 +42,8 @@ async def test_token_prints_prefix_expiry_and_user_and_reuses_the_store(
 ) -> None:
     env_file = write_env(tmp_path / ".env", tradovate_sim)
     env = clean_env(tmp_path)
-    result = await run_cli("token", "--env-file", str(env_file), env=env, cwd=tmp_path)
+    # the end-to-end login of the suite in a fresh interpreter: nothing preloaded
+    result = await run_cli("token", "--env-file", str(env_file), env=env, cwd=tmp_path, fresh=True)
     assert result.returncode == 0, result.stderr
     store = tmp_path / "cache" / "tradovate-async" / "tokens.json"
     tokens = json.loads(store.read_text())["tokens"]

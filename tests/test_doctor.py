@@ -8,7 +8,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import anyio
 import pytest
 import trustme
 
+from tests.forked import run_module
 from tests.sim_env import write_env as _write_env
 from tradovate_async.sim import SimulatedTradovate, SimUser, WarpClock
 from tradovate_async.testing import FaultInjector
@@ -41,19 +41,19 @@ class Run:
         return self.line(name)[1:5].strip().lower()
 
 
-async def doctor(tmp_path: Path, *args: str, extra_env: dict[str, str] | None = None) -> Run:
+async def doctor(
+    tmp_path: Path, *args: str, extra_env: dict[str, str] | None = None, fresh: bool = False
+) -> Run:
+    """``tradovate-async doctor`` in a process of its own, forked from a preloaded server
+    (tests/forked.py); ``fresh``: in a fresh interpreter."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADOVATE_")}
     env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
     env.update(extra_env or {})
 
     def run() -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "tradovate_async", "doctor", "--timeout", "5", *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=tmp_path,
-            timeout=120,
+        arguments = ["doctor", "--timeout", "5", *args]
+        return run_module(
+            "tradovate_async", arguments, env=env, cwd=tmp_path, timeout=120, fresh=fresh
         )
 
     result = await anyio.to_thread.run_sync(run)
@@ -79,7 +79,7 @@ def assert_no_secrets(run: Run, secrets: list[str]) -> None:
 
 async def test_the_good_state_is_all_ok(tradovate_sim: SimulatedTradovate, tmp_path: Path) -> None:
     write_env(tmp_path / ".env", tradovate_sim)
-    first = await doctor(tmp_path)
+    first = await doctor(tmp_path, fresh=True)  # the one doctor run in a fresh interpreter
     assert first.code == EXIT_OK, first.out + first.err
     for name in ("configuration", "clock", "token store", "/auth/me", "terms"):
         assert first.verdict(name) == "ok"

@@ -18,7 +18,6 @@ import datetime as dt
 import html
 import json
 import os
-import sys
 import traceback
 import urllib.parse
 from collections.abc import Iterable
@@ -29,6 +28,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import RecordCollector
+from tests.forked import run_module
 from tests.test_ws import FAST
 from tradovate_async import (
     AccessToken,
@@ -219,11 +219,14 @@ def test_echoed_secrets_never_reach_cli_output(tmp_path: Path) -> None:
             }
             for style in ("error_text", "html", "plain"):
                 sim.inject(LOGIN, Fault.echo(style))  # type: ignore[arg-type]
-                result = await anyio.run_process(
-                    [sys.executable, "-m", "tradovate_async", "token", "--no-store", "--verbose"],
-                    env=env,
-                    cwd=tmp_path,
-                    check=False,
+                result = await anyio.to_thread.run_sync(  # forked: see tests/forked.py
+                    lambda: run_module(
+                        "tradovate_async",
+                        ["token", "--no-store", "--verbose"],
+                        env=env,
+                        cwd=tmp_path,
+                        text=False,
+                    )
                 )
                 assert result.returncode != 0
                 outputs.append(result.stdout.decode() + result.stderr.decode())
