@@ -1,6 +1,7 @@
 """The reference documentation stays buildable: every public name has a docstring and the
 Sphinx build (warnings are errors, every cross-reference must resolve) passes. CI builds the
-docs again, timed; this test shows a break to whoever caused it, before it lands."""
+HTML again, timed, and checks that the reference page is there; this test shows a break to
+whoever caused it, before it lands."""
 
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ def test_every_public_name_has_a_docstring(capsys: pytest.CaptureFixture[str]) -
     importlib.util.find_spec("sphinx") is None, reason="the docs extra is not installed"
 )
 def test_the_reference_builds_without_a_warning(tmp_path: Path) -> None:
+    # The dummy builder reads every document, runs autodoc and resolves every cross-reference
+    # (-n -W: an unresolved one fails) but writes no HTML; CI builds the HTML and checks it.
     result = subprocess.run(
         [
             sys.executable,
@@ -43,13 +46,13 @@ def test_the_reference_builds_without_a_warning(tmp_path: Path) -> None:
             "--keep-going",
             "-n",
             "-b",
-            "html",
+            "dummy",
             str(DOCS),
-            str(tmp_path / "html"),
+            str(tmp_path / "out"),
         ],
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert (tmp_path / "html" / "reference.html").is_file()
+    assert (tmp_path / "out" / ".doctrees" / "reference.doctree").is_file()
