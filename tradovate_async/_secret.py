@@ -10,7 +10,7 @@ from __future__ import annotations
 import hmac
 import re
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, Final, NoReturn
 
 from ._exports import publish
@@ -87,6 +87,7 @@ _HTML: Final = re.compile(
 _DECODERS: Final = (("\\", _ESCAPE), ("%", _URL), ("&", _HTML))
 _SHORT: Final = {"n": "\n", "r": "\r", "t": "\t", "b": "\b", "f": "\f"}
 _NAMED: Final = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}
+_SURROGATE_PAIR: Final = re.compile("[\ud800-\udbff][\udc00-\udfff]")
 _MAX_DEPTH: Final = 4
 _MAX_LAYERS: Final = 64
 
@@ -140,6 +141,9 @@ def _decode_once(
 
 def _join_surrogates(chars: list[str], spans: list[Span]) -> tuple[str, list[Span]]:
     """Pairs of ``\\uD83D\\uDE00`` halves become the astral character they encode."""
+    text = "".join(chars)
+    if _SURROGATE_PAIR.search(text) is None:  # the common case: nothing to join
+        return text, spans
     out: list[str] = []
     out_spans: list[Span] = []
     i = 0
@@ -161,23 +165,31 @@ def _join_surrogates(chars: list[str], spans: list[Span]) -> tuple[str, list[Spa
     return "".join(out), out_spans
 
 
+def _occurrences(text: str, values: list[str]) -> Iterator[tuple[int, int, str]]:
+    """Where each value occurs in ``text`` as it stands: start, end and the value."""
+    for value in values:
+        for variant in {value, value.replace(" ", "+")}:  # a form writes ' ' as '+'
+            start = text.find(variant)
+            while start >= 0:
+                end = start + len(variant)
+                yield start, end, value
+                start = text.find(variant, end)
+
+
 def _secret_spans(text: str, values: list[str]) -> list[tuple[Span, str]]:
     """Where each value occurs in ``text``, written plainly or under a stack of up to four
     encodings (JSON/Python escapes and ``\\uXXXX``, URL encoding, HTML references), in any
     order: every sequence of single-kind decodings is tried, as long as it changes the text."""
+    if not any(trigger in text for trigger, _ in _DECODERS):  # the common case: nothing encoded
+        return [((start, end), value) for start, end, value in _occurrences(text, values)]
     found: list[tuple[Span, str]] = []
     layers = [(text, [(i, i + 1) for i in range(len(text))])]
     seen = {text}
     for depth in range(_MAX_DEPTH + 1):
         deeper: list[tuple[str, list[Span]]] = []
         for layer, spans in layers:
-            for value in values:
-                for variant in {value, value.replace(" ", "+")}:  # a form writes ' ' as '+'
-                    start = layer.find(variant)
-                    while start >= 0:
-                        end = start + len(variant)
-                        found.append(((spans[start][0], spans[end - 1][1]), value))
-                        start = layer.find(variant, end)
+            for start, end, value in _occurrences(layer, values):
+                found.append(((spans[start][0], spans[end - 1][1]), value))
             if depth == _MAX_DEPTH:
                 continue
             for trigger, unit in _DECODERS:
