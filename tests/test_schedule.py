@@ -1,11 +1,12 @@
-"""The table of long tests that run first (tests/conftest.py) names tests that exist: a renamed
-or removed test would otherwise drop out of it silently and run wherever it falls."""
+"""The table of long tests (tests/conftest.py) names tests that exist, and tests/schedule.py
+deals them out so that xdist's first round robin gives each worker its share."""
 
 from __future__ import annotations
 
 import pytest
 
 from tests.conftest import LONG_TESTS
+from tests.schedule import LongTest, deal, order
 
 
 def test_every_long_test_names_a_collected_test(request: pytest.FixtureRequest) -> None:
@@ -17,13 +18,46 @@ def test_every_long_test_names_a_collected_test(request: pytest.FixtureRequest) 
     collected = {item.nodeid for item in request.session.items}
     files = {nodeid.split("::")[0] for nodeid in collected}
     # the entries of files this run did not collect (a subset of the suite) are not judged
-    stale = [t for t in LONG_TESTS if t.split("::")[0] in files and t not in collected]
+    stale = [t.nodeid for t in LONG_TESTS if t.nodeid.split("::")[0] in files]
+    stale = [nodeid for nodeid in stale if nodeid not in collected]
     assert stale == [], "LONG_TESTS names tests that are not collected"
-    assert len(set(LONG_TESTS)) == len(LONG_TESTS), "LONG_TESTS names a test twice"
+    assert len({t.nodeid for t in LONG_TESTS}) == len(LONG_TESTS), "LONG_TESTS names a test twice"
 
 
-def test_the_long_tests_run_first(request: pytest.FixtureRequest) -> None:
+def _long(name: str, wall: float, cpu: float = 0.0) -> LongTest:
+    return LongTest(name, wall, cpu)
+
+
+def test_deal_gives_the_longest_to_separate_workers_and_balances_the_rest() -> None:
+    tests = [_long("a", 9), _long("b", 9), _long("c", 4, 4), _long("d", 3), _long("e", 2)]
+    shares = deal(tests, 3)
+    # c weighs 8 (4 s waiting, 4 s computing), so d joins it and e goes to the first worker
+    assert [[t.nodeid for t in share] for share in shares] == [["a", "e"], ["b"], ["c", "d"]]
+    assert deal(tests, 1) == [sorted(tests, key=lambda t: -t.weight)]
+
+
+def test_the_round_robin_hands_each_worker_its_share_first() -> None:
+    tests = [_long("a", 9), _long("b", 8), _long("c", 3), _long("d", 2)]
+    items = ["x1", "a", "x2", "b", "c", "x3", "d", "x4"]
+    laid_out = order(items, {i: i for i in items}, tests, 2)
+    assert sorted(laid_out) == sorted(items)  # nothing lost, nothing twice
+    shares = deal(tests, 2)
+    for worker, share in enumerate(shares):
+        dealt = laid_out[worker::2][: len(share)]
+        assert dealt == [t.nodeid for t in share]
+    # the others keep their order after the long ones
+    assert [i for i in laid_out if i.startswith("x")] == ["x1", "x2", "x3", "x4"]
+
+
+def test_this_run_starts_with_the_long_tests(request: pytest.FixtureRequest) -> None:
     ids = [item.nodeid for item in request.session.items]
-    long_ones = [nodeid for nodeid in ids if nodeid in LONG_TESTS]
-    assert ids[: len(long_ones)] == long_ones
-    assert long_ones == [t for t in LONG_TESTS if t in long_ones]
+    long_ids = {t.nodeid for t in LONG_TESTS}
+    present = [nodeid for nodeid in ids if nodeid in long_ids]
+    if not present:
+        pytest.skip("no long test was collected")
+    last = ids.index(present[-1])
+    workerinput = getattr(request.config, "workerinput", None)
+    workers = int(workerinput["workercount"]) if workerinput else 1
+    # the long tests fill the first rows of the round robin: at most a row's worth of others
+    # per worker can be laid out among them
+    assert last < len(present) * workers

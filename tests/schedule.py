@@ -1,0 +1,66 @@
+"""Where the suite's long tests run under xdist, so that no worker is left with a tail.
+
+pytest-xdist's ``load`` scheduler first deals a quarter of the collection out round robin: the
+test at position ``p`` goes to worker ``p % n``, and each worker runs its share in order (only
+later are tests handed out one at a time, ``--maxschedchunk=1``). So the order of the collection
+decides which worker runs which long test. :func:`order` deals the long tests out greedily, the
+longest first, each to the worker that would finish its long tests soonest, and lays them out so
+that the round robin gives every worker its own.
+
+A test's weight is its wall time plus its CPU time again: on a machine with fewer cores than
+workers, a test that computes also slows the others down, while one that waits (on a warped clock,
+on child processes, on a deadline) does not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple, TypeVar
+
+
+class LongTest(NamedTuple):
+    """A test measured alone (``-n 0``) on a 2-core machine."""
+
+    nodeid: str
+    wall: float  # seconds from start to end
+    cpu: float  # seconds on a core, its child processes' included
+
+    @property
+    def weight(self) -> float:
+        return self.wall + self.cpu
+
+
+T = TypeVar("T")
+
+
+def deal(tests: Sequence[LongTest], workers: int) -> list[list[LongTest]]:
+    """Each worker's long tests, the longest first (greedy: each to the least loaded worker)."""
+    shares: list[list[LongTest]] = [[] for _ in range(max(1, workers))]
+    loads = [0.0] * len(shares)
+    for test in sorted(tests, key=lambda t: -t.weight):
+        worker = loads.index(min(loads))
+        shares[worker].append(test)
+        loads[worker] += test.weight
+    return shares
+
+
+def order(
+    items: Sequence[T], nodeid: dict[T, str], tests: Sequence[LongTest], workers: int
+) -> list[T]:
+    """``items`` reordered so that a round robin over ``workers`` gives each its share of the
+    long tests first; the gaps in the round robin are filled with the other items, in order."""
+    by_id = {nodeid[item]: item for item in items}
+    present = [t for t in tests if t.nodeid in by_id]
+    shares = deal(present, workers)
+    rest = iter([item for item in items if nodeid[item] not in {t.nodeid for t in present}])
+    laid_out: list[T] = []
+    for row in range(max((len(share) for share in shares), default=0)):
+        for share in shares:
+            if row < len(share):
+                laid_out.append(by_id[share[row].nodeid])
+            else:
+                filler = next(rest, None)
+                if filler is not None:
+                    laid_out.append(filler)
+    laid_out.extend(rest)
+    return laid_out
