@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from tests import schedule
-from tests.schedule import LongTest
 
 # Bytecode caches on, even where PYTHONDONTWRITEBYTECODE is set (as on this project's CI
 # machines): otherwise every xdist worker compiles the package and rewrites the test modules
@@ -36,167 +35,28 @@ def anyio_backend() -> str:
 
 # --- scheduling: the long tests first ---------------------------------------------------------
 
-#: Tests of 1.4 s or more, or 1 s of CPU or more, measured alone (``-n 0``) on a 2-core machine.
-#: Under xdist a long test that starts late keeps one worker busy after the others have
-#: finished, and that tail set the suite's wall time: tests/schedule.py deals these out to the
-#: workers first. tests/test_schedule.py fails when an entry names no collected test.
-LONG_TESTS = (
-    LongTest(
-        "tests/test_fleet.py::test_a_fleet_flat_out_stays_within_one_shared_budget[file]",
-        8.9,
-        0.2,
-    ),
-    LongTest(
-        "tests/test_fleet.py::test_a_fleet_flat_out_stays_within_one_shared_budget[redis]",
-        8.9,
-        0.2,
-    ),
-    LongTest(
-        "tests/test_docs.py::test_the_reference_builds_without_a_warning",
-        4.3,
-        4.3,
-    ),
-    LongTest(
-        "tests/reliability/test_fuzz.py::test_any_token_file_loads_as_a_token_or_none",
-        4.2,
-        4.1,
-    ),
-    LongTest(
-        "tests/reliability/test_secret_encodings.py::test_echoed_secrets_never_survive",
-        3.5,
-        3.6,
-    ),
-    LongTest(
-        "tests/test_fleet.py::test_fleet_renews_once_per_lifetime[redis]",
-        5.7,
-        0.8,
-    ),
-    LongTest(
-        "tests/test_fleet.py::test_fleet_renews_once_per_lifetime[file]",
-        5.7,
-        0.7,
-    ),
-    LongTest(
-        "tests/reliability/test_fuzz.py::test_any_redis_record_parses_as_a_token_or_none",
-        1.9,
-        1.9,
-    ),
-    LongTest(
-        "tests/reliability/test_fuzz.py::test_mutated_frames_decode_or_raise_protocol_error",
-        1.9,
-        1.9,
-    ),
-    LongTest(
-        "tests/test_market_data.py::test_chart_stitches_across_two_reconnects",
-        3.4,
-        0.2,
-    ),
-    LongTest(
-        "tests/reliability/test_fuzz.py::test_token_records_parse_or_raise_the_documented_errors",
-        1.8,
-        1.8,
-    ),
-    LongTest(
-        "tests/test_redis_store.py::test_a_crashed_holder_blocks_others_at_most_lock_ttl",
-        2.9,
-        0.0,
-    ),
-    LongTest(
-        "tests/test_logging.py::test_no_token_tail_survives_in_any_frame_form",
-        1.5,
-        1.5,
-    ),
-    LongTest(
-        "tests/reliability/test_fuzz.py::test_api_answers_are_typed",
-        1.4,
-        1.4,
-    ),
-    LongTest(
-        "tests/reliability/test_fuzz.py::test_token_endpoint_answers_are_typed",
-        1.3,
-        1.3,
-    ),
-    LongTest(
-        "tests/test_server_time.py::test_floor_caps_logins_when_the_server_hands_out_short_lived_tokens",
-        2.2,
-        0.4,
-    ),
-    LongTest(
-        "tests/test_event_buffer.py::test_props_flood_with_no_consumer_stays_bounded_and_resyncs",
-        2.3,
-        0.4,
-    ),
-    LongTest(
-        "tests/reliability/test_faults.py::test_fault[redis-down-at-renewal]",
-        2.3,
-        0.2,
-    ),
-    LongTest(
-        "tests/reliability/test_faults.py::test_fault[redis-restart]",
-        2.3,
-        0.2,
-    ),
-    LongTest(
-        "tests/test_budget.py::test_a_store_outage_falls_back_to_a_local_budget",
-        2.1,
-        0.1,
-    ),
-    LongTest(
-        "tests/reliability/test_faults.py::test_fault[token-timeout]",
-        2.0,
-        0.1,
-    ),
-    LongTest(
-        "tests/test_orders.py::test_a_lost_socket_answer_reconciles_too",
-        2.0,
-        0.1,
-    ),
-    LongTest(
-        "tests/test_market_data.py::test_chart_refetch_after_a_long_outage_takes_pages",
-        1.9,
-        0.1,
-    ),
-    LongTest(
-        "tests/reliability/test_faults.py::test_fault[http-trickle]",
-        2.0,
-        0.0,
-    ),
-    LongTest(
-        "tests/test_http_bounds.py::test_trickling_token_endpoint_cannot_keep_a_login_past_its_deadline",
-        2.0,
-        0.0,
-    ),
-    LongTest(
-        "tests/test_fleet.py::test_eight_processes_through_redis_make_one_login",
-        1.9,
-        0.1,
-    ),
-    LongTest(
-        "tests/test_fleet.py::test_eight_processes_on_one_file_store_make_one_login",
-        1.9,
-        0.0,
-    ),
-    LongTest(
-        "tests/test_redis_store.py::test_store_errors_while_redis_is_down_and_works_after_restart",
-        1.6,
-        0.0,
-    ),
-    LongTest(
-        "tests/test_redis_store.py::test_a_long_holder_keeps_its_lock",
-        1.5,
-        0.0,
-    ),
-    LongTest(
-        "tests/test_aiohttp_backend.py::test_a_trickling_rest_answer_ends_at_the_deadline[httpx]",
-        1.5,
-        0.0,
-    ),
-    LongTest(
-        "tests/test_aiohttp_backend.py::test_a_trickling_rest_answer_ends_at_the_deadline[aiohttp]",
-        1.5,
-        0.0,
-    ),
-)
+#: Tests of 1.4 s or more, or 1 s of CPU or more, measured alone on a 2-core machine. Under xdist
+#: a long test that starts late keeps one worker busy after the others have finished, and that
+#: tail set the suite's wall time: tests/schedule.py deals these out to the workers first.
+#: tests/test_schedule.py fails when an entry names no collected test.
+LONG_TESTS_FILE = Path(__file__).with_name("long_tests.json")
+LONG_TESTS = schedule.load(LONG_TESTS_FILE)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--record-long-tests",
+        action="store_true",
+        help=f"measure every test and write the long ones to {LONG_TESTS_FILE.name} (with -n 0)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not config.getoption("record_long_tests"):
+        return
+    if config.getoption("numprocesses", default=None):
+        raise pytest.UsageError("--record-long-tests measures tests alone: add -n 0")
+    config.pluginmanager.register(schedule.Recorder(LONG_TESTS_FILE), "long-tests-recorder")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -10,12 +10,25 @@ that the round robin gives every worker its own.
 A test's weight is its wall time plus its CPU time again: on a machine with fewer cores than
 workers, a test that computes also slows the others down, while one that waits (on a warped clock,
 on child processes, on a deadline) does not.
+
+The figures live in tests/long_tests.json, written by ``pytest -n 0 --record-long-tests`` (the
+:class:`Recorder` below): rerun it when tests are added or become slower.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import os
+import time
+from collections.abc import Generator, Sequence
+from pathlib import Path
 from typing import NamedTuple, TypeVar
+
+import pytest
+
+#: A test is long from this much wall time, or this much CPU time, on (seconds).
+LONG_WALL: float = 1.4
+LONG_CPU: float = 1.0
 
 
 class LongTest(NamedTuple):
@@ -28,6 +41,41 @@ class LongTest(NamedTuple):
     @property
     def weight(self) -> float:
         return self.wall + self.cpu
+
+
+def load(path: Path) -> tuple[LongTest, ...]:
+    """The long tests recorded in ``path``, the heaviest first."""
+    table = json.loads(path.read_text(encoding="utf-8"))
+    return tuple(LongTest(nodeid, wall, cpu) for nodeid, (wall, cpu) in table.items())
+
+
+class Recorder:
+    """A pytest plugin that measures every test (setup and teardown included) and writes the
+    long ones to ``path`` at the end of the session. Run alone (``-n 0``): under xdist the
+    workers' figures would include each other's load."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.tests: list[LongTest] = []
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, None, None]:
+        started, cpu, children = time.perf_counter(), time.process_time(), _children_cpu()
+        yield
+        wall = time.perf_counter() - started
+        used = time.process_time() - cpu + _children_cpu() - children
+        if wall >= LONG_WALL or used >= LONG_CPU:
+            self.tests.append(LongTest(item.nodeid, round(wall, 1), round(used, 1)))
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        tests = sorted(self.tests, key=lambda t: (-t.weight, t.nodeid))
+        table = {t.nodeid: [t.wall, t.cpu] for t in tests}
+        self.path.write_text(json.dumps(table, indent=1) + "\n", encoding="utf-8")
+
+
+def _children_cpu() -> float:
+    times = os.times()
+    return times.children_user + times.children_system
 
 
 T = TypeVar("T")
