@@ -3,8 +3,12 @@ deals them out so that xdist's first round robin gives each worker its share."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from types import SimpleNamespace
+
 import pytest
 
+from tests import schedule
 from tests.conftest import LONG_TESTS
 from tests.schedule import LongTest, deal, order
 
@@ -61,3 +65,20 @@ def test_this_run_starts_with_the_long_tests(request: pytest.FixtureRequest) -> 
     # the long tests fill the first rows of the round robin: at most a row's worth of others
     # per worker can be laid out among them
     assert last < len(present) * workers
+
+
+def test_the_recorder_writes_what_load_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(schedule, "LONG_WALL", 0.0)  # every test counts as long here
+    recorder = schedule.Recorder(tmp_path / "long_tests.json")
+    for nodeid in ("t.py::quick", "t.py::other"):
+        item = SimpleNamespace(nodeid=nodeid)
+        wrapper = recorder.pytest_runtest_protocol(item)  # type: ignore[arg-type]
+        next(wrapper)
+        with pytest.raises(StopIteration):
+            next(wrapper)
+    recorder.pytest_sessionfinish(None)  # type: ignore[arg-type]
+    loaded = schedule.load(tmp_path / "long_tests.json")
+    assert sorted(t.nodeid for t in loaded) == ["t.py::other", "t.py::quick"]
+    assert all(t.wall >= 0 and t.cpu >= 0 for t in loaded)
