@@ -195,6 +195,23 @@ class _Server:
         return ours
 
 
+def _send(
+    request: dict[str, Any], fds: Sequence[int], *, handed_over: Sequence[int], ours: Sequence[int]
+) -> socket.socket:
+    """Send ``request`` with the child's stdin, stdout and stderr (``fds``). The pipe ends
+    ``handed_over`` to the child are closed here either way; if the request fails, so are the
+    ends that would have been ``ours``."""
+    try:
+        return _Server.get().send(request, fds)
+    except BaseException:
+        for fd in ours:
+            os.close(fd)
+        raise
+    finally:
+        for fd in handed_over:
+            os.close(fd)
+
+
 def _started(channel: socket.socket) -> _Child:
     """The child whose pid (and pidfd) is waiting on ``channel``."""
     data, fds, _flags, _address = socket.recv_fds(channel, 64, 1)
@@ -249,16 +266,12 @@ def run_module(
     deadline = time.monotonic() + timeout
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
-    try:
-        request = _request("module", module, args, env, cwd)
-        channel = _Server.get().send(request, [0 if stdin is None else stdin, out_w, err_w])
-    except BaseException:
-        os.close(out_r)
-        os.close(err_r)
-        raise
-    finally:
-        os.close(out_w)
-        os.close(err_w)
+    channel = _send(
+        _request("module", module, args, env, cwd),
+        [0 if stdin is None else stdin, out_w, err_w],
+        handed_over=(out_w, err_w),
+        ours=(out_r, err_r),
+    )
     child = _started(channel)
     outputs = _read_to_eof([out_r, err_r], deadline)
     returncode = child.wait(max(0.0, deadline - time.monotonic())) if outputs else None
@@ -383,15 +396,12 @@ async def spawn_code(
     stdout; its stderr is ``stderr`` (default: this process's, inherited)."""
     in_r, in_w = os.pipe()
     out_r, out_w = os.pipe()
-    try:
-        channel = _Server.get().send(_request("code", code, args, env, cwd), [in_r, out_w, stderr])
-    except BaseException:
-        os.close(in_w)
-        os.close(out_r)
-        raise
-    finally:
-        os.close(in_r)
-        os.close(out_w)
+    channel = _send(
+        _request("code", code, args, env, cwd),
+        [in_r, out_w, stderr],
+        handed_over=(in_r, out_w),
+        ours=(in_w, out_r),
+    )
     await anyio.wait_readable(channel)  # the server may still be importing: not on this loop
     return ForkedProcess(_started(channel), in_w, out_r)
 
