@@ -104,12 +104,7 @@ async def per_request(requests: int, rounds: int) -> dict[str, float]:
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
-async def fan_out(workers: int, total: int, call: Callable[[], Awaitable[object]]) -> float:
-    """Seconds for ``workers`` concurrent loops to make ``total`` calls."""
-    return (await timed_fan_out(workers, total, call))[0]
-
-
-async def timed_fan_out(
+async def fan_out(
     workers: int, total: int, call: Callable[[], Awaitable[object]]
 ) -> tuple[float, float]:
     """Wall seconds and this process's CPU seconds for ``workers`` concurrent loops to make
@@ -165,8 +160,9 @@ async def concurrent(
     total: int, rounds: int, workers: int = 50
 ) -> tuple[dict[str, float], RoundRatios]:
     """Requests per second of each client (median of interleaved rounds) and, per round, the
-    library's rate divided by plain aiohttp's: the two run seconds apart in a round, so the
-    ratio is not moved by what the machine did between rounds."""
+    library's rate divided by plain aiohttp's. The order of the clients rotates every round,
+    but the library and plain aiohttp always run one right after the other (which of them
+    first alternates), so a ratio is not moved by what the machine did between them."""
     server = ChildServer("_fast_http.py")
     url = server.url
     headers = {"Accept": "application/json", "Authorization": "Bearer fast-server-token"}
@@ -210,18 +206,24 @@ async def concurrent(
             times: dict[str, list[float]] = {name: [] for name in clients}
             cpu: dict[str, list[float]] = {name: [] for name in clients}
             times["server (null client)"] = []
-            names = list(times)
-            for name in names[:-1]:
-                await fan_out(workers, workers * 4, clients[name])  # warm the pools
+
+            async def run_once(name: str) -> None:
+                if name == "server (null client)":
+                    times[name].append(await null_client(url, workers, total))
+                    return
+                wall, used = await fan_out(workers, total, clients[name])
+                times[name].append(wall)
+                cpu[name].append(used)
+
+            for call in clients.values():
+                await fan_out(workers, workers * 4, call)  # warm the pools
+            pair = ["aiohttp", "library session.get"]
+            units = [[name] for name in times if name not in pair] + [pair]
             for round_no in range(rounds):
-                shift = round_no % len(names)
-                for name in names[shift:] + names[:shift]:
-                    if name == "server (null client)":
-                        times[name].append(await null_client(url, workers, total))
-                    else:
-                        wall, used = await timed_fan_out(workers, total, clients[name])
-                        times[name].append(wall)
-                        cpu[name].append(used)
+                shift = round_no % len(units)
+                for unit in units[shift:] + units[:shift]:
+                    for name in unit if round_no % 2 == 0 else unit[::-1]:
+                        await run_once(name)
             rates = {name: total / statistics.median(ts) for name, ts in times.items()}
             return rates, RoundRatios(
                 _per_round(times["aiohttp"], times["library session.get"]),

@@ -64,7 +64,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     computes the same order, as xdist requires."""
     workerinput = getattr(config, "workerinput", None)
     workers = int(workerinput["workercount"]) if workerinput else 1
-    items[:] = schedule.order(items, {item: item.nodeid for item in items}, LONG_TESTS, workers)
+    items[:] = schedule.order(items, lambda item: item.nodeid, LONG_TESTS, workers)
 
 
 # --- simulator fixtures (lead) -----------------------------------------------------------

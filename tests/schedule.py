@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 from typing import NamedTuple, TypeVar
 
@@ -93,14 +93,14 @@ def deal(tests: Sequence[LongTest], workers: int) -> list[list[LongTest]]:
 
 
 def order(
-    items: Sequence[T], nodeid: dict[T, str], tests: Sequence[LongTest], workers: int
+    items: Sequence[T], nodeid: Callable[[T], str], tests: Sequence[LongTest], workers: int
 ) -> list[T]:
     """``items`` reordered so that a round robin over ``workers`` gives each its share of the
     long tests first; the gaps in the round robin are filled with the other items, in order."""
-    by_id = {nodeid[item]: item for item in items}
-    present = [t for t in tests if t.nodeid in by_id]
-    shares = deal(present, workers)
-    rest = iter([item for item in items if nodeid[item] not in {t.nodeid for t in present}])
+    by_id = {nodeid(item): item for item in items}
+    shares = deal([t for t in tests if t.nodeid in by_id], workers)
+    dealt = {test.nodeid for share in shares for test in share}
+    rest = iter([item for item in items if nodeid(item) not in dealt])
     laid_out: list[T] = []
     for row in range(max((len(share) for share in shares), default=0)):
         for share in shares:

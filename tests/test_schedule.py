@@ -43,7 +43,7 @@ def test_deal_gives_the_longest_to_separate_workers_and_balances_the_rest() -> N
 def test_the_round_robin_hands_each_worker_its_share_first() -> None:
     tests = [_long("a", 9), _long("b", 8), _long("c", 3), _long("d", 2)]
     items = ["x1", "a", "x2", "b", "c", "x3", "d", "x4"]
-    laid_out = order(items, {i: i for i in items}, tests, 2)
+    laid_out = order(items, str, tests, 2)
     assert sorted(laid_out) == sorted(items)  # nothing lost, nothing twice
     shares = deal(tests, 2)
     for worker, share in enumerate(shares):
