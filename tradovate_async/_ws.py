@@ -103,7 +103,7 @@ class WebSocketOptions(TypedDict, total=False):
 
 #: Slices the consumer may decode itself (see ``SocketDriver.pull``) before it waits for a
 #: turn of the event loop, where every other task runs.
-PULLS_PER_TURN = 8
+PULLS_PER_TURN = 32
 
 
 async def _event_stream(ws: TradovateWebSocket) -> AsyncIterator[Event]:
@@ -365,8 +365,7 @@ class TradovateWebSocket:
     def set_taps(self, event: EventTap | None, frame: FrameTap | None) -> None:
         """Library-internal (typed market data): ``event`` sees each server event before the
         buffer, ``frame`` each message before decoding; ``True``: handled. No raising, no wait."""
-        self._core.event_tap = event
-        self._core.frame_tap = frame
+        self._core.set_taps(event, frame)
 
     # -- requests ---------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ import dataclasses
 import enum
 import json
 import math
+import operator
 import random
 from collections.abc import Mapping
 from typing import Any, Final, TypeAlias
@@ -173,6 +174,9 @@ class _WireMessage(msgspec.Struct, gc=False):
 _decode_wire = msgspec.json.Decoder(list[_WireMessage]).decode
 _decode_events = msgspec.json.Decoder(list[Event]).decode
 _decode_any = msgspec.json.Decoder().decode
+#: Event kinds that :func:`decode_plain_events` leaves to :func:`decode_frame`.
+_NOT_PLAIN: Final = frozenset({"clock", "shutdown"})
+_kind_of = operator.attrgetter("kind")
 
 
 def _shown(text: WireText) -> str:
@@ -228,14 +232,13 @@ def decode_plain_events(text: WireText) -> list[Event] | None:
     if isinstance(text, str) or text[:6] != b'a[{"e"':
         return None
     try:
-        events = _decode_events(memoryview(text)[1:])
+        events = _decode_events((text if type(text) is memoryview else memoryview(text))[1:])
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return None
-    for event in events:
-        kind = event.kind
-        if kind == "clock" or kind == "shutdown":
-            return None
-    return events
+    # In C, not a Python loop over the events: this runs for every message of a stream.
+    if _NOT_PLAIN.isdisjoint(map(_kind_of, events)):
+        return events
+    return None
 
 
 def _decode_messages(payload: memoryview, text: WireText) -> MessagesFrame:
