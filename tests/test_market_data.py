@@ -564,6 +564,78 @@ def test_a_held_refetch_merges_its_pages_in_time_order_once_released() -> None:
     assert not series.current(token)
 
 
+def test_bars_after_a_gap_wait_for_the_refetch_that_fills_it() -> None:
+    """The socket dropped the packet of bar t+60; the packet of t+120 came after the gap was
+    seen and before the refetch's request began. It waits (``suspend``), so the refetch still
+    starts from t and the consumer gets t+60 before t+120, each new once; a refetch that fails
+    merges what waited (``release``) rather than stalling the chart."""
+    t = 1_800_000_000
+    series = BarSeries()
+    series.begin(1, 2, resync=False)
+    series.feed({"id": 1, "bars": [_wire_bar(t, 1)]})
+    series.feed({"id": 1, "eoh": True})
+    assert [u.bar.close for u in series.take_all()] == [1]
+    series.suspend()  # the overflow marker was read
+    series.feed({"id": 2, "bars": [_wire_bar(t + 120, 3)]})
+    assert series.take() is None and series.loading
+    assert series.last_time == _stamp(t), "the refetch starts before the gap"
+    series.begin(3, 4, resync=True)
+    series.feed({"id": 3, "bars": [_wire_bar(t, 1), _wire_bar(t + 60, 2), _wire_bar(t + 120, 3)]})
+    series.feed({"id": 3, "eoh": True})
+    out = list(series.take_all())
+    assert [(u.bar.close, u.new) for u in out] == [(2, True), (3, True)]
+
+    failed = BarSeries()
+    failed.begin(1, 2, resync=False)
+    failed.feed({"id": 1, "eoh": True})
+    failed.suspend()
+    token = failed.token()
+    failed.feed({"id": 2, "bars": [_wire_bar(t + 120, 3)]})
+    assert failed.take() is None
+    assert failed.current(token)
+    failed.release()  # a held refetch's release does not end a suspension
+    assert failed.take() is None
+    failed.resume()  # the refetch failed
+    assert [(u.bar.close, u.new) for u in failed.take_all()] == [(3, True)]
+    assert not failed.loading
+
+    # A second gap while the first refetch's history is still coming: that history is not
+    # merged when it ends (it may lack what the second gap took); the next refetch's is.
+    again = BarSeries()
+    again.begin(1, 2, resync=False)
+    again.feed({"id": 1, "bars": [_wire_bar(t, 1)]})
+    again.feed({"id": 1, "eoh": True})
+    list(again.take_all())
+    again.suspend()
+    again.begin(3, 4, resync=True)
+    again.suspend()
+    again.feed({"id": 3, "bars": [_wire_bar(t + 120, 3)]})  # t+60 lost in the second gap
+    again.feed({"id": 3, "eoh": True})
+    assert again.take() is None and again.last_time == _stamp(t)
+    again.begin(5, 6, resync=True)
+    again.feed({"id": 5, "bars": [_wire_bar(t + 60, 2), _wire_bar(t + 120, 3)]})
+    again.feed({"id": 5, "eoh": True})
+    assert [(u.bar.close, u.new) for u in again.take_all()] == [(2, True), (3, True)]
+
+    # A request sent before a gap was seen may have lost its own packets to it: its answer
+    # does not end the suspension; one sent after the gap does.
+    late = BarSeries()
+    late.begin(1, 2, resync=False)
+    late.feed({"id": 1, "bars": [_wire_bar(t, 1)]})
+    late.feed({"id": 1, "eoh": True})
+    list(late.take_all())
+    sent_at = late.gaps
+    late.suspend()
+    late.begin(3, 4, resync=True, gaps=sent_at)
+    late.feed({"id": 3, "bars": [_wire_bar(t + 120, 3)]})
+    late.feed({"id": 3, "eoh": True})
+    assert late.take() is None
+    late.begin(5, 6, resync=True, gaps=late.gaps)
+    late.feed({"id": 5, "bars": [_wire_bar(t + 60, 2), _wire_bar(t + 120, 3)]})
+    late.feed({"id": 5, "eoh": True})
+    assert [(u.bar.close, u.new) for u in late.take_all()] == [(2, True), (3, True)]
+
+
 def test_undelivered_updates_of_one_bar_coalesce() -> None:
     series = BarSeries()
     series.begin(None, 2, resync=False)
@@ -614,7 +686,9 @@ async def test_events_dropped_by_the_socket_resync_the_chart_and_say_so(
 ) -> None:
     """A socket buffer of four events under a burst of chart packets: the socket drops the
     backlog and says so (an ``overflow`` event); the chart refetches from its last bar, logs a
-    WARNING, and its series stays whole."""
+    WARNING, and its series stays whole. Bars after the gap wait for the refetch: the consumer
+    is handed each bar new once, in time order (a live bar after the gap merged before the
+    refetch ran made the dropped bar come back late, out of order)."""
     session = TradovateSession(fast_sim.config())
     await session.__aenter__()
     md = session.market_data(**FAST, event_buffer=4)
@@ -622,7 +696,8 @@ async def test_events_dropped_by_the_socket_resync_the_chart_and_say_so(
     try:
         with anyio.fail_after(30):
             async with md.chart("ESZ6", bars=Minute(1), history=10) as chart:
-                await chart.__anext__()
+                first = await chart.__anext__()
+                new_times = [first.bar.timestamp] if first.new else []
                 # chart packets of another subscription: never superseded, so a backlog of
                 # them makes the socket drop chart events (ours among them, maybe)
                 stray = "a" + json.dumps([{"e": "chart", "d": {"charts": [{"id": 1, "bars": []}]}}])
@@ -633,9 +708,12 @@ async def test_events_dropped_by_the_socket_resync_the_chart_and_say_so(
                 new_after = 0
                 async for update in chart:
                     new_after += update.new and not update.historical
+                    if update.new:
+                        new_times.append(update.bar.timestamp)
                     if chart.resyncs >= 1 and not chart.loading and new_after >= 5:
                         break
                 bars = list(chart.series.bars)
+        assert new_times == sorted(set(new_times)), "each bar new once, in time order"
         assert md.websocket.stats.dropped_events > 0
         assert any("chart events dropped" in r.getMessage() for r in caplog.records)
         _check_continuous(bars, 60.0)

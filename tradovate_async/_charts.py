@@ -117,6 +117,11 @@ class _HeldRequest:
     _request: _Request
     requests: int
     resyncs: int
+    #: a gap was seen and its refetch has not begun yet (see :meth:`suspend`)
+    _suspended = False
+    #: gaps seen so far (:meth:`suspend` calls): a request sent before the latest one may
+    #: have lost packets to it, so its beginning does not end the suspension
+    gaps = 0
 
     def _end_history(self, request: _Request) -> None:
         raise NotImplementedError
@@ -128,11 +133,17 @@ class _HeldRequest:
         *,
         resync: bool,
         hold: bool = False,
+        gaps: int | None = None,
     ) -> object:
         """A new ``md/getChart`` answer: packets of earlier ids are ignored from now on. With
-        ``hold``, its history waits for :meth:`release` (pages may follow). Returns a token
-        for :meth:`current`."""
+        ``hold``, its history waits for :meth:`release` (pages may follow). ``gaps`` is
+        :attr:`gaps` when the request was sent: a suspension ends only with a request sent
+        after the last gap. Returns a token for :meth:`current`."""
         self._request = _Request(historical_id, realtime_id, resync, hold)
+        if gaps is None or gaps == self.gaps:
+            self._suspended = False
+        elif historical_id is not None:
+            self._request.loading = True
         self.requests += 1
         if resync:
             self.resyncs += 1
@@ -141,6 +152,36 @@ class _HeldRequest:
     def current(self, token: object) -> bool:
         """Whether ``token`` (from :meth:`begin`) is still the current request."""
         return token is self._request
+
+    def token(self) -> object:
+        """The current request's token (see :meth:`current`)."""
+        return self._request
+
+    def suspend(self) -> None:
+        """Events of this series were lost (a dropped backlog, a lost connection) and a
+        refetch will follow: until a request begins after this call, nothing is merged (live
+        packets and any history still coming wait). A bar after the gap merged now would move
+        the refetch's start past the bars the gap took, and those would be missing, or come
+        back late and out of order. :meth:`resume` undoes it when the refetch fails."""
+        self._suspended = True
+        self.gaps += 1
+        request = self._request
+        if request.historical_id is not None:
+            request.loading = True
+
+    def resume(self) -> None:
+        """The refetch failed: merge what waited rather than hold it without end."""
+        self._suspended = False
+        request = self._request
+        if request.ended and request.loading and not request.hold:
+            self._end_history(request)
+
+    def _history_ended(self, request: _Request) -> None:
+        """The end marker of the current request's history came."""
+        if request.hold or self._suspended:
+            request.ended = True
+        else:
+            self._end_history(request)
 
     def owns(self, chart_id: int) -> bool:
         return self._request.owns(chart_id)
@@ -165,7 +206,7 @@ class _HeldRequest:
         """Merge the held history (all pages) and the live data that waited for it."""
         request = self._request
         request.hold = False
-        if request.ended and request.loading:
+        if request.ended and request.loading and not self._suspended:
             self._end_history(request)
 
 
@@ -215,10 +256,8 @@ class BarSeries(_HeldRequest):
         if chart_id == request.historical_id and request.loading:
             if not packet.get("eoh"):
                 request.history += self._decode(packet.get("bars"))
-            elif request.hold:
-                request.ended = True
             else:
-                self._end_history(request)
+                self._history_ended(request)
             return True
         if packet.get("eoh"):
             return True
@@ -338,10 +377,8 @@ class TickSeries(_HeldRequest):
         if chart_id == request.historical_id and request.loading:
             if not packet.get("eoh"):
                 request.history += self._decode(packet)
-            elif request.hold:
-                request.ended = True
             else:
-                self._end_history(request)
+                self._history_ended(request)
             return True
         if packet.get("eoh"):
             return True

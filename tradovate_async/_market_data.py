@@ -385,6 +385,7 @@ class MarketData:
         if task_group is None:
             return
         for chart in list(self._chart_requests.charts):
+            chart.series.suspend()  # now, not when the refetch task runs: see suspend()
             logger.warning(
                 "chart %s: %s; fetching history again from %s",
                 chart.symbol,

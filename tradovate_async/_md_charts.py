@@ -76,6 +76,7 @@ class ChartRequests:
         """``md/getChart`` for ``chart``, which takes the answer's ids from now on; returns the
         series' token of this request."""
         while True:
+            gaps = chart.series.gaps  # a gap seen after this may have taken its packets
             try:
                 data = await self._ws.request(
                     "md/getChart", json=_body(chart, time_range), idempotent=True
@@ -85,7 +86,7 @@ class ChartRequests:
                 await self._ws.wait_connected()
         ids = _chart_ids(data)
         chart.ids = ids
-        token = chart.series.begin(ids[0], ids[1], resync=resync, hold=hold)
+        token = chart.series.begin(ids[0], ids[1], resync=resync, hold=hold, gaps=gaps)
         self._wake_refetch(chart)  # a refetch still waiting is outdated now
         self._adopt_orphans(chart)
         chart.wake()
@@ -153,6 +154,7 @@ class ChartRequests:
 
     async def refetch(self, chart: Chart, cancel_old: bool) -> None:
         """History again from the last bar held, in as many pages as it takes (bounded)."""
+        suspended = chart.series.token()
         try:
             if cancel_old:
                 await self.cancel(*chart.ids)
@@ -172,6 +174,8 @@ class ChartRequests:
                     chart.wake()
         except TradovateError as exc:
             logger.warning("chart %s: refetch failed: %s", chart.symbol, exc)
+            if chart.series.current(suspended):
+                chart.series.resume()  # what waited since the gap, rather than nothing
 
     async def _fill_gap(self, chart: Chart, token: object, last: dt.datetime) -> None:
         """Take pages until the held history reaches ``last`` (see the module docstring)."""
