@@ -16,7 +16,7 @@ import anyio
 import pytest
 
 from tradovate_async import Backoff, TradovateSession
-from tradovate_async._charts import BarSeries
+from tradovate_async._charts import BarSeries, TickSeries
 from tradovate_async._market_data import MarketData
 from tradovate_async._md_models import (
     Bar,
@@ -634,6 +634,26 @@ def test_bars_after_a_gap_wait_for_the_refetch_that_fills_it() -> None:
     late.feed({"id": 5, "bars": [_wire_bar(t + 60, 2), _wire_bar(t + 120, 3)]})
     late.feed({"id": 5, "eoh": True})
     assert [(u.bar.close, u.new) for u in late.take_all()] == [(2, True), (3, True)]
+
+
+def test_ticks_after_a_gap_wait_for_the_refetch_too() -> None:
+    def packet(chart_id: int, *tick_ids: int) -> dict[str, Any]:
+        ticks = [{"t": i, "p": 0, "s": 1, "b": -1, "a": 0, "id": i} for i in tick_ids]
+        return {"id": chart_id, "bp": 6946, "bt": 1_563_421_179_735, "ts": 0.01, "tks": ticks}
+
+    series = TickSeries()
+    series.begin(1, 2, resync=False)
+    series.feed(packet(1, 10))
+    series.feed({"id": 1, "eoh": True})
+    assert series.take() is not None and series.take() is None
+    series.suspend()
+    series.feed(packet(2, 12))  # tick 11 was in the dropped backlog
+    assert series.take() is None
+    series.begin(3, 4, resync=True, gaps=series.gaps)
+    series.feed(packet(3, 10, 11, 12))
+    series.feed({"id": 3, "eoh": True})
+    taken = [series.take(), series.take(), series.take()]
+    assert [t.id for t in taken if t is not None] == [11, 12]
 
 
 def test_undelivered_updates_of_one_bar_coalesce() -> None:
