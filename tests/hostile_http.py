@@ -2,7 +2,8 @@
 
 It answers the token endpoint like Tradovate (so a session can start) and misbehaves on the
 paths it is told to: trickling an answer one byte at a time, streaming an endless chunked
-body, announcing a huge ``Content-Length``, or echoing the request body in an error. Each
+body, announcing a huge ``Content-Length``, a small gzip body that inflates past any cap, or
+echoing the request body in an error. Each
 connection is answered once and closed.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import gzip
 import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -115,6 +117,23 @@ def announced(length: int) -> Behaviour:
             await stream.send(block)
             sent += len(block)
             stats.body_bytes_sent += len(block)
+
+    return behave
+
+
+def gzip_bomb(expanded: int) -> Behaviour:
+    """A small gzip body (with its true ``Content-Length``) that inflates to ``expanded``
+    bytes: a cap on what arrives is not a cap on what the client holds once decoded."""
+    body = gzip.compress(b" " * expanded, compresslevel=9)
+
+    async def behave(request: Request, stream: anyio.abc.SocketStream, stats: Stats) -> None:
+        headers = {
+            "Content-Type": "application/json",
+            "Content-Encoding": "gzip",
+            "Content-Length": str(len(body)),
+        }
+        await stream.send(head(200, headers) + body)
+        stats.body_bytes_sent += len(body)
 
     return behave
 

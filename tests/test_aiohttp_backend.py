@@ -12,7 +12,7 @@ import httpx
 import pytest
 import trustme
 
-from tests.hostile_http import HostileServer, announced, endless_chunked, trickle
+from tests.hostile_http import HostileServer, announced, endless_chunked, gzip_bomb, trickle
 from tradovate_async import (
     ConnectFailedError,
     ExchangeBounds,
@@ -56,6 +56,20 @@ async def test_rest_bodies_are_capped(backend: Backend) -> None:
                 with pytest.raises(ResponseTooLargeError, match="announces"):
                     await session.get("position/list")
     assert server.stats.body_bytes_sent < 64 * cap
+
+
+@BACKENDS
+async def test_the_cap_holds_for_the_decoded_body_of_a_compressed_answer(backend: Backend) -> None:
+    """64 MiB of gzip-inflated spaces in a body of about 64 KiB with a true Content-Length:
+    the cap is on what the client would hold, so the answer is refused all the same."""
+    cap = 1 << 20
+    async with HostileServer({"account/list": gzip_bomb(64 * cap)}) as server:
+        async with TradovateSession(
+            server.config(), request_bounds=ExchangeBounds(60.0, cap), http_backend=backend
+        ) as session:
+            with anyio.fail_after(SAFETY), pytest.raises(ResponseTooLargeError, match="max_body"):
+                await session.get("account/list")
+    assert server.stats.body_bytes_sent < cap
 
 
 @BACKENDS
