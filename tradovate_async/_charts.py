@@ -142,8 +142,6 @@ class _HeldRequest:
         self._request = _Request(historical_id, realtime_id, resync, hold)
         if gaps is None or gaps == self.gaps:
             self._suspended = False
-        elif historical_id is not None:
-            self._request.loading = True
         self.requests += 1
         if resync:
             self.resyncs += 1
@@ -172,15 +170,18 @@ class _HeldRequest:
     def resume(self) -> None:
         """The refetch failed: merge what waited rather than hold it without end."""
         self._suspended = False
-        request = self._request
-        if request.ended and request.loading and not request.hold:
-            self._end_history(request)
+        self._merge_when_due()
 
     def _history_ended(self, request: _Request) -> None:
         """The end marker of the current request's history came."""
-        if request.hold or self._suspended:
-            request.ended = True
-        else:
+        request.ended = True
+        self._merge_when_due()
+
+    def _merge_when_due(self) -> None:
+        """Merge the current request's history and the live packets that waited for it, once
+        its history ended and neither a held refetch nor a suspension keeps them back."""
+        request = self._request
+        if request.ended and request.loading and not request.hold and not self._suspended:
             self._end_history(request)
 
     def owns(self, chart_id: int) -> bool:
@@ -204,10 +205,8 @@ class _HeldRequest:
 
     def release(self) -> None:
         """Merge the held history (all pages) and the live data that waited for it."""
-        request = self._request
-        request.hold = False
-        if request.ended and request.loading and not self._suspended:
-            self._end_history(request)
+        self._request.hold = False
+        self._merge_when_due()
 
 
 class BarSeries(_HeldRequest):

@@ -365,7 +365,8 @@ class TradovateWebSocket:
     def set_taps(self, event: EventTap | None, frame: FrameTap | None) -> None:
         """Library-internal (typed market data): ``event`` sees each server event before the
         buffer, ``frame`` each message before decoding; ``True``: handled. No raising, no wait."""
-        self._core.set_taps(event, frame)
+        self._core.event_tap = event
+        self._core.frame_tap = frame
 
     # -- requests ---------------------------------------------------------------------------
 

@@ -232,7 +232,7 @@ def decode_plain_events(text: WireText) -> list[Event] | None:
     if isinstance(text, str) or text[:6] != b'a[{"e"':
         return None
     try:
-        events = _decode_events((text if type(text) is memoryview else memoryview(text))[1:])
+        events = _decode_events(memoryview(text)[1:])
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return None
     # In C, not a Python loop over the events: this runs for every message of a stream.

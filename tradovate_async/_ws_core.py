@@ -351,7 +351,6 @@ class SocketConnection:
         self.changed = self.events_added = False
         self.event_tap: EventTap | None = None
         self.frame_tap: FrameTap | None = None
-        self._plain = False  # see _plain_path
         self._handshake = Handshake()
         self._live = Liveness(settings.heartbeat_interval, settings.silence_timeout)
         self._shutdown_reason: str | None = None
@@ -404,12 +403,6 @@ class SocketConnection:
         """The transport ended on its own (closed by the peer, reset, a read error)."""
         self._lose(reason, now, graceful=False, close=False)
 
-    def set_taps(self, event: EventTap | None, frame: FrameTap | None) -> None:
-        """Hooks of typed market data: ``event`` sees each server event before the buffer,
-        ``frame`` each message before decoding (see ``TradovateWebSocket.set_taps``)."""
-        self.event_tap, self.frame_tap = event, frame
-        self._plain = self._plain_path()
-
     def frame_sent(self, now: float) -> None:
         """The oldest outgoing frame has been written (send-stall detection)."""
         self._live.sent()
@@ -435,10 +428,7 @@ class SocketConnection:
         """One message from the server. Returns how many events it left in the buffer for the
         consumer (the I/O layer gives the consumer a turn after a few dozen)."""
         self._live.last_rx = now
-        if self._plain:
-            if (events := decode_plain_events(text)) is not None:
-                return self._buffer_events(events, now)
-        elif self.phase is Phase.OPEN:
+        if self.phase is Phase.OPEN:
             if (tap := self.frame_tap) is not None and tap(text):
                 return 0
             if self.event_tap is None and (events := decode_plain_events(text)) is not None:
@@ -533,12 +523,6 @@ class SocketConnection:
     def _set_phase(self, phase: Phase) -> None:
         self.phase = phase
         self.changed = True
-        self._plain = self._plain_path()
-
-    def _plain_path(self) -> bool:
-        """Whether a message of ordinary events may skip :func:`decode_frame` (the hot path):
-        the connection is open and no tap looks at messages or events first."""
-        return self.phase is Phase.OPEN and self.frame_tap is None and self.event_tap is None
 
     def _send(self, text: str, now: float) -> None:
         self.outgoing.append(text)
