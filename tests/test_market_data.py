@@ -564,33 +564,41 @@ def test_a_held_refetch_merges_its_pages_in_time_order_once_released() -> None:
     assert not series.current(token)
 
 
-def test_bars_after_a_gap_wait_for_the_refetch_that_fills_it() -> None:
-    """The socket dropped the packet of bar t+60; the packet of t+120 came after the gap was
-    seen and before the refetch's request began. It waits (``suspend``), so the refetch still
-    starts from t and the consumer gets t+60 before t+120, each new once; a refetch that fails
-    merges what waited (``release``) rather than stalling the chart."""
-    t = 1_800_000_000
+T0 = 1_800_000_000
+
+
+def _series_at_t0() -> BarSeries:
+    """A series whose first request delivered bar T0 and ended its history."""
     series = BarSeries()
     series.begin(1, 2, resync=False)
-    series.feed({"id": 1, "bars": [_wire_bar(t, 1)]})
+    series.feed({"id": 1, "bars": [_wire_bar(T0, 1)]})
     series.feed({"id": 1, "eoh": True})
     assert [u.bar.close for u in series.take_all()] == [1]
+    return series
+
+
+def test_bars_after_a_gap_wait_for_the_refetch_that_fills_it() -> None:
+    """The socket dropped the packet of bar T0+60; the packet of T0+120 came after the gap was
+    seen and before the refetch's request began. It waits (``suspend``), so the refetch still
+    starts from T0 and the consumer gets T0+60 before T0+120, each new once."""
+    series = _series_at_t0()
     series.suspend()  # the overflow marker was read
-    series.feed({"id": 2, "bars": [_wire_bar(t + 120, 3)]})
+    series.feed({"id": 2, "bars": [_wire_bar(T0 + 120, 3)]})
     assert series.take() is None and series.loading
-    assert series.last_time == _stamp(t), "the refetch starts before the gap"
+    assert series.last_time == _stamp(T0), "the refetch starts before the gap"
     series.begin(3, 4, resync=True)
-    series.feed({"id": 3, "bars": [_wire_bar(t, 1), _wire_bar(t + 60, 2), _wire_bar(t + 120, 3)]})
+    bars = [_wire_bar(T0, 1), _wire_bar(T0 + 60, 2), _wire_bar(T0 + 120, 3)]
+    series.feed({"id": 3, "bars": bars})
     series.feed({"id": 3, "eoh": True})
     out = list(series.take_all())
     assert [(u.bar.close, u.new) for u in out] == [(2, True), (3, True)]
 
-    failed = BarSeries()
-    failed.begin(1, 2, resync=False)
-    failed.feed({"id": 1, "eoh": True})
+
+def test_a_failed_refetch_merges_what_waited_after_the_gap() -> None:
+    failed = _series_at_t0()
     failed.suspend()
     token = failed.token()
-    failed.feed({"id": 2, "bars": [_wire_bar(t + 120, 3)]})
+    failed.feed({"id": 2, "bars": [_wire_bar(T0 + 120, 3)]})
     assert failed.take() is None
     assert failed.current(token)
     failed.release()  # a held refetch's release does not end a suspension
@@ -599,39 +607,34 @@ def test_bars_after_a_gap_wait_for_the_refetch_that_fills_it() -> None:
     assert [(u.bar.close, u.new) for u in failed.take_all()] == [(3, True)]
     assert not failed.loading
 
-    # A second gap while the first refetch's history is still coming: that history is not
-    # merged when it ends (it may lack what the second gap took); the next refetch's is.
-    again = BarSeries()
-    again.begin(1, 2, resync=False)
-    again.feed({"id": 1, "bars": [_wire_bar(t, 1)]})
-    again.feed({"id": 1, "eoh": True})
-    list(again.take_all())
+
+def test_a_second_gap_while_a_refetch_loads_holds_its_history_back() -> None:
+    """That history is not merged when it ends (it may lack what the second gap took); the
+    next refetch's is."""
+    again = _series_at_t0()
     again.suspend()
     again.begin(3, 4, resync=True)
     again.suspend()
-    again.feed({"id": 3, "bars": [_wire_bar(t + 120, 3)]})  # t+60 lost in the second gap
+    again.feed({"id": 3, "bars": [_wire_bar(T0 + 120, 3)]})  # T0+60 lost in the second gap
     again.feed({"id": 3, "eoh": True})
-    assert again.take() is None and again.last_time == _stamp(t)
+    assert again.take() is None and again.last_time == _stamp(T0)
     again.begin(5, 6, resync=True)
-    again.feed({"id": 5, "bars": [_wire_bar(t + 60, 2), _wire_bar(t + 120, 3)]})
+    again.feed({"id": 5, "bars": [_wire_bar(T0 + 60, 2), _wire_bar(T0 + 120, 3)]})
     again.feed({"id": 5, "eoh": True})
     assert [(u.bar.close, u.new) for u in again.take_all()] == [(2, True), (3, True)]
 
-    # A request sent before a gap was seen may have lost its own packets to it: its answer
-    # does not end the suspension; one sent after the gap does.
-    late = BarSeries()
-    late.begin(1, 2, resync=False)
-    late.feed({"id": 1, "bars": [_wire_bar(t, 1)]})
-    late.feed({"id": 1, "eoh": True})
-    list(late.take_all())
+
+def test_only_a_request_sent_after_the_gap_ends_the_suspension() -> None:
+    """A request sent before a gap was seen may have lost its own packets to it."""
+    late = _series_at_t0()
     sent_at = late.gaps
     late.suspend()
     late.begin(3, 4, resync=True, gaps=sent_at)
-    late.feed({"id": 3, "bars": [_wire_bar(t + 120, 3)]})
+    late.feed({"id": 3, "bars": [_wire_bar(T0 + 120, 3)]})
     late.feed({"id": 3, "eoh": True})
     assert late.take() is None
     late.begin(5, 6, resync=True, gaps=late.gaps)
-    late.feed({"id": 5, "bars": [_wire_bar(t + 60, 2), _wire_bar(t + 120, 3)]})
+    late.feed({"id": 5, "bars": [_wire_bar(T0 + 60, 2), _wire_bar(T0 + 120, 3)]})
     late.feed({"id": 5, "eoh": True})
     assert [(u.bar.close, u.new) for u in late.take_all()] == [(2, True), (3, True)]
 
