@@ -38,6 +38,7 @@ from httpx_aiohttp import AiohttpTransport
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _child import ChildServer
+from _rounds import round_order
 
 from tradovate_async import Secret, TradovateConfig, TradovateSession
 from tradovate_async.sim import SimulatedTradovate, WarpClock
@@ -176,6 +177,10 @@ class RoundRatios(NamedTuple):
     cpu: list[float]
 
 
+#: The library and the baseline it is compared with: back to back in every round.
+PAIR = ("aiohttp", "library session.get")
+
+
 def _per_round(baseline: list[float], library: list[float]) -> list[float]:
     return [base / lib for base, lib in zip(baseline, library, strict=True)]
 
@@ -227,34 +232,37 @@ async def concurrent(
                 "aiohttp": via_aiohttp,
                 "library session.get": lambda: session.get("account/list"),
             }
-            times: dict[str, list[float]] = {name: [] for name in clients}
-            cpu: dict[str, list[float]] = {name: [] for name in clients}
-            times["server (null client)"] = []
-
-            async def run_once(name: str) -> None:
-                if name == "server (null client)":
-                    times[name].append(await null_client(url, workers, total))
-                    return
-                wall, used = await fan_out(workers, total, clients[name])
-                times[name].append(wall)
-                cpu[name].append(used)
-
-            for call in clients.values():
-                await fan_out(workers, workers * 4, call)  # warm the pools
-            pair = ["aiohttp", "library session.get"]
-            units = [[name] for name in times if name not in pair] + [pair]
-            for round_no in range(rounds):
-                shift = round_no % len(units)
-                for unit in units[shift:] + units[:shift]:
-                    for name in unit if round_no % 2 == 0 else unit[::-1]:
-                        await run_once(name)
-            rates = {name: total / statistics.median(ts) for name, ts in times.items()}
-            return rates, RoundRatios(
-                _per_round(times["aiohttp"], times["library session.get"]),
-                _per_round(cpu["aiohttp"], cpu["library session.get"]),
-            )
+            return await _rounds(clients, url, total, rounds, workers)
     finally:
         server.close()
+
+
+async def _rounds(
+    clients: dict[str, Callable[[], Awaitable[object]]],
+    url: str,
+    total: int,
+    rounds: int,
+    workers: int,
+) -> tuple[dict[str, float], RoundRatios]:
+    """Interleaved rounds of every client and of the null client (see :func:`concurrent`)."""
+    times: dict[str, list[float]] = {name: [] for name in clients}
+    cpu: dict[str, list[float]] = {name: [] for name in clients}
+    times["server (null client)"] = []
+    for call in clients.values():
+        await fan_out(workers, workers * 4, call)  # warm the pools
+    for round_no in range(rounds):
+        for name in round_order(list(times), PAIR, round_no):
+            if name == "server (null client)":
+                times[name].append(await null_client(url, workers, total))
+                continue
+            wall, used = await fan_out(workers, total, clients[name])
+            times[name].append(wall)
+            cpu[name].append(used)
+    rates = {name: total / statistics.median(ts) for name, ts in times.items()}
+    return rates, RoundRatios(
+        _per_round(times["aiohttp"], times["library session.get"]),
+        _per_round(cpu["aiohttp"], cpu["library session.get"]),
+    )
 
 
 async def main() -> None:

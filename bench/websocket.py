@@ -53,6 +53,7 @@ import websockets
 sys.path.insert(0, str(Path(__file__).parent))
 from _child import ChildServer
 from _fast_sender import CONTRACTS, burst_blob, encode_message
+from _rounds import round_order
 
 from tradovate_async import MarketData, TradovateSession
 from tradovate_async.sim import SimulatedTradovate
@@ -196,18 +197,6 @@ class Throughput:
     breakdown: dict[str, dict[str, float]]
 
 
-def round_order(names: list[str], paired: tuple[str, ...], round_no: int) -> list[str]:
-    """The clients of one round: the library clients and the loops they are compared with run
-    back to back (seconds apart, so that the machine's drift reaches both sides of a ratio
-    alike), in an order that rotates every round; the others rotate around them."""
-    others = [name for name in names if name not in paired]
-    block = list(paired[round_no % len(paired) :] + paired[: round_no % len(paired)])
-    if round_no % 2:
-        block.reverse()
-    shift = round_no % (len(others) + 1)
-    return others[:shift] + block + others[shift:]
-
-
 async def throughput(
     session: TradovateSession, url: str, events: int, batch: int, rounds: int
 ) -> Throughput:
@@ -328,6 +317,38 @@ def report(batch: int, rate: dict[str, float]) -> None:
     )
 
 
+def print_ratios(results: dict[int, Throughput]) -> None:
+    """The breakdown against each loop, then the ratios the issue sets targets for (last)."""
+    print("\nper-round ratios against each loop (median; wall clock):")
+    for batch in (1, 10):
+        for name, against in results[batch].breakdown.items():
+            print(
+                f"  {name} at {batch}/frame: "
+                + ", ".join(f"{loop} {value:.2f}" for loop, value in against.items())
+            )
+    print()
+    for batch in (1, 10):
+        result = results[batch]
+        for name in LIBRARY_CLIENTS:
+            print(
+                f"ratio {name} / best loop (recv+{result.best_loop}, of orjson and "
+                f"msgspec the one ws.events() compares worse with) at {batch}/frame: "
+                f"{result.paired[name]:.2f} "
+                f"(target >= 1.0; median of per-round ratios, wall clock; client-thread "
+                f"CPU: {result.paired_cpu[name]:.2f})"
+            )
+        print(
+            f"ratio library / recv+json.loads at {batch}/frame: "
+            f"{result.rate['library'] / result.rate['json.loads']:.2f}"
+        )
+    rates = results[1].rate
+    for name in LIBRARY_CLIENTS:
+        print(
+            f"ratio {name} / bare recv at 1/frame: {rates[name] / rates['recv']:.2f} "
+            "(target >= 0.5)"
+        )
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=120_000)
@@ -368,33 +389,7 @@ async def main() -> None:
             f"saw the drop, {ms_total:.1f} ms from the server's drop ({args.drops} drops; "
             "target <= 50 ms)"
         )
-        print("\nper-round ratios against each loop (median; wall clock):")
-        for batch in (1, 10):
-            for name, against in results[batch].breakdown.items():
-                print(
-                    f"  {name} at {batch}/frame: "
-                    + ", ".join(f"{loop} {value:.2f}" for loop, value in against.items())
-                )
-        print()
-        for batch in (1, 10):
-            result = results[batch]
-            for name in LIBRARY_CLIENTS:
-                print(
-                    f"ratio {name} / best loop (recv+{result.best_loop}, of orjson and "
-                    f"msgspec the one ws.events() compares worse with) at {batch}/frame: "
-                    f"{result.paired[name]:.2f} "
-                    f"(target >= 1.0; median of per-round ratios, wall clock; client-thread "
-                    f"CPU: {result.paired_cpu[name]:.2f})"
-                )
-            print(
-                f"ratio library / recv+json.loads at {batch}/frame: "
-                f"{result.rate['library'] / result.rate['json.loads']:.2f}"
-            )
-        for name in LIBRARY_CLIENTS:
-            print(
-                f"ratio {name} / bare recv at 1/frame: {rates[1][name] / rates[1]['recv']:.2f} "
-                "(target >= 0.5)"
-            )
+        print_ratios(results)
     finally:
         sender.close()
 
