@@ -89,6 +89,43 @@ def trickle(interval: float, total: int = 10_000) -> Behaviour:
     return behave
 
 
+def silent() -> Behaviour:
+    """Reads the request, then never answers (until the client hangs up)."""
+
+    async def behave(request: Request, stream: anyio.abc.SocketStream, stats: Stats) -> None:
+        await stream.receive()  # returns or raises when the client closes
+
+    return behave
+
+
+def silent_after_head(length: int = 100) -> Behaviour:
+    """The head of a ``length``-byte answer, then nothing."""
+
+    async def behave(request: Request, stream: anyio.abc.SocketStream, stats: Stats) -> None:
+        await stream.send(
+            head(200, {"Content-Type": "application/json", "Content-Length": str(length)})
+        )
+        await stream.receive()
+
+    return behave
+
+
+def steady(pieces: int, interval: float) -> Behaviour:
+    """A JSON answer whose body comes in ``pieces`` pieces, one every ``interval`` seconds."""
+    body = b"[" + b" " * (pieces - 2) + b"]"
+
+    async def behave(request: Request, stream: anyio.abc.SocketStream, stats: Stats) -> None:
+        await stream.send(
+            head(200, {"Content-Type": "application/json", "Content-Length": str(len(body))})
+        )
+        for n in range(pieces):
+            await anyio.sleep(interval)
+            await stream.send(body[n : n + 1])
+            stats.body_bytes_sent += 1
+
+    return behave
+
+
 def endless_chunked(chunk: int = 64 * 1024) -> Behaviour:
     """A chunked body that never ends (until the client hangs up)."""
 

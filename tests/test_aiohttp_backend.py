@@ -12,11 +12,21 @@ import httpx
 import pytest
 import trustme
 
-from tests.hostile_http import HostileServer, announced, endless_chunked, gzip_bomb, trickle
+from tests.hostile_http import (
+    HostileServer,
+    announced,
+    endless_chunked,
+    gzip_bomb,
+    silent,
+    silent_after_head,
+    steady,
+    trickle,
+)
 from tradovate_async import (
     ConnectFailedError,
     ExchangeBounds,
     ExchangeDeadlineError,
+    RequestTimeoutError,
     ResponseTooLargeError,
     TokenRejectedError,
     TradovateConfig,
@@ -40,6 +50,58 @@ async def test_a_trickling_rest_answer_ends_at_the_deadline(backend: Backend) ->
         ) as session:
             with anyio.fail_after(SAFETY), pytest.raises(ExchangeDeadlineError):
                 await session.post("userPlugin/create", json={})  # a command: never retried
+
+
+@BACKENDS
+async def test_a_silent_server_is_a_read_timeout_not_the_deadline(backend: Backend) -> None:
+    """``Timeouts.request`` bounds the wait for an answer (the deadline is far away)."""
+    routes = {"userPlugin/create": silent(), "position/list": silent_after_head()}
+    async with HostileServer(routes) as server:
+        async with TradovateSession(
+            server.config(), timeout=Timeouts(0.5), http_backend=backend
+        ) as session:
+            for send in (
+                lambda: session.post("userPlugin/create", json={}),  # a command: never retried
+                lambda: session.request("POST", "position/list", json={}),
+            ):
+                with anyio.fail_after(SAFETY), pytest.raises(RequestTimeoutError) as caught:
+                    await send()
+                assert not isinstance(caught.value, ExchangeDeadlineError)
+                assert "position/list" in str(caught.value) or "userPlugin" in str(caught.value)
+            assert await session.get("account/list") == []  # the session goes on
+            assert _watched(session) == 0
+
+
+@BACKENDS
+async def test_an_answer_that_keeps_coming_outlasts_the_read_timeout(backend: Backend) -> None:
+    """The read timeout starts again with every piece: a slow, steady body is read whole."""
+    async with HostileServer({"account/list": steady(8, 0.15)}) as server:
+        async with TradovateSession(
+            server.config(), timeout=Timeouts(0.5), http_backend=backend
+        ) as session:
+            with anyio.fail_after(SAFETY):
+                assert await session.get("account/list") == []
+    assert server.stats.body_bytes_sent == 8
+
+
+async def test_a_cancelled_exchange_is_a_cancellation_and_leaves_nothing_behind() -> None:
+    """A cancellation from outside is not taken for the watch's: it propagates, the exchange
+    leaves the watch, and the next read timeout still fires for the next call."""
+    async with HostileServer({"userPlugin/create": silent()}) as server:
+        async with TradovateSession(server.config(), timeout=Timeouts(0.5)) as session:
+            with anyio.move_on_after(0.1) as scope:
+                await session.post("userPlugin/create", json={})
+            assert scope.cancelled_caught
+            assert _watched(session) == 0
+            with anyio.fail_after(SAFETY), pytest.raises(RequestTimeoutError):
+                await session.post("userPlugin/create", json={})
+            assert _watched(session) == 0
+
+
+def _watched(session: TradovateSession) -> int:
+    exchanger = session._http._exchanger
+    watch = None if exchanger is None else exchanger._watch
+    return 0 if watch is None else len(watch)
 
 
 @BACKENDS

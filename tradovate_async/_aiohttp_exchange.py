@@ -9,9 +9,13 @@ session's own calls (``session.get``/``post``/``request`` and ``session.api``) g
 users know, and token requests stay on httpx (rare, and tested byte for byte).
 
 The exchange keeps every rule of :func:`~tradovate_async._http.bounded_exchange`: one deadline
-for the whole exchange, a cap on the (decoded) body checked against ``Content-Length`` before
-reading, no redirects followed, TLS verified with the same context httpx would build, and the
-same "no answer" errors. :class:`~tradovate_async.ConnectFailedError` is raised only when no
+for the whole exchange and a read timeout (``Timeouts.request``) that starts again when the
+request went out, when the answer's head came and with every piece of its body (both kept by
+an :class:`~tradovate_async._exchange_watch.ExchangeWatch`, not by aiohttp's timers), a cap on
+the (decoded) body checked against ``Content-Length`` before reading, no redirects followed,
+TLS verified with the same context httpx would build, and the same "no answer" errors. The
+read timeout differs from httpx's (per socket read) in one way: a head that trickles in must
+be complete within it. :class:`~tradovate_async.ConnectFailedError` is raised only when no
 connection carried the request (aiohttp's connector errors and connect timeouts), so a caller
 may treat it as "not sent". aiohttp's exceptions carry the request's headers (the bearer
 token): they are never chained, and their messages are not shown, only their type names.
@@ -20,6 +24,7 @@ token): they are never chained, and their messages are not shown, only their typ
 from __future__ import annotations
 
 import asyncio
+import functools
 import json as jsonlib
 import logging
 import ssl
@@ -38,6 +43,7 @@ from ._errors import (
     TradovateError,
     TransportError,
 )
+from ._exchange_watch import ExchangeWatch, Limit
 from ._http import Answer, ExchangeBounds, deadline_error, exchange_label, read_capped
 from ._options import Timeouts
 
@@ -75,25 +81,19 @@ class AiohttpExchanger:
         # httpx's own default trust (certifi) when the user gave none: the same CAs either way.
         self._ssl = ssl_context if ssl_context is not None else httpx.create_ssl_context()
         self._limits = limits
+        self._read_timeout = timeouts.request
+        # Only connecting keeps an aiohttp timer: the deadline and the read timeout of every
+        # exchange are the watch's (see _exchange_watch), which costs a timer for all of them.
         self._timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=timeouts.connect_seconds, sock_read=timeouts.request
+            total=None, sock_connect=timeouts.connect_seconds, sock_read=None
         )
         self._session: aiohttp.ClientSession | None = None
-        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
-
-    def _timeout_for(self, bounds: ExchangeBounds) -> aiohttp.ClientTimeout:
-        """The session's socket timeouts with the exchange's deadline as aiohttp's total: one
-        timer that aiohttp keeps anyway, rather than a cancel scope of our own per request."""
-        timeout = self._timeouts.get(bounds.deadline)
-        if timeout is None:
-            timeout = self._timeouts[bounds.deadline] = aiohttp.ClientTimeout(
-                total=bounds.deadline,
-                sock_connect=self._timeout.sock_connect,
-                sock_read=self._timeout.sock_read,
-            )
-        return timeout
+        self._watch: ExchangeWatch | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def open(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._watch = ExchangeWatch(self._loop, self._read_timeout)
         connector = aiohttp.TCPConnector(
             ssl=self._ssl,
             limit=self._limits.max_connections or 0,
@@ -108,6 +108,8 @@ class AiohttpExchanger:
 
     async def aclose(self) -> None:
         session, self._session = self._session, None
+        if self._watch is not None:
+            self._watch.close()
         if session is not None:
             with anyio.CancelScope(shield=True):
                 await session.close()
@@ -122,8 +124,8 @@ class AiohttpExchanger:
         headers: Mapping[str, str] | None = None,
     ) -> Answer:
         """Send one request and read its answer within ``bounds`` (see the module docstring)."""
-        session = self._session
-        if session is None:
+        session, watch = self._session, self._watch
+        if session is None or watch is None:
             raise TransportError("the HTTP connection pool is closed")
         where = exchange_label(method, url)
         sent = headers  # aiohttp copies them into the request's own headers
@@ -131,30 +133,39 @@ class AiohttpExchanger:
         if json is not None:
             body = _encode_json(json)
             sent = {**(headers or {}), "Content-Type": "application/json"}
-        failure: TradovateError | None = None
-        loop = asyncio.get_running_loop()
-        started = loop.time()
+        task = asyncio.current_task(self._loop)  # the loop given: no getpid() (see _session_http)
+        assert task is not None
+        watch.start(task, bounds.deadline)
         try:
             async with session.request(
-                method,
-                url,
-                data=body,
-                headers=sent,
-                allow_redirects=False,
-                timeout=self._timeout_for(bounds),
+                method, url, data=body, headers=sent, allow_redirects=False
             ) as response:
+                watch.progress(task)
                 content = await read_capped(
                     response.content_length,
                     response.content.iter_any(),
                     status=response.status,
                     limit=bounds.max_body,
                     where=where,
+                    progress=functools.partial(watch.progress, task),
                 )
                 return Answer(response.status, response.headers, content)
+        except asyncio.CancelledError:
+            limit = watch.expired(task)
+            if limit is None or task.uncancel() > 0:
+                raise  # not the watch's, or cancelled by someone else as well
+            failure = self._expired(limit, where, bounds)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            # aiohttp's total timeout is the deadline; its socket timeouts are the operations'.
-            if type(exc) is TimeoutError and loop.time() - started >= bounds.deadline * 0.999:
-                failure = deadline_error(where, bounds)
-            else:
-                failure = translate_aiohttp_error(exc, where)
+            failure = translate_aiohttp_error(exc, where)
+        finally:
+            watch.finish(task)
+            if watch.expired(task) is not None:  # the exchange swallowed the cancellation
+                task.uncancel()
         raise failure
+
+    def _expired(self, limit: Limit, where: str, bounds: ExchangeBounds) -> TradovateError:
+        if limit == "deadline":
+            return deadline_error(where, bounds)
+        return RequestTimeoutError(
+            f"{where}: no answer in time (nothing arrived for {self._read_timeout:g} s)"
+        )

@@ -128,10 +128,17 @@ def deadline_error(where: str, bounds: ExchangeBounds) -> ExchangeDeadlineError:
 
 
 async def read_capped(
-    declared: int | None, chunks: AsyncIterator[bytes], *, status: int, limit: int, where: str
+    declared: int | None,
+    chunks: AsyncIterator[bytes],
+    *,
+    status: int,
+    limit: int,
+    where: str,
+    progress: Callable[[], object] | None = None,
 ) -> bytes:
     """The body from ``chunks`` (decoded), refused when ``declared`` (``Content-Length``) or
-    what arrives passes ``limit``; shared by both HTTP stacks."""
+    what arrives passes ``limit``; shared by both HTTP stacks. ``progress`` is called for
+    every piece (the aiohttp exchange's read timeout starts again)."""
     if declared is not None and declared > limit:
         raise ResponseTooLargeError(
             f"{where}: the answer announces {declared} bytes, more than the {limit} allowed "
@@ -141,6 +148,8 @@ async def read_capped(
     parts: list[bytes] = []
     size = 0
     async for chunk in chunks:
+        if progress is not None:
+            progress()
         size += len(chunk)
         if size > limit:
             raise ResponseTooLargeError(
