@@ -34,6 +34,7 @@ import asyncio
 import base64
 import gc
 import json
+import logging
 import os
 import socket
 import statistics
@@ -289,6 +290,8 @@ async def recovery(drops: int) -> tuple[float, float]:
     """Median ms from the client seeing a drop, and from the server's drop, to resubscribed."""
     recoveries: list[float] = []
     end_to_end: list[float] = []
+    # The drops are the benchmark's own: their warnings would only bury the figures.
+    logging.getLogger("tradovate_async").setLevel(logging.ERROR)
     async with SimulatedTradovate(quote_interval=3600.0) as sim:
         async with TradovateSession(sim.config()) as session:
             async with session.websocket(kind="md", stable_after=0.2) as md:
