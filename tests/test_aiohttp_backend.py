@@ -3,7 +3,10 @@ errors, TLS verification and bearer handling as the httpx path, against real ser
 
 from __future__ import annotations
 
+import http.server
 import ssl
+import threading
+import time
 from pathlib import Path
 from typing import Literal
 
@@ -20,6 +23,7 @@ from tests.hostile_http import (
     silent,
     silent_after_head,
     steady,
+    token_answer,
     trickle,
 )
 from tradovate_async import (
@@ -96,6 +100,56 @@ async def test_a_cancelled_exchange_is_a_cancellation_and_leaves_nothing_behind(
             with anyio.fail_after(SAFETY), pytest.raises(RequestTimeoutError):
                 await session.post("userPlugin/create", json={})
             assert _watched(session) == 0
+
+
+class _HeldAnswers(http.server.BaseHTTPRequestHandler):
+    """In a thread of its own: answers ``userPlugin/create`` only once the test says so."""
+
+    protocol_version = "HTTP/1.1"
+    received = threading.Event()
+    go = threading.Event()
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        body = token_answer() if "accesstoken" in self.path else b"[]"
+        if "userPlugin" in self.path:
+            self.received.set()
+            self.go.wait(SAFETY)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+async def test_an_answer_that_came_while_the_loop_was_blocked_is_read() -> None:
+    """The event loop blocked past the read timeout while the answer arrived: the answer is
+    taken, not a timeout (the watch looks again once the waiting task had its turn)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HeldAnswers)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    config = HostileServer({}).config(api_url=url)
+    try:
+        async with TradovateSession(config, timeout=Timeouts(0.5)) as session:
+            answers: list[object] = []
+
+            async def command() -> None:
+                answers.append(await session.post("userPlugin/create", json={}))
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(command)
+                with anyio.fail_after(SAFETY):
+                    while not _HeldAnswers.received.is_set():
+                        await anyio.sleep(0.01)
+                _HeldAnswers.go.set()
+                time.sleep(0.8)  # noqa: ASYNC251 (blocking the loop is the point)
+            assert answers == [[]]
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def _watched(session: TradovateSession) -> int:

@@ -83,13 +83,34 @@ class ExchangeWatch:
         self._timer, self._timer_at = None, float("inf")
         now = self._loop.time()
         soonest = float("inf")
+        quiet: list[asyncio.Task[object]] = []
         for task, (read_at, deadline_at) in list(self._limits.items()):
-            if deadline_at <= now or read_at <= now:
-                del self._limits[task]
-                if not task.done():
-                    self._expired[task] = "deadline" if deadline_at <= now else "read"
-                    task.cancel()
+            if deadline_at <= now:
+                self._expire(task, "deadline")
+            elif read_at <= now:
+                quiet.append(task)
             else:
                 soonest = min(soonest, read_at, deadline_at)
+        if quiet:
+            # After a long block of the loop, the read that ends the silence runs in this same
+            # turn, before the task that takes it: look again once that task has had its step.
+            self._loop.call_soon(self._confirm, quiet)
         if soonest != float("inf"):
             self._arm(soonest)
+
+    def _confirm(self, quiet: list[asyncio.Task[object]]) -> None:
+        now = self._loop.time()
+        for task in quiet:
+            limits = self._limits.get(task)
+            if limits is None:
+                continue  # finished meanwhile
+            if limits[0] <= now:
+                self._expire(task, "read")
+            elif min(limits) < self._timer_at:
+                self._arm(min(limits))
+
+    def _expire(self, task: asyncio.Task[object], limit: Limit) -> None:
+        del self._limits[task]
+        if not task.done():
+            self._expired[task] = limit
+            task.cancel()
