@@ -40,6 +40,7 @@ class ExchangeWatch:
         self._expired: dict[asyncio.Task[object], Limit] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = float("inf")
+        self._closed = False
 
     def __len__(self) -> int:
         """Exchanges being watched."""
@@ -69,12 +70,15 @@ class ExchangeWatch:
         return self._expired.pop(task, None)
 
     def close(self) -> None:
-        """Stop the timer (the exchanges in flight are cancelled by their owner)."""
+        """Stop the timer for good (the exchanges in flight are cancelled by their owner)."""
+        self._closed = True
         if self._timer is not None:
             self._timer.cancel()
             self._timer, self._timer_at = None, float("inf")
 
     def _arm(self, when: float) -> None:
+        if self._closed:
+            return
         if self._timer is not None:
             self._timer.cancel()
         self._timer, self._timer_at = self._loop.call_at(when, self._fire), when
