@@ -79,13 +79,13 @@ async def test_a_silent_server_is_a_read_timeout_not_the_deadline(backend: Backe
 @BACKENDS
 async def test_an_answer_that_keeps_coming_outlasts_the_read_timeout(backend: Backend) -> None:
     """The read timeout starts again with every piece: a slow, steady body is read whole."""
-    async with HostileServer({"account/list": steady(8, 0.15)}) as server:
+    async with HostileServer({"account/list": steady(16, 0.1)}) as server:
         async with TradovateSession(
-            server.config(), timeout=Timeouts(0.5), http_backend=backend
+            server.config(), timeout=Timeouts(1.0), http_backend=backend
         ) as session:
             with anyio.fail_after(SAFETY):
                 assert await session.get("account/list") == []
-    assert server.stats.body_bytes_sent == 8
+    assert server.stats.body_bytes_sent == 16
 
 
 async def test_a_cancelled_exchange_is_a_cancellation_and_leaves_nothing_behind() -> None:
