@@ -197,11 +197,13 @@ def _per_round(baseline: list[float], library: list[float]) -> list[float]:
 
 async def concurrent(
     total: int, rounds: int, workers: int = 50
-) -> tuple[dict[str, float], RoundRatios]:
-    """Requests per second of each client (median of interleaved rounds) and, per round, the
-    library's rate divided by plain aiohttp's. The order of the clients rotates every round,
-    but the library and plain aiohttp always run one right after the other (which of them
-    first alternates), so a ratio is not moved by what the machine did between them."""
+) -> tuple[dict[str, float], RoundRatios, dict[str, float]]:
+    """Requests per second of each client (median of interleaved rounds), per round the
+    library's rate divided by plain aiohttp's, and then the median seconds of one sequential
+    call of each of the two against the same server (taking turns). The order of the clients
+    rotates every round, but the library and plain aiohttp always run one right after the
+    other (which of them first alternates), so a ratio is not moved by what the machine did
+    between them."""
     server = ChildServer("_fast_http.py")
     url = server.url
     headers = {"Accept": "application/json", "Authorization": "Bearer fast-server-token"}
@@ -243,16 +245,8 @@ async def concurrent(
                 "library session.get": lambda: session.get("account/list"),
             }
             rates, ratios = await _rounds(clients, url, total, rounds, workers)
-            pair = ("library session.get", "aiohttp")
-            taken = await alternating(clients, pair, 2_000)
-            added = statistics.median(taken[pair[0]]) - statistics.median(taken[pair[1]])
-            print(
-                f"sequential against the fast server, median per call: library "
-                f"{statistics.median(taken[pair[0]]) * 1e6:,.0f} us, plain aiohttp "
-                f"{statistics.median(taken[pair[1]]) * 1e6:,.0f} us: the library adds "
-                f"{added * 1e6:+,.0f} us"
-            )
-            return rates, ratios
+            taken = await alternating(clients, ("library session.get", "aiohttp"), 2_000)
+            return rates, ratios, {name: statistics.median(ts) for name, ts in taken.items()}
     finally:
         server.close()
 
@@ -312,7 +306,12 @@ async def main() -> None:
             f"session.get / plain {backend}, sequential: {sequential.ratio[backend]:.3f} "
             f"({scope}; median of per-round ratios)"
         )
-    rates, round_ratios = await concurrent(args.concurrent_requests, args.concurrent_rounds)
+    rates, round_ratios, fast = await concurrent(args.concurrent_requests, args.concurrent_rounds)
+    library, plain = fast["library session.get"], fast["aiohttp"]
+    print(
+        f"sequential against the fast server, median per call: library {library * 1e6:,.0f} us, "
+        f"plain aiohttp {plain * 1e6:,.0f} us: the library adds {(library - plain) * 1e6:+,.0f} us"
+    )
     print("\n50 concurrent workers, requests/s, median of interleaved rounds:")
     for name, rate in sorted(rates.items(), key=lambda kv: -kv[1]):
         print(f"  {name:>26}: {rate:>9,.0f}")

@@ -172,7 +172,8 @@ async def typed_client(session: TradovateSession, url: str, events: int, batch: 
 
 CLIENTS = ("recv", "recv+deflate", "json.loads", "orjson", "msgspec", "library")
 LIBRARY_CLIENTS = ("library", "library typed quotes")
-#: The best hand-written loops: the library's ratios are taken against the faster of them.
+#: The best hand-written loops: the library's ratios are taken against the one it compares
+#: worse with (see :class:`Throughput`).
 BEST_LOOPS = ("orjson", "msgspec")
 
 

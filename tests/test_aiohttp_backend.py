@@ -64,14 +64,11 @@ async def test_a_silent_server_is_a_read_timeout_not_the_deadline(backend: Backe
         async with TradovateSession(
             server.config(), timeout=Timeouts(0.5), http_backend=backend
         ) as session:
-            for send in (
-                lambda: session.post("userPlugin/create", json={}),  # a command: never retried
-                lambda: session.request("POST", "position/list", json={}),
-            ):
+            for path in routes:  # POSTed: commands are never retried
                 with anyio.fail_after(SAFETY), pytest.raises(RequestTimeoutError) as caught:
-                    await send()
+                    await session.post(path, json={})
                 assert not isinstance(caught.value, ExchangeDeadlineError)
-                assert "position/list" in str(caught.value) or "userPlugin" in str(caught.value)
+                assert path in str(caught.value)
             assert await session.get("account/list") == []  # the session goes on
             assert _watched(session) == 0
 
@@ -102,19 +99,26 @@ async def test_a_cancelled_exchange_is_a_cancellation_and_leaves_nothing_behind(
             assert _watched(session) == 0
 
 
-class _HeldAnswers(http.server.BaseHTTPRequestHandler):
-    """In a thread of its own: answers ``userPlugin/create`` only once the test says so."""
+class _HeldAnswers(http.server.ThreadingHTTPServer):
+    """In threads of its own: answers ``userPlugin/create`` only once the test says ``go``
+    (each server its own events, so no run sees another's)."""
 
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _HeldAnswerHandler)
+        self.received = threading.Event()
+        self.go = threading.Event()
+
+
+class _HeldAnswerHandler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    received = threading.Event()
-    go = threading.Event()
+    server: _HeldAnswers
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", "0")))
         body = token_answer() if "accesstoken" in self.path else b"[]"
         if "userPlugin" in self.path:
-            self.received.set()
-            self.go.wait(SAFETY)
+            self.server.received.set()
+            self.server.go.wait(SAFETY)
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -128,7 +132,7 @@ class _HeldAnswers(http.server.BaseHTTPRequestHandler):
 async def test_an_answer_that_came_while_the_loop_was_blocked_is_read() -> None:
     """The event loop blocked past the read timeout while the answer arrived: the answer is
     taken, not a timeout (the watch looks again once the waiting task had its turn)."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HeldAnswers)
+    server = _HeldAnswers()
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/v1"
     config = HostileServer({}).config(api_url=url)
@@ -141,10 +145,8 @@ async def test_an_answer_that_came_while_the_loop_was_blocked_is_read() -> None:
 
             async with anyio.create_task_group() as tg:
                 tg.start_soon(command)
-                with anyio.fail_after(SAFETY):
-                    while not _HeldAnswers.received.is_set():
-                        await anyio.sleep(0.01)
-                _HeldAnswers.go.set()
+                assert await anyio.to_thread.run_sync(server.received.wait, SAFETY)
+                server.go.set()
                 time.sleep(0.8)  # noqa: ASYNC251 (blocking the loop is the point)
             assert answers == [[]]
     finally:
