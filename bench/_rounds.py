@@ -1,7 +1,10 @@
-"""The order of the clients in one round of an interleaved benchmark, shared by the scripts."""
+"""What the interleaved benchmarks share: the order of the clients in one round, and how far
+the rounds' noise could move a median."""
 
 from __future__ import annotations
 
+import random
+import statistics
 from collections.abc import Sequence
 
 
@@ -15,3 +18,13 @@ def round_order(names: Sequence[str], paired: Sequence[str], round_no: int) -> l
     block = list(paired[turn:]) + list(paired[:turn])
     shift = round_no % (len(others) + 1)
     return others[:shift] + block + others[shift:]
+
+
+def median_interval(values: Sequence[float], resamples: int = 2000) -> tuple[float, float]:
+    """The 5th and 95th percentiles of the median of ``values`` over bootstrap resamples (a
+    fixed seed: the same rounds give the same interval)."""
+    rng = random.Random(11)
+    medians = sorted(
+        statistics.median(rng.choices(values, k=len(values))) for _ in range(resamples)
+    )
+    return medians[resamples // 20], medians[resamples - 1 - resamples // 20]

@@ -15,9 +15,11 @@ faster than any client: a raw-socket "null client" round proves it), 50 concurre
 interleaved rounds with: plain httpx (its default pool), plain httpx with a keep-alive pool as
 large as the concurrency, plain aiohttp, httpx over the ``httpx-aiohttp`` transport, and the
 library's ``session.get`` with its default transport. Prints requests per second and, last, the
-library divided by plain aiohttp: the median of per-round ratios (target >= 0.8).
+library divided by plain aiohttp: the median of per-round ratios (target >= 0.8), over those
+rounds and 20 more of the two alone, with a 90 % bootstrap interval of the median.
 
-Run: ``python bench/session.py [--requests N] [--rounds R] [--concurrent-requests N]``
+Run: ``python bench/session.py [--requests N] [--rounds R] [--concurrent-requests N]
+[--concurrent-rounds R] [--paired-rounds R]``
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from httpx_aiohttp import AiohttpTransport
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _child import ChildServer
-from _rounds import round_order
+from _rounds import median_interval, round_order
 
 from tradovate_async import Secret, TradovateConfig, TradovateSession
 from tradovate_async.sim import SimulatedTradovate, WarpClock
@@ -196,14 +198,15 @@ def _per_round(baseline: list[float], library: list[float]) -> list[float]:
 
 
 async def concurrent(
-    total: int, rounds: int, workers: int = 50
+    total: int, rounds: int, paired_rounds: int, workers: int = 50
 ) -> tuple[dict[str, float], RoundRatios, dict[str, float]]:
     """Requests per second of each client (median of interleaved rounds), per round the
     library's rate divided by plain aiohttp's, and then the median seconds of one sequential
     call of each of the two against the same server (taking turns). The order of the clients
     rotates every round, but the library and plain aiohttp always run one right after the
     other (which of them first alternates), so a ratio is not moved by what the machine did
-    between them."""
+    between them. ``paired_rounds`` more rounds of those two alone add to the ratios (the
+    httpx clients take most of a full round's time and no ratio needs them)."""
     server = ChildServer("_fast_http.py")
     url = server.url
     headers = {"Accept": "application/json", "Authorization": "Bearer fast-server-token"}
@@ -245,10 +248,29 @@ async def concurrent(
                 "library session.get": lambda: session.get("account/list"),
             }
             rates, ratios = await _rounds(clients, url, total, rounds, workers)
+            await _paired_rounds(clients, total, paired_rounds, workers, ratios)
             taken = await alternating(clients, ("library session.get", "aiohttp"), 2_000)
             return rates, ratios, {name: statistics.median(ts) for name, ts in taken.items()}
     finally:
         server.close()
+
+
+async def _paired_rounds(
+    clients: dict[str, Callable[[], Awaitable[object]]],
+    total: int,
+    rounds: int,
+    workers: int,
+    ratios: RoundRatios,
+) -> None:
+    """Rounds of the library and plain aiohttp alone, back to back: their ratios join
+    ``ratios``."""
+    for round_no in range(rounds):
+        wall: dict[str, float] = {}
+        cpu: dict[str, float] = {}
+        for name in round_order(PAIR, PAIR, round_no):
+            wall[name], cpu[name] = await fan_out(workers, total, clients[name])
+        ratios.wall.extend(_per_round([wall[PAIR[0]]], [wall[PAIR[1]]]))
+        ratios.cpu.extend(_per_round([cpu[PAIR[0]]], [cpu[PAIR[1]]]))
 
 
 async def _rounds(
@@ -286,6 +308,12 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--concurrent-requests", type=int, default=5000)
     parser.add_argument("--concurrent-rounds", type=int, default=5)
+    parser.add_argument(
+        "--paired-rounds",
+        type=int,
+        default=20,
+        help="more 50-way rounds of the library and plain aiohttp alone, for their ratio",
+    )
     args = parser.parse_args()
 
     token_requests = await single_flight(args.concurrency)
@@ -306,7 +334,9 @@ async def main() -> None:
             f"session.get / plain {backend}, sequential: {sequential.ratio[backend]:.3f} "
             f"({scope}; median of per-round ratios)"
         )
-    rates, round_ratios, fast = await concurrent(args.concurrent_requests, args.concurrent_rounds)
+    rates, round_ratios, fast = await concurrent(
+        args.concurrent_requests, args.concurrent_rounds, args.paired_rounds
+    )
     library, plain = fast["library session.get"], fast["aiohttp"]
     print(
         f"sequential against the fast server, median per call: library {library * 1e6:,.0f} us, "
@@ -319,10 +349,12 @@ async def main() -> None:
     print(f"  server / fastest client: {rates['server (null client)'] / fastest:.1f}x")
     print("  library / aiohttp per round: " + ", ".join(f"{r:.2f}" for r in round_ratios.wall))
     print("  the same from client CPU: " + ", ".join(f"{r:.2f}" for r in round_ratios.cpu))
+    low, high = median_interval(round_ratios.wall)
     print(
         f"ratio library session.get / plain aiohttp, 50 concurrent: "
-        f"{statistics.median(round_ratios.wall):.2f} (target >= 0.8; median of per-round ratios, "
-        f"wall clock; client CPU: {statistics.median(round_ratios.cpu):.2f})"
+        f"{statistics.median(round_ratios.wall):.2f} (target >= 0.8; median of "
+        f"{len(round_ratios.wall)} per-round ratios, wall clock, 90% interval "
+        f"{low:.2f}-{high:.2f}; client CPU: {statistics.median(round_ratios.cpu):.2f})"
     )
 
 

@@ -13,7 +13,10 @@ Clients, each taking the same bursts in interleaved rounds (the order rotates ev
   (``recv(decode=False)`` bytes for orjson and msgspec, no compression);
 - ``library``: ``ws.events()`` of ``tradovate_async`` with its defaults.
 
-Each figure is the median over rounds, at 1 and 10 events per frame. The last lines are the
+Each figure is the median over rounds, at 1 and 10 events per frame: 9 rounds at 1 per frame,
+45 at 10 per frame, where the library and the loops spend most of their time on the same
+decoding and differ by a few percent, less than one round's noise on a shared machine. Beside
+each target ratio goes a 90 % bootstrap interval of its median. The last lines are the
 ratios the performance issue sets targets for. In every round the library clients and both best
 loops (orjson, msgspec) run back to back, in an order that rotates; a ratio against a loop is
 the median of the per-round ratios, and the baseline is the loop that ``ws.events()`` compares
@@ -24,7 +27,7 @@ of two noisy samples: on a machine whose rounds vary by 10 %, that alone moves a
 towards the loops. Then: the library's memory (retained bytes per undelivered event, RSS growth
 over a long stream) and the drop -> re-authorized -> resubscribed time against the simulator.
 
-Run: ``python bench/websocket.py [--events 120000] [--rounds 9] [--drops 20]``
+Run: ``python bench/websocket.py [--events 120000] [--rounds 9] [--rounds-10 45] [--drops 20]``
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ import websockets
 sys.path.insert(0, str(Path(__file__).parent))
 from _child import ChildServer
 from _fast_sender import CONTRACTS, burst_blob, encode_message
-from _rounds import round_order
+from _rounds import median_interval, round_order
 
 from tradovate_async import MarketData, TradovateSession
 from tradovate_async.sim import SimulatedTradovate
@@ -184,6 +187,7 @@ class Throughput:
     down or speeds up between rounds moves both sides of a ratio alike."""
 
     rate: dict[str, float]
+    rounds: int
     #: the loop of :data:`BEST_LOOPS` that ``ws.events()`` compares worse with (the lower
     #: median of per-round ratios): the baseline of every ratio
     best_loop: str
@@ -193,6 +197,9 @@ class Throughput:
     #: the same from the CPU time of the client's thread (``time.thread_time``): what the
     #: client itself costs, whatever else the machine runs meanwhile
     paired_cpu: dict[str, float]
+    #: per library client, the 5th and 95th percentiles of the median in :attr:`paired` over
+    #: bootstrap resamples of the rounds: how far the rounds' noise could move it
+    paired_interval: dict[str, tuple[float, float]]
     #: per library client and loop, the median of per-round ratios against that loop, and
     #: against the faster of the two loops in each round (the faster of two noisy samples:
     #: biased towards the loops by the noise, printed as the strictest figure)
@@ -224,15 +231,20 @@ async def throughput(
     def ratio(baseline: list[float], library: list[float]) -> float:
         return statistics.median(b / t for b, t in zip(baseline, library, strict=True))
 
+    def interval(baseline: list[float], library: list[float]) -> tuple[float, float]:
+        return median_interval([b / t for b, t in zip(baseline, library, strict=True)])
+
     # The loop the library compares worst with: per-round ratios are noisy, so the loop with
     # the higher median rate is not always the one with the lower median ratio.
     best_loop = min(BEST_LOOPS, key=lambda loop: ratio(times[loop], times["library"]))
     either = [min(pair) for pair in zip(*(times[loop] for loop in BEST_LOOPS), strict=True)]
     return Throughput(
         rate={name: events / statistics.median(ts) for name, ts in times.items()},
+        rounds=rounds,
         best_loop=best_loop,
         paired={name: ratio(times[best_loop], times[name]) for name in LIBRARY_CLIENTS},
         paired_cpu={name: ratio(cpu[best_loop], cpu[name]) for name in LIBRARY_CLIENTS},
+        paired_interval={name: interval(times[best_loop], times[name]) for name in LIBRARY_CLIENTS},
         breakdown={
             name: {
                 **{loop: ratio(times[loop], times[name]) for loop in BEST_LOOPS},
@@ -334,11 +346,13 @@ def print_ratios(results: dict[int, Throughput]) -> None:
     for batch in (1, 10):
         result = results[batch]
         for name in LIBRARY_CLIENTS:
+            low, high = result.paired_interval[name]
             print(
                 f"ratio {name} / best loop (recv+{result.best_loop}, of orjson and "
                 f"msgspec the one ws.events() compares worse with) at {batch}/frame: "
                 f"{result.paired[name]:.2f} "
-                f"(target >= 1.0; median of per-round ratios, wall clock; client-thread "
+                f"(target >= 1.0; median of {result.rounds} per-round ratios, wall clock, "
+                f"90% interval {low:.2f}-{high:.2f}; client-thread "
                 f"CPU: {result.paired_cpu[name]:.2f})"
             )
         print(
@@ -356,7 +370,13 @@ def print_ratios(results: dict[int, Throughput]) -> None:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=120_000)
-    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--rounds", type=int, default=9, help="rounds at 1 event per frame")
+    parser.add_argument(
+        "--rounds-10",
+        type=int,
+        default=45,
+        help="rounds at 10 events per frame, where the library is closest to the loops",
+    )
     parser.add_argument("--drops", type=int, default=20)
     parser.add_argument("--memory-events", type=int, default=1_000_000)
     args = parser.parse_args()
@@ -368,10 +388,8 @@ async def main() -> None:
             config = sim.config()
             async with TradovateSession(config) as session:
                 results: dict[int, Throughput] = {}
-                for batch in (1, 10):
-                    results[batch] = await throughput(
-                        session, sender.url, events, batch, args.rounds
-                    )
+                for batch, rounds in ((1, args.rounds), (10, args.rounds_10)):
+                    results[batch] = await throughput(session, sender.url, events, batch, rounds)
                     report(batch, results[batch].rate)
                 rates = {batch: result.rate for batch, result in results.items()}
                 for batch in (1, 10):
