@@ -53,7 +53,7 @@ async def run_client(name: str, url: str, events: int, batch: int) -> None:
             await client(session, url, count, batch)
 
 
-def instructions(name: str, url: str, events: int, batch: int, scratch: Path) -> int:
+def instructions(name: str, batch: int, events: int, url: str, scratch: Path) -> int:
     """Instructions the client process executed in all, from cachegrind's summary line."""
     out = scratch / f"{name.replace(' ', '-')}.{batch}.{events}.out"
     command = [
@@ -90,15 +90,10 @@ def per_event(url: str, small: int, large: int, workers: int) -> dict[tuple[str,
         (name, batch, events) for batch in (1, 10) for name in CLIENTS for events in (small, large)
     ]
     with tempfile.TemporaryDirectory() as scratch, ThreadPoolExecutor(workers) as pool:
-        totals = dict(
-            zip(
-                jobs,
-                pool.map(
-                    lambda job: instructions(job[0], url, job[2], job[1], Path(scratch)), jobs
-                ),
-                strict=True,
-            )
+        counted = pool.map(
+            lambda job: instructions(job[0], job[1], job[2], url, Path(scratch)), jobs
         )
+        totals = dict(zip(jobs, counted, strict=True))
     return {
         (name, batch): (totals[name, batch, large] - totals[name, batch, small]) / (large - small)
         for batch in (1, 10)

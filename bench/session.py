@@ -264,13 +264,14 @@ async def _paired_rounds(
 ) -> None:
     """Rounds of the library and plain aiohttp alone, back to back: their ratios join
     ``ratios``."""
+    baseline, library = PAIR
     for round_no in range(rounds):
         wall: dict[str, float] = {}
         cpu: dict[str, float] = {}
         for name in round_order(PAIR, PAIR, round_no):
             wall[name], cpu[name] = await fan_out(workers, total, clients[name])
-        ratios.wall.extend(_per_round([wall[PAIR[0]]], [wall[PAIR[1]]]))
-        ratios.cpu.extend(_per_round([cpu[PAIR[0]]], [cpu[PAIR[1]]]))
+        ratios.wall.append(wall[baseline] / wall[library])
+        ratios.cpu.append(cpu[baseline] / cpu[library])
 
 
 async def _rounds(
