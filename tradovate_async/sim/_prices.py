@@ -13,12 +13,14 @@ here too, because prices are whole ticks of them.
 
 from __future__ import annotations
 
+import array
 import dataclasses
 import functools
 import itertools
 import math
 import random
 import zlib
+from collections.abc import Sequence
 from typing import Final
 
 __all__ = ["HOUR", "PricePath", "ProductSpec", "product_of", "product_spec", "root_spec"]
@@ -90,12 +92,17 @@ def root_spec(root: str) -> ProductSpec:
     )
 
 
+#: Hours of prices kept per path. An hour is 32 KB (an array of 3,600 doubles and 3,600 size
+#: bytes): a simulator that runs for weeks keeps at most this many, about 1.5 MB.
+_HOURS_KEPT: Final = 48
+
+
 class PricePath:
     """Prices and trade sizes per second of market time, for any contract."""
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
-        self._hour = functools.lru_cache(maxsize=256)(self._make_hour)
+        self._hour = functools.lru_cache(maxsize=_HOURS_KEPT)(self._make_hour)
 
     def _anchor(self, cid: int, hour: int, base: float, tick: float) -> float:
         """A bounded, deterministic price for the start of ``hour`` (about +-2% of base)."""
@@ -106,7 +113,7 @@ class PricePath:
 
     def _make_hour(
         self, cid: int, hour: int, base: float, tick: float
-    ) -> tuple[tuple[float, ...], tuple[int, ...]]:
+    ) -> tuple[Sequence[float], Sequence[int]]:
         rng = random.Random(zlib.crc32(f"{self.seed}:{cid}:{hour}:walk".encode()))
         start = self._anchor(cid, hour, base, tick)
         end = self._anchor(cid, hour + 1, base, tick)
@@ -114,15 +121,15 @@ class PricePath:
         drift = (end - start) / tick - walk[-1]
         first = start / tick
         per_second = drift / HOUR
-        prices = tuple(
-            round(round(first + walk[i] + per_second * i) * tick, 9) for i in range(HOUR)
+        prices = array.array(
+            "d", (round(round(first + walk[i] + per_second * i) * tick, 9) for i in range(HOUR))
         )
-        sizes = tuple(rng.choices(_SIZES, k=HOUR))
+        sizes = bytes(rng.choices(_SIZES, k=HOUR))
         return prices, sizes
 
     def hour(
         self, cid: int, hour: int, base: float, tick: float
-    ) -> tuple[tuple[float, ...], tuple[int, ...]]:
+    ) -> tuple[Sequence[float], Sequence[int]]:
         """Prices and trade sizes of each second of ``hour`` (epoch hours)."""
         return self._hour(cid, hour, base, tick)
 
