@@ -1,5 +1,6 @@
 """The simulator's price path: deterministic per seed, and bounded in memory however long the
-simulator runs (the soak runs 30 simulated days; an hour of prices is kept, not every hour)."""
+simulator runs (the soak runs 30 simulated days; the last 48 hours drawn are kept, not every
+hour, and an hour drawn again is the same)."""
 
 from __future__ import annotations
 
